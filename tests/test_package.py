@@ -1,0 +1,33 @@
+import wanrecipe
+from wanrecipe import errors, wire
+
+
+def test_all_is_sorted_and_complete():
+    assert wanrecipe.__all__ == sorted(wanrecipe.__all__)
+    public = {n for n in dir(wanrecipe) if not n.startswith("_")} - {
+        "annotations", "errors", "wire", "images", "redact", "cli", "recipe", "emulator",
+        "backends", "executor", "api", "report", "store", "quota", "polling",
+    }
+    assert public <= set(wanrecipe.__all__)
+
+
+def test_every_error_inherits_the_root():
+    for name in dir(errors):
+        obj = getattr(errors, name)
+        if isinstance(obj, type) and issubclass(obj, Exception) and obj.__module__ == errors.__name__:
+            assert issubclass(obj, errors.WanRecipeError), name
+
+
+def test_function_table_is_complete():
+    assert set(wire.FUNCTION_PARAMS) == set(wire.FUNCTIONS) == set(wire.FUNCTION_SUMMARIES)
+    for names in wire.FUNCTION_PARAMS.values():
+        assert set(names) <= set(wire.PARAMS)
+
+
+def test_diagnostic_format():
+    d = errors.Diagnostic("recipes/x.yaml", 14, 7, "steps.up.parameters.upscale_factor",
+                          "7 is greater than the maximum of 4", hint="use 1 to 4")
+    assert d.format() == (
+        "recipes/x.yaml:14:7: error: steps.up.parameters.upscale_factor: "
+        "7 is greater than the maximum of 4\n  hint: use 1 to 4"
+    )

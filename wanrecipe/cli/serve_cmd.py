@@ -1,0 +1,1 @@
+"""serve: run the local emulator."""

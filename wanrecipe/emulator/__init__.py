@@ -1,0 +1,1 @@
+"""The local DashScope image-edit server (see docs/architecture.md)."""

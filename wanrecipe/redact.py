@@ -1,0 +1,43 @@
+"""Keep secrets out of logs, records, lock files and error messages.
+
+API keys travel in the Authorization header; result URLs are signed in their query string; data
+URIs are just large. Everything we write down passes through these.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "set-cookie"})
+_BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")
+_SK = re.compile(r"\bsk-[A-Za-z0-9_-]{6,}")
+_URL = re.compile(r"\b(?:https?|oss)://[^\s\"'<>]+")
+
+
+def redact_url(url: str) -> str:
+    """Drop the query string and fragment (signatures live there); shorten data URIs."""
+    if url.startswith("data:"):
+        head, _, payload = url.partition(",")
+        return f"{head},<{len(payload)} chars>"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    query = "<redacted>" if parts.query else ""
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: ("<redacted>" if k.lower() in _SECRET_HEADERS else v) for k, v in headers.items()}
+
+
+def redact_text(text: str) -> str:
+    """Scrub bearer tokens, sk- keys and signed URL query strings from free text."""
+    text = _BEARER.sub(r"\1<redacted>", text)
+    text = _SK.sub("sk-<redacted>", text)
+    return _URL.sub(lambda m: redact_url(m.group(0)), text)

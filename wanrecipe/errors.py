@@ -68,6 +68,10 @@ class UsageError(WanRecipeError, ValueError):
     """The command line or API call is inconsistent (unknown backend, missing key, ...)."""
 
 
+class StoreError(WanRecipeError, RuntimeError):
+    """The state directory (image store, journal) is unusable or was asked an impossible change."""
+
+
 class BackendError(WanRecipeError, RuntimeError):
     """The service answered with an error, or could not be reached.
 
@@ -94,11 +98,37 @@ class BackendError(WanRecipeError, RuntimeError):
 
 
 class TransportError(BackendError, ConnectionError):
-    """No usable response: connection refused or dropped, timeout, malformed body."""
+    """No usable response: connection refused or dropped, timeout, malformed body.
+
+    ``reached_server`` says whether the request may have been acted on: ``False`` when it surely
+    never reached the server (refused, DNS, connect timeout: a submit is safe to repeat),
+    ``True`` when it did (a malformed answer), ``None`` when unknown (dropped or timed out after
+    sending: a submit may have created a task).
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int = 0,
+        request_id: str | None = None,
+        task_id: str | None = None,
+        reached_server: bool | None = None,
+    ) -> None:
+        super().__init__(code, message, status=status, request_id=request_id, task_id=task_id)
+        self.reached_server = reached_server
 
 
 class TaskFailed(BackendError):
     """A task ended FAILED, CANCELED or UNKNOWN."""
+
+
+class TaskWaitTimeout(BackendError, TimeoutError):
+    """A task did not reach a terminal state within the allowed wait (code ``WaitTaskTimeout``).
+
+    The task may still be running (and bill): re-attach to ``task_id`` rather than re-submit.
+    """
 
 
 class RunInterrupted(WanRecipeError):

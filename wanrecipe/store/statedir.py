@@ -1,0 +1,62 @@
+"""The state directory: ``state.db`` (the journal) and ``objects/`` (the blob store) together."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from ..errors import StoreError
+from .blobs import BlobStore, fsync_dir
+from .journal import Journal
+
+DB_NAME: Final = "state.db"
+OBJECTS_NAME: Final = "objects"
+#: Ignore everything inside: cached images and the database never belong in version control.
+GITIGNORE: Final = "*\n"
+
+
+@dataclass
+class StateDir:
+    """An open state directory. Close it (or use ``with``) to release the database."""
+
+    path: Path
+    blobs: BlobStore
+    journal: Journal
+
+    @classmethod
+    def open(cls, path: Path, *, busy_timeout_s: float = 30.0) -> StateDir:
+        """Open ``path``, creating it (with ``state.db``, ``objects/`` and a ``.gitignore``)."""
+        path = Path(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            _write_gitignore(path)
+            blobs = BlobStore(path / OBJECTS_NAME)
+        except NotADirectoryError as exc:
+            raise StoreError(f"{path}: not a directory, cannot hold wanrecipe state") from exc
+        except PermissionError as exc:
+            raise StoreError(f"{path}: cannot create the state directory: {exc.strerror}") from exc
+        journal = Journal(path / DB_NAME, blobs, busy_timeout_s=busy_timeout_s)
+        # Leftovers of crashed writers; an hour is far longer than any single blob write.
+        blobs.clean_tmp(older_than_s=3600.0)
+        return cls(path, blobs, journal)
+
+    def close(self) -> None:
+        self.journal.close()
+
+    def __enter__(self) -> StateDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _write_gitignore(path: Path) -> None:
+    target = path / ".gitignore"
+    if target.exists():
+        return
+    tmp = path / f".gitignore.{os.getpid()}.tmp"
+    tmp.write_text(GITIGNORE, encoding="utf-8")
+    os.replace(tmp, target)
+    fsync_dir(path)

@@ -1,0 +1,315 @@
+"""Task store and lifecycle: PENDING -> RUNNING -> SUCCEEDED | FAILED, PENDING -> CANCELED.
+
+The scheduler hands out ``concurrency`` running slots in submission order; a task's latency
+clock starts when it gets its slot. Engines run in an executor (a process pool by default) so
+the event loop keeps answering queries while images are computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .. import wire
+from ..errors import BackendError
+from .config import EmulatorConfig
+from .engines import EditRequest, EditResult, derive_seed, render
+from .faults import TASK_FAULT_CODES, FaultInjector
+from .inputs import Fetcher
+from .stats import Stats
+from .storage import BlobStore, Signer, result_key, result_path
+from .validation import SubmitRequest, api_error, check_inputs
+
+log = logging.getLogger(__name__)
+
+_OUTPUT_FAULT = wire.ERRORS["InternalError.Timeout"]
+
+
+@dataclass
+class Task:
+    task_id: str
+    request: SubmitRequest
+    seed: int
+    index: int  # submission order, for deterministic draws
+    own_port: int
+    submit_time: float
+    api_key_id: str
+    fault: str | None = None
+    status: str = "PENDING"
+    scheduled_time: float | None = None
+    end_time: float | None = None
+    code: str | None = None
+    message: str | None = None
+    #: per output: a signed path ("/results/...png?Expires=..") or an error (code, message)
+    results: list[str | tuple[str, str]] = field(default_factory=list)
+    inputs: tuple[bytes, bytes | None] | None = None  # pre-fetched when validated at submit
+
+    @property
+    def succeeded(self) -> int:
+        return sum(isinstance(r, str) for r in self.results)
+
+    def metrics(self) -> dict[str, int]:
+        n = self.request.n
+        if self.status in ("SUCCEEDED", "FAILED"):
+            return {"TOTAL": n, "SUCCEEDED": self.succeeded, "FAILED": n - self.succeeded}
+        return {"TOTAL": n, "SUCCEEDED": 0, "FAILED": 0}
+
+
+class TaskManager:
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        *,
+        stats: Stats,
+        faults: FaultInjector,
+        store: BlobStore,
+        signer: Signer,
+        executor: Callable[[], Executor],
+        fetcher: Callable[[], Fetcher],
+    ) -> None:
+        self.config = config
+        self.stats = stats
+        self.faults = faults
+        self.store = store
+        self.signer = signer
+        self._executor = executor
+        self._fetcher = fetcher
+        self.tasks: dict[str, Task] = {}
+        self._queue: deque[Task] = deque()
+        self._running: set[asyncio.Task[None]] = set()
+        self._count = 0
+        self._tz = timezone(timedelta(hours=config.utc_offset_hours))
+
+    # -- submission -------------------------------------------------------------------------
+
+    def admit(self) -> None:
+        """Raise 429 Throttling.AllocationQuota when rejecting over-concurrency submits."""
+        cfg = self.config
+        if cfg.over_concurrency != "reject" or cfg.concurrency == 0:
+            return
+        busy = self.stats.running + len(self._queue)
+        if busy >= cfg.concurrency:
+            self.stats.throttles["concurrency"] += 1
+            raise api_error("Throttling.AllocationQuota")
+
+    def create(
+        self,
+        request: SubmitRequest,
+        *,
+        own_port: int,
+        api_key: str,
+        inputs: tuple[bytes, bytes | None] | None = None,
+    ) -> Task:
+        index = self._count
+        self._count += 1
+        seed = request.seed if request.seed is not None else self._draw_seed(index)
+        task = Task(
+            task_id=str(uuid.uuid4()),
+            request=request,
+            seed=seed,
+            index=index,
+            own_port=own_port,
+            submit_time=self.config.clock(),
+            api_key_id=hashlib.sha256(api_key.encode()).hexdigest()[:12],
+            fault=self.faults.pick("task"),
+            inputs=inputs,
+        )
+        self.tasks[task.task_id] = task
+        self.stats.tasks["PENDING"] += 1
+        self._queue.append(task)
+        self._pump()
+        return task
+
+    def _draw_seed(self, index: int) -> int:
+        return random.Random(f"{self.config.seed}:seed:{index}").randrange(2**31)
+
+    def _pump(self) -> None:
+        limit = self.config.concurrency
+        while self._queue and (limit == 0 or self.stats.running < limit):
+            task = self._queue.popleft()
+            self.stats.task_started()
+            job = asyncio.get_running_loop().create_task(self._run(task))
+            self._running.add(job)
+            job.add_done_callback(self._running.discard)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task | None:
+        task = self.tasks.get(task_id)
+        if task is not None and self._expired(task):
+            self._forget(task)
+            return None
+        return task
+
+    def cancel(self, task_id: str) -> bool:
+        task = self.get(task_id)
+        if task is None or task.status != "PENDING":
+            return False
+        self._queue.remove(task)
+        task.status = "CANCELED"
+        task.end_time = self.config.clock()
+        task.inputs = None
+        self.stats.tasks["CANCELED"] += 1
+        return True
+
+    def live_counts(self) -> Counter[str]:
+        return Counter(t.status for t in self.tasks.values())
+
+    def _expired(self, task: Task) -> bool:
+        return (
+            task.status in wire.TERMINAL_STATUSES
+            and self.config.clock() >= task.submit_time + self.config.task_ttl
+        )
+
+    def _forget(self, task: Task) -> None:
+        del self.tasks[task.task_id]
+        self.stats.tasks_expired += 1
+        if task.results:
+            job = asyncio.get_running_loop().create_task(
+                self.store.delete_prefix(f"results/{task.task_id}/")
+            )
+            self._running.add(job)
+            job.add_done_callback(self._running.discard)
+
+    def sweep(self) -> None:
+        """Forget every expired task (also done lazily on access)."""
+        for task in [t for t in self.tasks.values() if self._expired(t)]:
+            self._forget(task)
+
+    async def close(self) -> None:
+        for job in list(self._running):
+            job.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _latency(self, task: Task) -> float:
+        latency = self.config.latency
+        if latency == "fast":
+            return 0.0
+        if latency == "realistic":
+            return random.Random(f"{self.config.seed}:latency:{task.index}").uniform(5.0, 15.0)
+        return float(latency)
+
+    async def _run(self, task: Task) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._latency(task)
+        task.status = "RUNNING"
+        task.scheduled_time = self.config.clock()
+        self.stats.tasks["RUNNING"] += 1
+        try:
+            if task.fault is not None:
+                await asyncio.sleep(max(0.0, deadline - loop.time()))
+                code = TASK_FAULT_CODES[task.fault]
+                raise api_error(code)
+            await self._compute(task)
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            if task.succeeded:
+                self._finish(task, "SUCCEEDED")
+            else:
+                code, message = next(r for r in task.results if isinstance(r, tuple))
+                self._finish(task, "FAILED", code, message)
+        except BackendError as exc:
+            self._finish(task, "FAILED", exc.code, exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("task %s: engine failure", task.task_id)
+            error = wire.ERRORS["InternalError.Algo"]
+            self._finish(task, "FAILED", error.code, error.message)
+        finally:
+            task.inputs = None
+            self.stats.running -= 1
+            self._pump()
+
+    async def _compute(self, task: Task) -> None:
+        req = task.request
+        if task.inputs is None:
+            fetcher = self._fetcher()
+            now = self.config.clock()
+            base = await fetcher.fetch(req.base, own_port=task.own_port, now=now)
+            mask = (
+                None
+                if req.mask is None
+                else await fetcher.fetch(req.mask, own_port=task.own_port, now=now)
+            )
+            check_inputs(req, base, mask, self.config.max_output_pixels)
+        else:
+            base, mask = task.inputs
+        loop = asyncio.get_running_loop()
+        executor = self._executor()
+        jobs: list[asyncio.Future[EditResult] | None] = []
+        for i in range(req.n):
+            if self.faults.pick("output") is not None:
+                jobs.append(None)
+                continue
+            edit = EditRequest(
+                function=req.function,
+                image=base,
+                prompt=req.prompt,
+                parameters=req.parameters,
+                seed=derive_seed(task.seed, i),
+                index=i,
+                mask=mask,
+                badge=self.config.badge,
+            )
+            jobs.append(loop.run_in_executor(executor, render, edit))
+        done = await asyncio.gather(*(j for j in jobs if j is not None))
+        rendered = iter(done)
+        now = self.config.clock()
+        for i, job in enumerate(jobs):
+            if job is None:
+                task.results.append((_OUTPUT_FAULT.code, _OUTPUT_FAULT.message))
+                self.stats.failed_outputs += 1
+                continue
+            result = next(rendered)
+            await self.store.put(result_key(task.task_id, i), result.png)
+            path = result_path(task.task_id, i)
+            task.results.append(
+                f"{path}?{self.signer.signed_query(path, now, self.config.url_ttl)}"
+            )
+
+    def _finish(
+        self, task: Task, status: str, code: str | None = None, message: str | None = None
+    ) -> None:
+        task.status = status
+        task.code, task.message = code, message
+        task.end_time = self.config.clock()
+        self.stats.tasks[status] += 1
+        if status == "SUCCEEDED":
+            self.stats.billed_images += task.succeeded
+
+    # -- bodies -----------------------------------------------------------------------------
+
+    def timestamp(self, t: float) -> str:
+        return datetime.fromtimestamp(t, self._tz).strftime(wire.TIME_FORMAT)[:-3]
+
+    def output(self, task: Task, origin: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The ``output`` object of a query answer, and ``usage`` when there is one."""
+        out: dict[str, Any] = {"task_id": task.task_id, "task_status": task.status}
+        out["submit_time"] = self.timestamp(task.submit_time)
+        if task.scheduled_time is not None:
+            out["scheduled_time"] = self.timestamp(task.scheduled_time)
+        if task.end_time is not None:
+            out["end_time"] = self.timestamp(task.end_time)
+        usage = None
+        if task.status == "SUCCEEDED":
+            out["results"] = [
+                {"url": origin + r} if isinstance(r, str) else {"code": r[0], "message": r[1]}
+                for r in task.results
+            ]
+            usage = {"image_count": task.succeeded}
+        elif task.status == "FAILED":
+            out["code"] = task.code
+            out["message"] = task.message
+        out["task_metrics"] = task.metrics()
+        return out, usage

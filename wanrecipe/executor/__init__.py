@@ -1,0 +1,1 @@
+"""The runner: quota-aware async DAG execution against a DashScope-compatible backend."""

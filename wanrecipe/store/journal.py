@@ -260,6 +260,10 @@ class Journal:
         self.close()
 
     def _migrate(self) -> None:
+        with self._lock, self._translated():
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return  # the common case needs no write lock, so opening never waits on a writer
         with self._write() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:

@@ -33,7 +33,7 @@ class StateDir:
             path.mkdir(parents=True, exist_ok=True)
             _write_gitignore(path)
             blobs = BlobStore(path / OBJECTS_NAME)
-        except NotADirectoryError as exc:
+        except (NotADirectoryError, FileExistsError) as exc:
             raise StoreError(f"{path}: not a directory, cannot hold wanrecipe state") from exc
         except PermissionError as exc:
             raise StoreError(f"{path}: cannot create the state directory: {exc.strerror}") from exc

@@ -3,25 +3,37 @@
 The emulator calls :func:`render` in a worker process, one call per output image. Everything
 crossing that boundary is plain bytes and builtins so it pickles cheaply.
 
-This module holds the interface and the geometry rules; the per-function engines live in the
-modules beside it.
+This module holds the interface, the geometry rules and the dispatch; the per-function engines
+live in the modules beside it (docs/engines.md says what each really does).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from PIL import Image, PngImagePlugin
+from wanrecipe import wire
+from wanrecipe.errors import ImageInputError
+
+if TYPE_CHECKING:
+    from .common import Job, Outcome
 
 Fidelity = Literal["real", "approximate", "placeholder"]
 
 #: Default cap on output pixels (about 64 MP); the emulator refuses bigger outputs with
 #: InvalidParameter. What the real service does there is unknown (local-engines.md §3).
 DEFAULT_MAX_OUTPUT_PIXELS = 64 * 1024 * 1024
+
+
+#: Per-function budgets (seconds) for the heavy steps, sized to the 2-core targets at 1024².
+DEFAULT_TIME_BUDGETS: Mapping[str, float] = {"expand": 10.0}
+
+
+class OutputTooLargeError(ImageInputError):
+    """The requested output would exceed the configured pixel cap."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,10 @@ class EditRequest:
     index: int = 0  # which of the n outputs
     mask: bytes | None = None
     badge: bool = False  # draw a visible fidelity badge
+    #: Refuse (OutputTooLargeError) outputs above this many pixels; the server checks first.
+    max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
+    #: Seconds after which heavy steps take their fast path; None = per-function default.
+    time_budget: float | None = None
 
 
 @dataclass(frozen=True)
@@ -46,7 +62,9 @@ class EditResult:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-def output_size(function: str, width: int, height: int, parameters: Mapping[str, Any]) -> tuple[int, int]:
+def output_size(
+    function: str, width: int, height: int, parameters: Mapping[str, Any]
+) -> tuple[int, int]:
     """The size of an output image, from the input size and parameters (local-engines.md §3)."""
     if function == "expand":
         left = float(parameters.get("left_scale", 1.0))
@@ -70,17 +88,77 @@ def derive_seed(seed: int, index: int) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
+def _engines() -> dict[str, Callable[[Job], Outcome]]:
+    from . import cartoon, colorize, describe, doodle, expand, stylize, super_resolution, watermark
+
+    return {
+        "stylization_all": stylize.run_all,
+        "stylization_local": stylize.run_local,
+        "description_edit": describe.run_global,
+        "description_edit_with_mask": describe.run_masked,
+        "remove_watermark": watermark.run,
+        "expand": expand.run,
+        "super_resolution": super_resolution.run,
+        "colorization": colorize.run,
+        "doodle": doodle.run,
+        "control_cartoon_feature": cartoon.run,
+    }
+
+
 def render(request: EditRequest) -> EditResult:
-    """Perform the edit. Placeholder until the engines land: a correctly sized, deterministic
-    image made from the input, labelled ``placeholder``."""
-    with Image.open(io.BytesIO(request.image)) as im:
-        im.draft("RGB", im.size)
-        rgb = im.convert("RGB")
-    size = output_size(request.function, rgb.width, rgb.height, request.parameters)
-    out = rgb.resize(size, Image.Resampling.BILINEAR) if size != rgb.size else rgb
-    info = PngImagePlugin.PngInfo()
-    info.add_text("wanrecipe:fidelity", "placeholder")
-    info.add_text("wanrecipe:engine", "resize")
-    buf = io.BytesIO()
-    out.save(buf, format="PNG", pnginfo=info, compress_level=1)
-    return EditResult(buf.getvalue(), out.width, out.height, "placeholder", "resize")
+    """Perform the edit on the CPU and encode the result as a labelled PNG.
+
+    Raises :class:`~wanrecipe.errors.ImageInputError` for undecodable or oversized inputs,
+    :class:`OutputTooLargeError` when the output would exceed ``request.max_output_pixels``, and
+    ``ValueError`` for an unknown function.
+    """
+    from .common import Job
+    from .decode import decode_image, decode_mask
+    from .encode import encode_png
+
+    started = time.monotonic()
+    engines = _engines()
+    if request.function not in engines:
+        raise ValueError(f"unknown function {request.function!r}")
+    rgb = decode_image(request.image)
+    height, width = rgb.shape[:2]
+    out_w, out_h = output_size(request.function, width, height, request.parameters)
+    if out_w * out_h > request.max_output_pixels:
+        raise OutputTooLargeError(
+            f"output {out_w}x{out_h} exceeds the cap of {request.max_output_pixels} pixels"
+        )
+    mask = None
+    if request.function in wire.MASK_FUNCTIONS:
+        if request.mask is None:
+            raise ImageInputError(f"{request.function} needs a mask image")
+        mask = decode_mask(request.mask, (width, height))
+    budget = request.time_budget
+    if budget is None:
+        budget = DEFAULT_TIME_BUDGETS.get(request.function, 1.5)
+    job = Job(
+        function=request.function,
+        rgb=rgb,
+        prompt=request.prompt[: wire.PROMPT_MAX_CHARS],  # the service truncates, never refuses
+        parameters=request.parameters,
+        seed=request.seed,
+        index=request.index,
+        mask=mask,
+        deadline=started + budget,
+    )
+    outcome = engines[request.function](job)
+    result = outcome.rgb
+    if (result.shape[1], result.shape[0]) != (out_w, out_h):  # pragma: no cover - engine bug guard
+        raise RuntimeError(
+            f"{request.function} engine returned {result.shape[1]}x{result.shape[0]}, "
+            f"expected {out_w}x{out_h}"
+        )
+    png = encode_png(
+        result,
+        function=request.function,
+        fidelity=outcome.fidelity,
+        engine=outcome.engine,
+        notes=outcome.notes,
+        watermark=bool(request.parameters.get("watermark", False)),
+        badge=request.badge,
+    )
+    return EditResult(png, out_w, out_h, outcome.fidelity, outcome.engine, dict(outcome.notes))

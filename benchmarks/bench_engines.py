@@ -1,0 +1,108 @@
+"""Time and peak memory of each engine at 1024² and 2048² (and super_resolution x4 to 4096²).
+
+Each case runs in a fresh subprocess so its peak RSS is its own. Times cover the whole
+``render`` call: decode, the edit, and PNG encoding.
+
+    .venv/bin/python benchmarks/bench_engines.py            # all cases
+    .venv/bin/python benchmarks/bench_engines.py --sizes 1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "engines"))
+
+#: (label, function, parameters, prompt, input kind). Defaults unless the label says otherwise.
+CASES: list[tuple[str, str, dict[str, Any], str, str]] = [
+    ("stylization_all", "stylization_all", {"strength": 0.5}, "法国绘本风格", "photo"),
+    ("stylization_local", "stylization_local", {}, "把房子变成木板风格", "photo"),
+    ("description_edit", "description_edit", {"strength": 0.5}, "make it black and white", "photo"),
+    ("description_edit_with_mask", "description_edit_with_mask", {}, "", "photo+mask"),
+    ("remove_watermark", "remove_watermark", {}, "去除水印", "text"),
+    ("expand (defaults)", "expand", {}, "a wide valley", "photo"),
+    ("expand 1.5 all sides", "expand",
+     {k: 1.5 for k in ("top_scale", "bottom_scale", "left_scale", "right_scale")}, "", "photo"),
+    ("super_resolution x1", "super_resolution", {"upscale_factor": 1}, "", "photo"),
+    ("super_resolution x4", "super_resolution", {"upscale_factor": 4}, "", "photo"),
+    ("colorization", "colorization", {}, "蓝色背景，黄色的叶子", "grey"),
+    ("doodle", "doodle", {"is_sketch": False}, "a cosy house, red roof", "photo"),
+    ("control_cartoon_feature", "control_cartoon_feature", {}, "in a forest", "cartoon"),
+]  # fmt: skip
+
+
+def one(index: int, size: int) -> dict[str, Any]:
+    import cv2
+    import numpy as np
+    import scenes
+
+    from wanrecipe.emulator import engines
+
+    label, function, params, prompt, kind = CASES[index]
+    if function == "super_resolution" and params.get("upscale_factor") == 4 and size > 1024:
+        return {"label": label, "size": size, "skipped": "x4 above 1024 exceeds the 64 MP cap"}
+    photo = scenes.landscape(size)
+    mask = None
+    if kind == "text":
+        photo, _ = scenes.with_text(photo)
+    elif kind == "grey":
+        photo = cv2.cvtColor(cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    elif kind == "cartoon":
+        photo = scenes.cartoon(size)
+    elif kind == "photo+mask":
+        hole = np.zeros((size, size), np.uint8)
+        cv2.circle(hole, (int(size * 0.585), int(size * 0.82)), int(size * 0.045), 1, -1)
+        mask = scenes.mask_bytes(hole > 0)
+    full = {"n": 1, "watermark": False, **params}
+    request = engines.EditRequest(function, scenes.png_bytes(photo), prompt, full, 7, 0, mask)
+    engines._engines()  # import the engine modules before timing
+    start = time.perf_counter()
+    result = engines.render(request)
+    elapsed = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "label": label,
+        "size": size,
+        "out": f"{result.width}x{result.height}",
+        "seconds": round(elapsed, 3),
+        "peak_rss_mb": round(peak_mb),
+        "engine": result.engine,
+        "fidelity": result.fidelity,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048])
+    parser.add_argument("--one", type=int, nargs=2, metavar=("CASE", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one(*args.one)))
+        return
+    print(f"{'case':32} {'input':>9} {'output':>11} {'seconds':>8} {'peak MB':>8}  engine")
+    for size in args.sizes:
+        for i in range(len(CASES)):
+            proc = subprocess.run(
+                [sys.executable, __file__, "--one", str(i), str(size)],
+                capture_output=True, text=True, check=True, cwd=ROOT,
+            )  # fmt: skip
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            if "skipped" in row:
+                print(f"{row['label']:32} {size:>9} skipped: {row['skipped']}")
+                continue
+            print(
+                f"{row['label']:32} {size:>9} {row['out']:>11} {row['seconds']:>8.2f} "
+                f"{row['peak_rss_mb']:>8}  {row['engine']} ({row['fidelity']})"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Hole filling shared by removal, watermark removal and expand.
+
+PatchMatch (``pypatchmatch``) per hole on a region of interest at a capped working size; Telea
+when PatchMatch is missing, the hole is a thin stroke, or the time budget would be exceeded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import ModuleType
+
+import cv2
+import numpy as np
+
+from .common import working_size
+
+log = logging.getLogger(__name__)
+
+#: Cap on the pixels PatchMatch works on per region (local-engines.md §1.4: ~1 MP).
+PATCHMATCH_MAX_PIXELS = 700_000
+
+
+def patchmatch_cost(width: int, height: int, hole_pixels: int) -> float:
+    """Seconds PatchMatch (patch 3) takes on a region, fitted on the 2-core machine."""
+    scale = min(1.0, PATCHMATCH_MAX_PIXELS / float(width * height))
+    return 0.8e-6 * width * height * scale + 20e-6 * hole_pixels * scale
+
+
+def _load_patchmatch() -> ModuleType | None:
+    try:
+        from patchmatch import patch_match
+    except (ImportError, OSError):  # pragma: no cover - depends on the platform's wheel
+        return None
+    return patch_match if getattr(patch_match, "patchmatch_available", False) else None
+
+
+_PM = _load_patchmatch()
+
+
+def patchmatch_available() -> bool:
+    return _PM is not None
+
+
+def telea(rgb: np.ndarray, hole: np.ndarray, radius: int = 5) -> np.ndarray:
+    mask = hole.astype(np.uint8) * 255
+    return cv2.inpaint(rgb, mask, radius, cv2.INPAINT_TELEA)
+
+
+def _patchmatch(rgb: np.ndarray, hole: np.ndarray, seed: int) -> np.ndarray:
+    assert _PM is not None
+    _PM.set_random_seed(seed & 0xFFFFFFFF)
+    mask = np.ascontiguousarray(hole.astype(np.uint8)[..., None] * 255)
+    out = _PM.inpaint(np.ascontiguousarray(rgb), mask, patch_size=3)
+    return np.asarray(out, np.uint8)
+
+
+def _roi(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    x, y, w, h = box
+    band = max(48, 2 * min(w, h))
+    x0, y0 = max(0, x - band), max(0, y - band)
+    x1, y1 = min(shape[1], x + w + band), min(shape[0], y + h + band)
+    return x0, y0, x1, y1
+
+
+def _thin(hole: np.ndarray) -> bool:
+    """Strokes a few pixels wide: Telea is as good as PatchMatch there, and far cheaper."""
+    dist = cv2.distanceTransform(hole.astype(np.uint8), cv2.DIST_L2, 3)
+    return float(dist.max()) <= 3.0
+
+
+def fill_region(
+    rgb: np.ndarray, hole: np.ndarray, seed: int, max_pixels: int = PATCHMATCH_MAX_PIXELS
+) -> np.ndarray:
+    """PatchMatch on the whole of ``rgb`` at a working size of at most ``max_pixels``; only
+    hole pixels of the result differ from ``rgb``."""
+    h, w = hole.shape
+    ww, wh, scale = working_size(w, h, max_pixels)
+    if scale < 1.0:
+        small = cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA)
+        small_hole = cv2.resize(hole.astype(np.uint8), (ww, wh), interpolation=cv2.INTER_AREA) > 0
+        filled = cv2.resize(
+            _patchmatch(small, small_hole, seed), (w, h), interpolation=cv2.INTER_CUBIC
+        )
+    else:
+        filled = _patchmatch(rgb, hole, seed)
+    out = rgb.copy()
+    out[hole] = filled[hole]
+    return out
+
+
+def fill_holes(
+    rgb: np.ndarray, hole: np.ndarray, seed: int, deadline: float, *, grow: int = 2
+) -> tuple[np.ndarray, str]:
+    """Fill ``hole`` (HxW bool). Returns the image and the method used ("patchmatch", "telea",
+    "patchmatch+telea" when the budget ran out part-way, or "none" for an empty hole)."""
+    if not hole.any():
+        return rgb.copy(), "none"
+    if grow:
+        # Antialiased object edges sit just outside a tight mask; take them out too.
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+        hole = cv2.dilate(hole.astype(np.uint8), k) > 0
+    if _PM is None or _thin(hole):
+        return telea(rgb, hole), "telea"
+    # Group nearby holes so each PatchMatch run sees its neighbours' surroundings.
+    grouped = cv2.dilate(hole.astype(np.uint8), np.ones((33, 33), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(grouped, connectivity=8)
+    out = rgb.copy()
+    used: set[str] = set()
+    order = sorted(range(1, count), key=lambda i: (int(stats[i, 1]), int(stats[i, 0])))
+    for i in order:
+        x0, y0, x1, y1 = _roi(tuple(int(v) for v in stats[i, :4]), rgb.shape)  # type: ignore[arg-type]
+        part = hole[y0:y1, x0:x1] & (labels[y0:y1, x0:x1] == i)
+        region = out[y0:y1, x0:x1]
+        if (
+            time.monotonic() + patchmatch_cost(region.shape[1], region.shape[0], int(part.sum()))
+            > deadline
+        ):
+            out[y0:y1, x0:x1] = telea(region, part)
+            used.add("telea")
+        else:
+            out[y0:y1, x0:x1] = fill_region(region, part, seed + i)
+            used.add("patchmatch")
+    return out, "+".join(sorted(used))

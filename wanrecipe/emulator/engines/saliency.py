@@ -1,0 +1,70 @@
+"""A guess at "the subject": spectral-residual saliency and a centre prior seeding GrabCut.
+
+No open-vocabulary segmenter ships in a wheel, so this cannot find the object a prompt names;
+it finds the most salient central region (local-engines.md §1.2).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .common import working_size
+
+GRABCUT_PIXELS = 320 * 320
+
+
+def saliency_map(rgb: np.ndarray, size: int = 64) -> np.ndarray:
+    """Spectral-residual saliency (Hou & Zhang 2007) times a centre prior, in [0, 1]."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(grey, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    spectrum = np.fft.fft2(small)
+    log_amp = np.log(np.abs(spectrum) + 1e-6).astype(np.float32)
+    residual = log_amp - cv2.blur(log_amp, (3, 3))
+    phase = np.angle(spectrum)
+    sal = np.abs(np.fft.ifft2(np.exp(residual + 1j * phase))) ** 2
+    sal = cv2.GaussianBlur(sal.astype(np.float32), (0, 0), 2.5)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / (size - 1) - 0.5
+    sal *= np.exp(-(xx**2 + yy**2) / (2 * 0.28**2))
+    sal = (sal - sal.min()) / (sal.max() - sal.min() + 1e-9)
+    return np.asarray(cv2.resize(sal, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR))
+
+
+def subject_mask(rgb: np.ndarray, seed: int) -> np.ndarray:
+    """A boolean HxW mask of the presumed subject (never empty, never the whole frame)."""
+    h, w = rgb.shape[:2]
+    ww, wh, _ = working_size(w, h, GRABCUT_PIXELS)
+    small = cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA)
+    sal = saliency_map(small)
+    gc: np.ndarray = np.full((wh, ww), cv2.GC_PR_BGD, np.uint8)
+    gc[sal >= np.quantile(sal, 0.75)] = cv2.GC_PR_FGD
+    gc[sal >= np.quantile(sal, 0.97)] = cv2.GC_FGD
+    border = max(2, min(ww, wh) // 40)
+    gc[:border], gc[-border:], gc[:, :border], gc[:, -border:] = (cv2.GC_BGD,) * 4
+    bgd: np.ndarray = np.zeros((1, 65), np.float64)
+    fgd: np.ndarray = np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(seed & 0x7FFFFFFF)
+    try:
+        cv2.grabCut(
+            cv2.cvtColor(small, cv2.COLOR_RGB2BGR),
+            gc,
+            (0, 0, 1, 1),
+            bgd,
+            fgd,
+            4,
+            cv2.GC_INIT_WITH_MASK,
+        )
+        fg: np.ndarray = np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    except cv2.error:
+        fg = (sal >= np.quantile(sal, 0.75)).astype(np.uint8)
+    count, labels, _stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    if count > 1:
+        # The component holding the most saliency, not merely the biggest one.
+        scores = np.bincount(labels.ravel(), weights=sal.ravel(), minlength=count)
+        scores[0] = -1
+        fg = (labels == int(np.argmax(scores))).astype(np.uint8)
+    fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+    if fg.sum() < 0.01 * ww * wh or fg.sum() > 0.9 * ww * wh:
+        fg = (sal >= np.quantile(sal, 0.8)).astype(np.uint8)
+    full = cv2.resize(fg * 255, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.asarray(full >= 128)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .api import ValidationReport, load_recipe, plan_recipe, validate_recipe
 from .errors import (
     BackendError,
     Diagnostic,
@@ -15,16 +16,27 @@ from .errors import (
     UsageError,
     WanRecipeError,
 )
+from .recipe.model import Recipe
+from .recipe.plan import Plan
+from .recipe.render import RenderedStep, render_step
 
 __all__ = [
     "BackendError",
     "Diagnostic",
     "ImageInputError",
+    "Plan",
+    "Recipe",
     "RecipeError",
+    "RenderedStep",
     "RunInterrupted",
     "TaskFailed",
     "TransportError",
     "UsageError",
+    "ValidationReport",
     "WanRecipeError",
     "__version__",
+    "load_recipe",
+    "plan_recipe",
+    "render_step",
+    "validate_recipe",
 ]

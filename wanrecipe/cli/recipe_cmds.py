@@ -1,1 +1,189 @@
-"""validate, plan, graph, schema."""
+"""validate, plan, graph, schema: the commands that check a recipe without running it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import click
+
+from .. import api
+from ..errors import Diagnostic, RecipeError, UsageError
+from ..recipe import graph_export
+from ..recipe.params import parse_assignments
+from ..recipe.plan import Quota, format_plan
+from ..recipe.schema import schema_text
+from . import EXIT_INVALID, main
+
+_param_option = click.option(
+    "-p",
+    "--param",
+    "param_items",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a param (converted to its declared type). Repeatable.",
+)
+_params_file_option = click.option(
+    "--params",
+    "params_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Read params from a YAML or JSON mapping. Repeatable; -p wins.",
+)
+
+
+def _params(items: Sequence[str]) -> dict[str, object]:
+    try:
+        return dict(parse_assignments(items))
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _echo_diagnostics(diagnostics: Iterable[Diagnostic]) -> None:
+    for d in diagnostics:
+        click.echo(d.format(), err=True)
+
+
+@main.command()
+@click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@_param_option
+@_params_file_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout.")
+def validate(
+    recipes: tuple[str, ...],
+    param_items: tuple[str, ...],
+    params_files: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Check recipes without running them: schema, templates, graph, params, local images.
+
+    Prints every problem as file:line:col to stderr. Exit 0 when all are valid (warnings
+    allowed), 2 otherwise.
+
+    \b
+    Example:
+      wanrecipe validate recipes/*.yaml
+      wanrecipe validate recipes/old-photo.yaml -p factor=4 --json
+    """
+    params = _params(param_items)
+    reports = [api.validate_recipe(path, params, params_files) for path in recipes]
+    for report in reports:
+        _echo_diagnostics(report.diagnostics)
+    ok = all(r.ok for r in reports)
+    if as_json:
+        click.echo(json.dumps({"ok": ok, "recipes": [r.to_dict() for r in reports]}, indent=2))
+    else:
+        for report in reports:
+            if report.ok:
+                warned = len(report.warnings)
+                note = f" ({warned} warning{'s' if warned != 1 else ''})" if warned else ""
+                click.echo(f"{report.file}: ok{note}")
+        failed = sum(1 for r in reports if not r.ok)
+        if failed:
+            errors = sum(len(r.errors) for r in reports)
+            click.echo(
+                f"{errors} error{'s' if errors != 1 else ''} in {failed} "
+                f"recipe{'s' if failed != 1 else ''}",
+                err=True,
+            )
+    if not ok:
+        raise SystemExit(EXIT_INVALID)
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@_param_option
+@_params_file_option
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout.")
+@click.option(
+    "--submit-rps", type=click.FloatRange(min=0, min_open=True), default=Quota.submit_rps,
+    show_default=True, help="Submissions per second the account allows.",
+)  # fmt: skip
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=Quota.concurrency, show_default=True,
+    help="Tasks the account runs at once.",
+)  # fmt: skip
+@click.option(
+    "--task-seconds", type=click.FloatRange(min=0), default=Quota.task_seconds,
+    show_default=True, help="Assumed duration of one task.",
+)  # fmt: skip
+def plan(
+    recipe: str,
+    param_items: tuple[str, ...],
+    params_files: tuple[str, ...],
+    as_json: bool,
+    submit_rps: float,
+    concurrency: int,
+    task_seconds: float,
+) -> None:
+    """Show what a run would do: steps by dependency level, billed images, cost, wall time.
+
+    Nothing is sent. The wall time is the shortest the quota allows (submissions per second,
+    tasks at once, typical task duration).
+
+    \b
+    Example:
+      wanrecipe plan recipes/old-photo.yaml -p factor=4
+      wanrecipe plan recipes/style-fanout.yaml --json
+    """
+    params = _params(param_items)
+    quota = Quota(submit_rps=submit_rps, concurrency=concurrency, task_seconds=task_seconds)
+    try:
+        result = api.plan_recipe(recipe, params, params_files, quota=quota)
+    except RecipeError as exc:
+        _echo_diagnostics(exc.diagnostics)
+        raise SystemExit(EXIT_INVALID) from None
+    _echo_diagnostics(result.warnings)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        click.echo(format_plan(result))
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@_param_option
+@_params_file_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "dot"]),
+    default="mermaid",
+    show_default=True,
+    help="Mermaid (renders on GitHub) or Graphviz dot.",
+)
+def graph(
+    recipe: str, param_items: tuple[str, ...], params_files: tuple[str, ...], fmt: str
+) -> None:
+    """Print the step graph. Solid edges come from template references, dashed ones from needs.
+
+    \b
+    Example:
+      wanrecipe graph recipes/old-photo.yaml
+      wanrecipe graph recipes/style-fanout.yaml --format dot | dot -Tsvg > graph.svg
+    """
+    try:
+        loaded = api.load_recipe(recipe, _params(param_items), params_files)
+    except RecipeError as exc:
+        _echo_diagnostics(exc.diagnostics)
+        raise SystemExit(EXIT_INVALID) from None
+    render: Any = graph_export.to_mermaid if fmt == "mermaid" else graph_export.to_dot
+    click.echo(render(loaded), nl=False)
+
+
+@main.command()
+def schema() -> None:
+    """Print the recipe JSON Schema (draft 2020-12).
+
+    Editors with yaml-language-server complete and explain recipe fields when a recipe starts
+    with a modeline pointing at it.
+
+    \b
+    Example:
+      wanrecipe schema > recipe.schema.json
+      # first line of a recipe:
+      # yaml-language-server: $schema=./recipe.schema.json
+    """
+    click.echo(schema_text(), nl=False)

@@ -1,0 +1,314 @@
+"""What a run would do, before it does it: levels, billed images, cost, shortest wall time.
+
+Every step is rendered with placeholder outputs (so parameters that come from templates are
+checked and ``n`` is known) and its local inputs are inspected.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from .. import wire
+from ..errors import Diagnostic, RecipeError
+from .durations import format_duration
+from .model import Recipe
+from .preflight import InputChecker
+from .render import RenderedStep, render_step
+
+#: Parameters shown in the plan (all of them except the ones every step has).
+_QUIET_PARAMETERS = frozenset({"watermark"})
+
+
+@dataclass(frozen=True)
+class PlannedImage:
+    """Stands in for a step output at plan time; prints as ``<steps.x.image>``."""
+
+    step_id: str
+    index: int
+
+    def __str__(self) -> str:
+        return f"<steps.{self.step_id}.images[{self.index}]>"
+
+
+@dataclass(frozen=True)
+class Quota:
+    """The account limits the wall-time estimate assumes."""
+
+    submit_rps: float = wire.SUBMIT_RPS
+    concurrency: int = wire.CONCURRENCY
+    task_seconds: float = wire.TYPICAL_TASK_SECONDS
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    id: str
+    function: str
+    level: int
+    needs: tuple[str, ...]
+    #: Images billed when the task succeeds (``n``).
+    images: int
+    parameters: Mapping[str, object]
+    #: The input image, described: a path relative to the recipe, a URL, or ``steps.<id>``.
+    input: str
+    prompt: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    recipe: Recipe
+    levels: tuple[tuple[PlannedStep, ...], ...]
+    billed_images: int
+    cost_usd: Decimal
+    wall_seconds: float
+    quota: Quota
+    warnings: tuple[Diagnostic, ...] = field(default=())
+
+    @property
+    def steps(self) -> list[PlannedStep]:
+        return [s for level in self.levels for s in level]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``plan --json`` document."""
+        return {
+            "recipe": self.recipe.file,
+            "name": self.recipe.name,
+            "params": {k: _jsonable(v) for k, v in self.recipe.params.items()},
+            "levels": [
+                [
+                    {
+                        "id": s.id,
+                        "function": s.function,
+                        "needs": list(s.needs),
+                        "images": s.images,
+                        "parameters": {k: _jsonable(v) for k, v in s.parameters.items()},
+                        "input": s.input,
+                        "prompt": s.prompt,
+                    }
+                    for s in level
+                ]
+                for level in self.levels
+            ],
+            "steps": len(self.steps),
+            "billed_images": self.billed_images,
+            "price_per_image_usd": str(wire.PRICE_PER_IMAGE_USD),
+            "cost_usd": str(self.cost_usd),
+            "wall_seconds": round(self.wall_seconds, 3),
+            "quota": {
+                "submit_rps": self.quota.submit_rps,
+                "concurrency": self.quota.concurrency,
+                "task_seconds": self.quota.task_seconds,
+            },
+            "warnings": [_diagnostic_dict(d) for d in self.warnings],
+        }
+
+
+def check_rendering(recipe: Recipe) -> tuple[dict[str, RenderedStep], list[Diagnostic]]:
+    """Render every step with placeholders and inspect known inputs; collect every problem."""
+    rendered: dict[str, RenderedStep] = {}
+    problems: list[Diagnostic] = []
+    outputs: dict[str, list[object]] = {}
+    checker = InputChecker(recipe)
+    for sid in recipe.graph.topological_order():
+        try:
+            step = render_step(recipe, sid, outputs)
+        except RecipeError as exc:
+            problems.extend(exc.diagnostics)
+            outputs[sid] = [PlannedImage(sid, 0)]
+            continue
+        rendered[sid] = step
+        problems.extend(step.warnings)
+        problems.extend(checker.check(step))
+        outputs[sid] = [PlannedImage(sid, i) for i in range(step.n)]
+    return rendered, sorted(problems)
+
+
+def make_plan(recipe: Recipe, quota: Quota = Quota()) -> Plan:
+    """Plan the run. Raises RecipeError when a step cannot be rendered or an input is bad."""
+    rendered, problems = check_rendering(recipe)
+    if any(d.severity == "error" for d in problems):
+        raise RecipeError([*recipe.warnings, *problems])
+    levels: list[tuple[PlannedStep, ...]] = []
+    for index, ids in enumerate(recipe.levels()):
+        levels.append(tuple(_planned(recipe, rendered[sid], index) for sid in ids))
+    billed = sum(r.n for r in rendered.values())
+    wall = estimate_wall_time(
+        {sid: recipe.deps(sid) for sid in recipe.step_ids},
+        submit_rps=quota.submit_rps,
+        concurrency=quota.concurrency,
+        task_seconds=quota.task_seconds,
+    )
+    return Plan(
+        recipe=recipe,
+        levels=tuple(levels),
+        billed_images=billed,
+        cost_usd=billed * wire.PRICE_PER_IMAGE_USD,
+        wall_seconds=wall,
+        quota=quota,
+        warnings=tuple(sorted([*recipe.warnings, *problems])),
+    )
+
+
+def estimate_wall_time(
+    deps: Mapping[str, Sequence[str]],
+    *,
+    submit_rps: float = wire.SUBMIT_RPS,
+    concurrency: int = wire.CONCURRENCY,
+    task_seconds: float = wire.TYPICAL_TASK_SECONDS,
+) -> float:
+    """Seconds from the first submit to the last result, scheduling tasks as early as the quota
+    allows: at most ``submit_rps`` submissions per second, ``concurrency`` tasks at once, each
+    ``task_seconds`` long.
+
+    List scheduling with critical-path priority (the ready task with the longest chain behind it
+    goes first), which is optimal or nearly so for equal task times; ``deps`` maps every task
+    to the tasks it waits for, keys in a stable order.
+    """
+    if not deps:
+        return 0.0
+    if submit_rps <= 0 or concurrency < 1 or task_seconds < 0:
+        raise ValueError("submit_rps and concurrency must be positive, task_seconds >= 0")
+    order = {n: i for i, n in enumerate(deps)}
+    dependents: dict[str, list[str]] = {n: [] for n in deps}
+    waiting = {n: len(set(ds)) for n, ds in deps.items()}
+    for n, ds in deps.items():
+        for d in set(ds):
+            dependents[d].append(n)
+    priority = _chain_lengths(deps, dependents)
+    gap = 1.0 / submit_rps
+    ready: list[tuple[int, int, str]] = [
+        (-priority[n], order[n], n) for n in deps if not waiting[n]
+    ]
+    heapq.heapify(ready)
+    running: list[tuple[float, int, str]] = []  # (finish time, tiebreak, task)
+    now = 0.0
+    next_submit = 0.0
+    finished = 0
+    end = 0.0
+    while finished < len(deps):
+        start = max(now, next_submit)
+        if ready and len(running) < concurrency and not (running and running[0][0] < start):
+            _, _, task = heapq.heappop(ready)
+            finish = start + task_seconds
+            heapq.heappush(running, (finish, order[task], task))
+            next_submit = start + gap
+            now = start
+            continue
+        if not running:
+            raise ValueError("the dependencies have a cycle")
+        # Nothing can start before the next task finishes: let it finish.
+        now, _, done = heapq.heappop(running)
+        end = max(end, now)
+        finished += 1
+        for child in dependents[done]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, (-priority[child], order[child], child))
+    return end
+
+
+def _chain_lengths(
+    deps: Mapping[str, Sequence[str]], dependents: Mapping[str, Sequence[str]]
+) -> dict[str, int]:
+    # Longest path to a sink, by reverse topological order (Kahn's order, iterative).
+    waiting = {n: len(set(ds)) for n, ds in deps.items()}
+    queue = [n for n in deps if not waiting[n]]
+    i = 0
+    while i < len(queue):
+        for child in dependents[queue[i]]:
+            waiting[child] -= 1
+            if not waiting[child]:
+                queue.append(child)
+        i += 1
+    if len(queue) != len(deps):
+        raise ValueError("the dependencies have a cycle")
+    length: dict[str, int] = {}
+    for n in reversed(queue):
+        length[n] = 1 + max((length[c] for c in dependents[n]), default=0)
+    return length
+
+
+def _planned(recipe: Recipe, rendered: RenderedStep, level: int) -> PlannedStep:
+    step = recipe.step(rendered.id)
+    shown = {k: v for k, v in rendered.parameters.items() if k not in _QUIET_PARAMETERS}
+    return PlannedStep(
+        id=rendered.id,
+        function=rendered.function,
+        level=level,
+        needs=recipe.deps(rendered.id),
+        images=rendered.n,
+        parameters=shown,
+        input=_describe_input(recipe, rendered.image),
+        prompt=rendered.prompt,
+        description=step.description,
+    )
+
+
+def _describe_input(recipe: Recipe, image: object) -> str:
+    if isinstance(image, PlannedImage):
+        return f"steps.{image.step_id}" + (f".images[{image.index}]" if image.index else "")
+    if isinstance(image, Path):
+        return recipe.display_path(image)
+    text = str(image)
+    return text if not text.startswith("data:") else text.split(",", 1)[0] + ",..."
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+def _diagnostic_dict(d: Diagnostic) -> dict[str, object]:
+    return {
+        "file": d.file,
+        "line": d.line,
+        "column": d.column,
+        "path": d.path,
+        "severity": d.severity,
+        "message": d.message,
+        "hint": d.hint,
+    }
+
+
+def diagnostic_dict(d: Diagnostic) -> dict[str, object]:
+    """A Diagnostic as JSON (``validate --json``, ``plan --json``)."""
+    return _diagnostic_dict(d)
+
+
+def format_plan(plan: Plan) -> str:
+    """The human ``plan`` output."""
+    lines = [f"{plan.recipe.file}: {plan.recipe.name}"]
+    if plan.recipe.params:
+        shown = ", ".join(f"{k}={_short(v)}" for k, v in plan.recipe.params.items())
+        lines.append(f"params: {shown}")
+    for index, level in enumerate(plan.levels):
+        lines.append(f"level {index + 1}:")
+        for s in level:
+            params = ", ".join(f"{k}={v}" for k, v in s.parameters.items())
+            extra = f" [{params}]" if params else ""
+            lines.append(f"  {s.id:<16} {s.function:<27} <- {s.input}{extra}")
+    q = plan.quota
+    lines.append(
+        f"{len(plan.steps)} steps in {len(plan.levels)} levels, "
+        f"{plan.billed_images} billed images, "
+        f"est. ${plan.cost_usd:.6f} at ${wire.PRICE_PER_IMAGE_USD}/image"
+    )
+    lines.append(
+        f"shortest wall time: {format_duration(plan.wall_seconds)} "
+        f"({q.submit_rps:g} submits/s, {q.concurrency} tasks at once, "
+        f"~{q.task_seconds:g}s per task)"
+    )
+    return "\n".join(lines)
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."

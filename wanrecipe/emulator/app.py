@@ -49,6 +49,10 @@ _HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "BadRequest.TooLar
 class _Dropped(Exception):
     """The handler closed the connection on purpose (fault injection)."""
 
+    def __init__(self, created: bool) -> None:
+        super().__init__()
+        self.created = created  # a task was created before the drop (``submit.lost``)
+
 
 class Emulator:
     """Everything one running emulator owns; stored on the app under :data:`EMULATOR`."""
@@ -183,10 +187,10 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return web.Response(status=500)
 
 
-def _drop(request: web.Request) -> NoReturn:
+def _drop(request: web.Request, *, created: bool = False) -> NoReturn:
     if request.transport is not None:
         request.transport.abort()
-    raise _Dropped
+    raise _Dropped(created)
 
 
 def _authorize(request: web.Request, emu: Emulator) -> str:
@@ -220,8 +224,9 @@ async def submit(request: web.Request) -> web.StreamResponse:
     except BackendError as exc:
         emu.stats.submits_refused[exc.code] += 1
         raise
-    except _Dropped:
-        emu.stats.submits_refused["(connection dropped)"] += 1
+    except _Dropped as exc:
+        if not exc.created:
+            emu.stats.submits_refused["(connection dropped)"] += 1
         raise
 
 
@@ -243,6 +248,8 @@ async def _submit(request: web.Request, emu: Emulator) -> web.StreamResponse:
         raise api_error("Throttling.RateQuota")
     if request.content_type != "application/json":
         raise invalid("Content-Type must be application/json.")
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise api_error("BadRequest.TooLarge")
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -263,7 +270,7 @@ async def _submit(request: web.Request, emu: Emulator) -> web.StreamResponse:
     emu.stats.submits_accepted += 1
     emu.stats.submit_accepts.add(time.monotonic())
     if fault == "submit.lost":
-        _drop(request)
+        _drop(request, created=True)
     output = {"task_status": task.status, "task_id": task.task_id}
     return _json({"request_id": _request_id(), "output": output})
 

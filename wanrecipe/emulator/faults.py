@@ -25,16 +25,14 @@ FAULT_KINDS: Final[dict[str, str]] = {
     "submit.429": "submit answers 429 Throttling.RateQuota (no task is created)",
     "submit.500": "submit answers 500 InternalError (no task is created)",
     "submit.drop": "submit connection is closed before any task is created",
-    "submit.lost": "the task IS created (and will bill), then the connection is closed "
-    "without an answer",
+    "submit.lost": "task IS created (and bills), then the connection closes unanswered",
     "query.500": "task query answers 500 InternalError (the SDK gives up)",
     "query.503": "task query answers 503 ServiceUnavailable (the SDK retries)",
     "query.504": "task query answers 504 GatewayTimeout (the SDK retries)",
     "task.error": "task ends FAILED with InternalError",
     "task.timeout": "task ends FAILED with InternalError.Timeout",
     "task.inspection": "task ends FAILED with DataInspectionFailed",
-    "output.timeout": "one output of a task fails with InternalError.Timeout (partial success "
-    "when n > 1; FAILED when every output fails)",
+    "output.timeout": "one output fails with InternalError.Timeout (partial success)",
     "download.500": "result download answers 500",
     "download.expired": "result download answers 403 as if the URL had expired",
 }

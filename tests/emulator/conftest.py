@@ -1,0 +1,50 @@
+"""Shared fixtures: one engine process pool per session, emulators on 127.0.0.1 port 0."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import aiohttp
+import pytest
+
+from wanrecipe.emulator.config import EmulatorConfig
+from wanrecipe.emulator.server import RunningEmulator, running_emulator
+
+
+@pytest.fixture(scope="session")
+def engine_pool() -> Iterator[Executor]:
+    """One real process pool for the whole session (workers start once)."""
+    ctx = multiprocessing.get_context("forkserver")
+    pool = ProcessPoolExecutor(max_workers=2, mp_context=ctx)
+    yield pool
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.fixture(scope="session")
+def thread_pool() -> Iterator[Executor]:
+    pool = ThreadPoolExecutor(max_workers=2)
+    yield pool
+    pool.shutdown(wait=True)
+
+
+@pytest.fixture
+def start(engine_pool: Executor) -> Callable[..., AbstractAsyncContextManager[RunningEmulator]]:
+    """``async with start(rps=0, ...) as emu``: an emulator sharing the session's pool."""
+
+    def _start(executor: Executor | None = None, **options: Any) -> Any:
+        # Most tests submit and poll back to back; the quota tests opt back in.
+        options.setdefault("rps", 0)
+        options.setdefault("query_qps", 0)
+        return running_emulator(EmulatorConfig(**options), executor=executor or engine_pool)
+
+    return _start
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session

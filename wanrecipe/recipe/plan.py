@@ -287,7 +287,9 @@ def format_plan(plan: Plan) -> str:
     """The human ``plan`` output."""
     lines = [f"{plan.recipe.file}: {plan.recipe.name}"]
     if plan.recipe.params:
-        shown = ", ".join(f"{k}={_short(v)}" for k, v in plan.recipe.params.items())
+        shown = ", ".join(
+            f"{k}={_short(_param_text(plan.recipe, k, v))}" for k, v in plan.recipe.params.items()
+        )
         lines.append(f"params: {shown}")
     for index, level in enumerate(plan.levels):
         lines.append(f"level {index + 1}:")
@@ -296,8 +298,9 @@ def format_plan(plan: Plan) -> str:
             extra = f" [{params}]" if params else ""
             lines.append(f"  {s.id:<16} {s.function:<27} <- {s.input}{extra}")
     q = plan.quota
+    steps, levels = len(plan.steps), len(plan.levels)
     lines.append(
-        f"{len(plan.steps)} steps in {len(plan.levels)} levels, "
+        f"{steps} step{'s' if steps != 1 else ''} in {levels} level{'s' if levels != 1 else ''}, "
         f"{plan.billed_images} billed images, "
         f"est. ${plan.cost_usd:.6f} at ${wire.PRICE_PER_IMAGE_USD}/image"
     )
@@ -307,6 +310,16 @@ def format_plan(plan: Plan) -> str:
         f"~{q.task_seconds:g}s per task)"
     )
     return "\n".join(lines)
+
+
+def _param_text(recipe: Recipe, name: str, value: object) -> str:
+    if (
+        recipe.param_decls[name].type == "image"
+        and isinstance(value, str)
+        and value.startswith("/")
+    ):
+        return recipe.display_path(Path(value))
+    return str(value)
 
 
 def _short(value: object) -> str:

@@ -1,0 +1,267 @@
+"""When to ask about a task again: learn how long tasks take, poll densely around the expected
+finish and sparsely elsewhere, never more often in total than the official SDK would.
+
+The budget rule: our k-th query of a task is never sent before the SDK's k-th query time
+(0, 1, 2, 4, 6, 8, 12, 16, 20, 25 s, then every 5 s). Whatever the task's duration D, we then
+make at most as many queries as the SDK makes before it sees D; we only move them to where
+the task is likely to end. Times count from the moment the submit answer arrived, like the
+SDK's first poll; the model learns durations from the server's own timestamps (differences
+only: the server's clock and zone are not ours).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .. import wire
+from ..backends.models import TaskState
+from ..errors import BackendError, TaskWaitTimeout
+from .quota import QuotaGate
+from .retry import THROTTLE_POLICY, TRANSIENT_POLICY, ErrorClass, RetryPolicy, classify
+
+
+def sdk_poll_times() -> Iterator[float]:
+    """The official SDK's poll times after submit: 0, 1, 2, 4, 6, 8, 12, 16, 20, 25, 30, ..."""
+    t = 0.0
+    yield t
+    for sleep in itertools.chain(wire.SDK_POLL_SLEEPS, itertools.repeat(wire.SDK_POLL_SLEEP_MAX)):
+        t += sleep
+        yield t
+
+
+def sdk_poll_time(k: int) -> float:
+    """When the SDK sends its k-th query (0-based)."""
+    return next(itertools.islice(sdk_poll_times(), k, None))
+
+
+def sdk_polls_by(t: float) -> int:
+    """How many queries the SDK has sent by time ``t`` (inclusive)."""
+    if t < 0:
+        return 0
+    count = 0
+    for when in sdk_poll_times():
+        if when > t:
+            return count
+        count += 1
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def sdk_queries_for(duration: float) -> int:
+    """Queries the SDK makes for a task that ends ``duration`` s after submit (the first
+    poll at or after the end sees it)."""
+    return sdk_polls_by(duration) + (0 if duration in _SDK_TIMES_SET else 1)
+
+
+_SDK_TIMES_SET = frozenset(itertools.islice(sdk_poll_times(), 200))
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """How to poll. Durations are seconds of RUNNING time (scheduled -> end)."""
+
+    #: Prior for a function never seen (spec: "about 5-15 s").
+    prior_low: float = 5.0
+    prior_high: float = 15.0
+    #: Quantiles of the learned durations that bound the dense window.
+    low_quantile: float = 0.05
+    high_quantile: float = 0.95
+    #: Widening of the window on each side: max(margin, rel_margin * median), more when the
+    #: model has seen few tasks.
+    margin: float = 0.05
+    rel_margin: float = 0.05
+    #: Shortest gap between two queries of one task.
+    min_interval: float = 0.05
+    #: Sparse looks before the dense window (catch tasks that fail at once).
+    early_checks: tuple[float, ...] = (1.0, 3.0)
+    #: Longest gap once the task overran the window (the SDK's own maximum).
+    max_interval: float = float(wire.SDK_POLL_SLEEP_MAX)
+    #: Keep at most this many durations per function.
+    history: int = 64
+    #: Consecutive failed queries (5xx, network) before giving up; 429s have their own budget.
+    query_retry: RetryPolicy = TRANSIENT_POLICY
+    throttle_retry: RetryPolicy = THROTTLE_POLICY
+
+    def __post_init__(self) -> None:
+        if not 0 < self.prior_low <= self.prior_high:
+            raise ValueError("need 0 < prior_low <= prior_high")
+        if not 0 <= self.low_quantile <= self.high_quantile <= 1:
+            raise ValueError("need 0 <= low_quantile <= high_quantile <= 1")
+        if self.min_interval <= 0 or self.max_interval < self.min_interval:
+            raise ValueError("need 0 < min_interval <= max_interval")
+
+
+class DurationModel:
+    """Per-function running durations, learned as tasks finish; shared by a whole run."""
+
+    def __init__(self, policy: PollPolicy | None = None) -> None:
+        self.policy = policy or PollPolicy()
+        self._by_function: dict[str, deque[float]] = {}
+        self._pooled: deque[float] = deque(maxlen=self.policy.history)
+
+    def observe(self, function: str, seconds: float) -> None:
+        if not math.isfinite(seconds) or seconds < 0:
+            return
+        samples = self._by_function.setdefault(function, deque(maxlen=self.policy.history))
+        samples.append(seconds)
+        self._pooled.append(seconds)
+
+    def observe_task(self, function: str, state: TaskState) -> None:
+        """Learn from a SUCCEEDED task's server timestamps (FAILED ones often end at once)."""
+        if state.status != "SUCCEEDED":
+            return
+        seconds = state.run_seconds if state.run_seconds is not None else state.total_seconds
+        if seconds is not None:
+            self.observe(function, seconds)
+
+    def samples(self, function: str) -> tuple[float, ...]:
+        """What the estimate rests on: this function's durations, else all functions'."""
+        own = self._by_function.get(function)
+        return tuple(own) if own else tuple(self._pooled)
+
+    def window(self, function: str) -> tuple[float, float]:
+        """[low, high] seconds of RUNNING time within which the task most likely ends."""
+        p = self.policy
+        data = sorted(self.samples(function))
+        if not data:
+            return p.prior_low, p.prior_high
+        lo = _quantile(data, p.low_quantile)
+        hi = _quantile(data, p.high_quantile)
+        median = _quantile(data, 0.5)
+        margin = max(p.margin, p.rel_margin * median) * (1.0 + 2.0 / len(data))
+        return max(0.0, lo - margin), hi + margin
+
+    def expected(self, function: str) -> float:
+        data = sorted(self.samples(function))
+        if not data:
+            return (self.policy.prior_low + self.policy.prior_high) / 2
+        return _quantile(data, 0.5)
+
+    def next_poll_delay(
+        self, function: str, elapsed: float, attempt: int, *, started: float = 0.0
+    ) -> float:
+        """Seconds from ``elapsed`` (since submit) until query number ``attempt`` (0-based).
+
+        ``started``: when the task began RUNNING, in the same seconds-since-submit (a lower
+        bound while it is PENDING).
+        """
+        p = self.policy
+        lo_run, hi_run = self.window(function)
+        lo, hi = started + lo_run, started + hi_run
+        earliest = max(sdk_poll_time(attempt), elapsed + p.min_interval)
+        if elapsed < hi:
+            # Spread what the budget allows by ``hi`` evenly over the rest of the window.
+            affordable = max(1, sdk_polls_by(hi) - attempt)
+            start = max(elapsed, lo)
+            target = start + (hi - start) / affordable
+            for check in p.early_checks:
+                if elapsed + p.min_interval <= check < min(lo, target) - p.min_interval:
+                    target = check
+                    break
+        else:
+            # Overran the window: back off in proportion to the overrun, the SDK's way.
+            target = elapsed + min(p.max_interval, max(p.min_interval, 0.1 * elapsed))
+        return max(earliest, target) - elapsed
+
+
+def _quantile(data: list[float], q: float) -> float:
+    """Linear-interpolated quantile of sorted ``data``."""
+    pos = q * (len(data) - 1)
+    below = math.floor(pos)
+    above = min(below + 1, len(data) - 1)
+    return data[below] + (data[above] - data[below]) * (pos - below)
+
+
+class TaskQuerier(Protocol):
+    async def query(self, task_id: str) -> TaskState: ...
+
+
+@dataclass
+class PollStats:
+    """What one wait cost; filled in by :func:`wait_for_task` as it goes."""
+
+    queries: int = 0
+    failed_queries: int = 0
+    throttled: int = 0
+    #: Seconds since submit at each query sent.
+    times: list[float] = field(default_factory=list)
+
+
+async def wait_for_task(
+    client: TaskQuerier,
+    task_id: str,
+    function: str,
+    *,
+    gate: QuotaGate,
+    model: DurationModel,
+    deadline: float,
+    submitted_at: float | None = None,
+    stats: PollStats | None = None,
+    rng: random.Random | None = None,
+) -> TaskState:
+    """Poll ``task_id`` until it is terminal and return its last state (any terminal status:
+    the caller decides what FAILED means).
+
+    ``deadline`` and ``submitted_at`` are ``time.monotonic()`` values; ``submitted_at`` is when
+    the submit answer arrived (default: now). Raises :class:`TaskWaitTimeout` at the deadline,
+    or the query's own error once its retry budget is spent or when it cannot be retried.
+    """
+    policy = model.policy
+    stats = stats if stats is not None else PollStats()
+    t0 = time.monotonic() if submitted_at is None else submitted_at
+    started = 0.0
+    failures = throttles = 0
+    delay = model.next_poll_delay(function, time.monotonic() - t0, 0)
+    while True:
+        now = time.monotonic()
+        wake = now + delay
+        if wake > deadline:
+            if now >= deadline:
+                raise TaskWaitTimeout(
+                    "WaitTaskTimeout",
+                    f"task {task_id} did not finish within {deadline - t0:.1f} s of its submit",
+                    task_id=task_id,
+                )
+            wake = deadline  # one last look at the deadline itself
+        await asyncio.sleep(max(0.0, wake - now))
+        try:
+            async with gate.query():
+                stats.queries += 1
+                stats.times.append(time.monotonic() - t0)
+                state = await client.query(task_id)
+        except BackendError as exc:
+            kind = classify(exc)
+            elapsed = time.monotonic() - t0
+            budget_wait = sdk_poll_time(stats.queries) - elapsed
+            if kind is ErrorClass.THROTTLED:
+                throttles += 1
+                stats.throttled += 1
+                if throttles >= policy.throttle_retry.attempts:
+                    raise
+                delay = max(budget_wait, policy.throttle_retry.delay(throttles, rng))
+            elif kind in (ErrorClass.SERVER, ErrorClass.UNCERTAIN, ErrorClass.NOT_SENT):
+                failures += 1
+                stats.failed_queries += 1
+                if failures >= policy.query_retry.attempts:
+                    raise
+                delay = max(budget_wait, policy.query_retry.delay(failures, rng))
+            else:
+                raise
+            continue
+        failures = throttles = 0
+        if state.terminal:
+            model.observe_task(function, state)
+            return state
+        elapsed = time.monotonic() - t0
+        if state.status == "RUNNING" and state.queue_seconds is not None:
+            started = max(0.0, state.queue_seconds)
+        elif state.status == "PENDING":
+            started = max(started, elapsed)
+        delay = model.next_poll_delay(function, elapsed, stats.queries, started=started)

@@ -39,6 +39,7 @@ def start(engine_pool: Executor) -> Callable[..., AbstractAsyncContextManager[Ru
         # Most tests submit and poll back to back; the quota tests opt back in.
         options.setdefault("rps", 0)
         options.setdefault("query_qps", 0)
+        options.setdefault("engine_time_budget", 0.2)  # heavy engine steps take fast paths
         return running_emulator(EmulatorConfig(**options), executor=executor or engine_pool)
 
     return _start

@@ -31,7 +31,7 @@ def data_uri(data: bytes, mime: str = "image/png") -> str:
 
 
 def body(
-    function: str = "colorization",
+    function: str = "remove_watermark",
     image: str | None = None,
     *,
     prompt: str = "blue sky",

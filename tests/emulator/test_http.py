@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import re
 import time
 from typing import Any
@@ -22,7 +21,7 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$")
 async def test_task_succeeds_with_the_service_shapes(start: Start, http: aiohttp.ClientSession):
     async with start() as emu:
         api = Api(http, emu)
-        status, answer = await api.submit(body("expand", n=2, left_scale=2.0, top_scale=1.5))
+        status, answer = await api.submit(body("doodle", n=2, seed=5))
         assert status == 200
         assert set(answer) == {"request_id", "output"}
         assert answer["output"]["task_status"] == "PENDING"
@@ -248,13 +247,16 @@ async def test_unknown_route_is_a_json_404(start: Start, http: aiohttp.ClientSes
 # -- image problems: found after fetching, the task ends FAILED ------------------------------
 
 
+TEXT = data_uri(b"hello", "text/plain")
+
+
 def _image_cases(own: str) -> list[tuple[str, dict[str, Any], str]]:
     return [
         ("remote host", body(image="http://203.0.113.7/a.png"), "InvalidURL"),
         ("remote name", body(image="https://example.com/a.png"), "InvalidURL"),
         ("unreachable", body(image="http://127.0.0.1:1/a.png"), "BadRequest.InputDownloadFailed"),
         ("404", body(image=own + "/nothing.png"), "BadRequest.InputDownloadFailed"),
-        ("not an image", body(image=data_uri(b"hi", "text/plain")), "BadRequest.UnsupportedFileFormat"),
+        ("not an image", body(image=TEXT), "BadRequest.UnsupportedFileFormat"),
         ("too small", body(image=data_uri(png(511, 600))), "InvalidParameter"),
         ("too big", body(image=data_uri(png(4097, 512))), "InvalidParameter"),
         ("gif", body(image=data_uri(_gif(), "image/gif")), "BadRequest.UnsupportedFileFormat"),
@@ -322,10 +324,10 @@ async def test_http_inputs_from_loopback_and_own_results(start: Start, http: aio
         other_url = other["output"]["results"][0]["url"]
         downloads_before = (await api.stats())["downloads"]
 
-        chained = await api.wait(await api.task_id(body("colorization", own_url)))
-        fetched = await api.wait(await api.task_id(body("colorization", other_url)))
+        chained = await api.wait(await api.task_id(body("remove_watermark", own_url)))
+        fetched = await api.wait(await api.task_id(body("remove_watermark", other_url)))
         localhost = await api.wait(
-            await api.task_id(body("colorization", other_url.replace("127.0.0.1", "localhost")))
+            await api.task_id(body("remove_watermark", other_url.replace("127.0.0.1", "localhost")))
         )
         stats, src_stats = await api.stats(), await src_api.stats()
     for done in (chained, fetched, localhost):
@@ -451,8 +453,8 @@ async def test_queries_keep_flowing_while_engines_compute(
     """The engine runs off the loop: queries answer in milliseconds during a heavy render."""
     async with start(concurrency=0) as emu:
         api = Api(http, emu)
-        big = data_uri(png(2048, 2048))
-        ids = [await api.task_id(body("super_resolution", big, upscale_factor=3)) for _ in range(2)]
+        big = data_uri(png(1536, 1536))
+        ids = [await api.task_id(body("super_resolution", big, upscale_factor=2)) for _ in range(2)]
         worst = 0.0
         while True:
             t0 = time.monotonic()

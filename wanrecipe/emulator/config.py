@@ -76,6 +76,8 @@ class EmulatorConfig:
     workers: int = 2
     badge: bool = False
     max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
+    #: Seconds after which the engines' heavy steps take their fast path (None = theirs).
+    engine_time_budget: float | None = None
     #: Seed of the draws that are not faults (realistic latency, task seeds when omitted).
     seed: int = 0
     #: Hours east of UTC for submit_time/scheduled_time/end_time (Beijing, UTC+8, by default).

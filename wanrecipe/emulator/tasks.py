@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .. import wire
-from ..errors import BackendError
+from ..errors import BackendError, ImageInputError
 from .config import EmulatorConfig
 from .engines import EditRequest, EditResult, derive_seed, render
 from .faults import TASK_FAULT_CODES, FaultInjector
@@ -62,6 +62,16 @@ class Task:
         if self.status in ("SUCCEEDED", "FAILED"):
             return {"TOTAL": n, "SUCCEEDED": self.succeeded, "FAILED": n - self.succeeded}
         return {"TOTAL": n, "SUCCEEDED": 0, "FAILED": 0}
+
+
+def task_latency(config: EmulatorConfig, index: int) -> float:
+    """Seconds from RUNNING to the end for the ``index``-th task (at least the engine time)."""
+    latency = config.latency
+    if latency == "fast":
+        return 0.0
+    if latency == "realistic":
+        return random.Random(f"{config.seed}:latency:{index}").uniform(5.0, 15.0)
+    return float(latency)
 
 
 class TaskManager:
@@ -192,17 +202,9 @@ class TaskManager:
 
     # -- running ----------------------------------------------------------------------------
 
-    def _latency(self, task: Task) -> float:
-        latency = self.config.latency
-        if latency == "fast":
-            return 0.0
-        if latency == "realistic":
-            return random.Random(f"{self.config.seed}:latency:{task.index}").uniform(5.0, 15.0)
-        return float(latency)
-
     async def _run(self, task: Task) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._latency(task)
+        deadline = loop.time() + task_latency(self.config, task.index)
         task.status = "RUNNING"
         task.scheduled_time = self.config.clock()
         self.stats.tasks["RUNNING"] += 1
@@ -220,6 +222,9 @@ class TaskManager:
                 self._finish(task, "FAILED", code, message)
         except BackendError as exc:
             self._finish(task, "FAILED", exc.code, exc.message)
+        except ImageInputError as exc:
+            # The engine's own decode found what the header check could not (truncated data...).
+            self._finish(task, "FAILED", "InvalidParameter", str(exc))
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -261,6 +266,8 @@ class TaskManager:
                 index=i,
                 mask=mask,
                 badge=self.config.badge,
+                max_output_pixels=self.config.max_output_pixels,
+                time_budget=self.config.engine_time_budget,
             )
             jobs.append(loop.run_in_executor(executor, render, edit))
         done = await asyncio.gather(*(j for j in jobs if j is not None))

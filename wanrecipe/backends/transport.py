@@ -18,6 +18,14 @@ import aiohttp
 from ..errors import TransportError
 from ..redact import redact_text
 
+
+def _optional(
+    name: str, code: str, reached: bool | None
+) -> tuple[tuple[type[BaseException], str, bool | None], ...]:
+    kind = getattr(aiohttp, name, None)
+    return ((kind, code, reached),) if isinstance(kind, type) else ()
+
+
 #: aiohttp failure -> (our code, whether the request may have reached the server once headers
 #: went out). Order matters: subclasses first. ``None`` = unknown.
 ERROR_KINDS: Final[tuple[tuple[type[BaseException], str, bool | None], ...]] = (
@@ -40,6 +48,7 @@ ERROR_KINDS: Final[tuple[tuple[type[BaseException], str, bool | None], ...]] = (
     (aiohttp.ClientConnectionResetError, "ConnectionReset", None),
     (aiohttp.ClientOSError, "ConnectionError", None),
     (aiohttp.ClientConnectionError, "ConnectionError", None),
+    *_optional("UploadAbortedError", "UploadAborted", None),  # aiohttp >= 3.12
     (aiohttp.ClientError, "ClientError", None),
     (TimeoutError, "Timeout", None),
     (ConnectionError, "ConnectionError", None),

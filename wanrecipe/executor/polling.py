@@ -46,11 +46,9 @@ def sdk_polls_by(t: float) -> int:
     """How many queries the SDK has sent by time ``t`` (inclusive)."""
     if t < 0:
         return 0
-    count = 0
-    for when in sdk_poll_times():
+    for count, when in enumerate(sdk_poll_times()):
         if when > t:
             return count
-        count += 1
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -27,6 +27,8 @@ class InputChecker:
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
         self._cache: dict[str, ImageInfo | str] = {}
+        # A bad file is reported once, at its first use, not once per step that uses it.
+        self._reported: set[str] = set()
 
     def check(self, rendered: RenderedStep) -> list[Diagnostic]:
         step = self.recipe.step(rendered.id)
@@ -97,6 +99,9 @@ class InputChecker:
             except ImageInputError as exc:
                 cached = str(exc).replace(str(path), shown)
             self._cache[key] = cached
+        if key in self._reported:
+            return (cached if isinstance(cached, ImageInfo) else None), []
+        self._reported.add(key)
         if isinstance(cached, str):
             hint = None
             if cached.endswith("no such file"):

@@ -34,6 +34,8 @@ _SIMPLE_EXPR = re.compile(rf"^\s*({_IDENT})((?:{_SEGMENT})*)\s*$")
 _SEGMENTS = re.compile(_SEGMENT)
 _EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _MARKERS = ("{{", "{%", "{#")
+#: Jinja turns every line break in template text into "\n"; the fast path does the same.
+_NEWLINES = re.compile(r"\r\n|\r|\n")
 
 
 class TemplateProblem(Exception):
@@ -172,14 +174,14 @@ def _compile_simple(source: str) -> Template | None:
         if parsed is None:
             return None
         if m.start() > pos:
-            pieces.append(source[pos : m.start()])
+            pieces.append(_NEWLINES.sub("\n", source[pos : m.start()]))
         pieces.append(parsed)
         pos = m.end()
     rest = source[pos:]
     if "{{" in rest:
         return None
     if rest:
-        pieces.append(rest)
+        pieces.append(_NEWLINES.sub("\n", rest))
     lookups = [p for p in pieces if isinstance(p, tuple)]
     if not lookups:
         return None

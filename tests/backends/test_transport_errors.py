@@ -93,7 +93,7 @@ def test_mapping(kind: type[BaseException], code: str, reached_if_sent: bool | N
     assert sent.reached_server is reached_if_sent
     # Nothing left this process before the headers: a submit is safe to repeat (unless the
     # failure is itself an answer from the server).
-    assert unsent.reached_server is (True if reached_if_sent is True else False)
+    assert unsent.reached_server is (reached_if_sent is True)
     assert submit_retry_safe(unsent) is (reached_if_sent is not True)
     assert submit_retry_safe(sent) is (reached_if_sent is False)
     assert str(sent).startswith(f"{code}: submit: ")

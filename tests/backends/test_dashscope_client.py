@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from conftest import KEY, Recorder, Start, data_uri, png
+from backend_helpers import KEY, Recorder, Start, data_uri, png
 
 from wanrecipe import wire
 from wanrecipe.backends import DashScopeClient, TaskState

@@ -45,6 +45,8 @@ class _Builder:
         self.source: SourceMap = doc.source
         self.path = path
         self.diagnostics: list[Diagnostic] = []
+        # A template that does not parse may use any param: then no "unused" warnings.
+        self.unparsed_template = False
 
     def error(self, where: Location, dotted: str, message: str, hint: str | None = None) -> None:
         self.diagnostics.append(
@@ -76,7 +78,7 @@ class _Builder:
                 "remove one reference or needs entry",
             )
         for name in decls:
-            if name not in used_params:
+            if name not in used_params and not self.unparsed_template:
                 self.warn(
                     self.source.key_at(("params", name)),
                     f"params.{name}",
@@ -188,6 +190,7 @@ class _Builder:
         try:
             template = compile_template(value)
         except TemplateProblem as exc:
+            self.unparsed_template = True
             self.error(_shift(where, exc.line), dotted, exc.message, exc.hint)
             return None
         for message, hint in template.problems:

@@ -275,5 +275,7 @@ def _choices(values: Sequence[Any], *, plain: bool = False) -> str:
 
 
 def _did_you_mean(word: str, options: Sequence[str]) -> str | None:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    # A truncated name (`upscale` for `upscale_factor`) is the likeliest slip; then spelling.
+    close = [o for o in options if len(word) >= 3 and o.startswith(word)]
+    close = close or difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}?" if close else None

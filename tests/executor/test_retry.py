@@ -76,7 +76,9 @@ CASES: list[tuple[BaseException, ErrorClass, bool, bool]] = [
 
 
 @pytest.mark.parametrize(("exc", "kind", "submit_ok", "read_ok"), CASES)
-def test_classification(exc: BaseException, kind: ErrorClass, submit_ok: bool, read_ok: bool) -> None:
+def test_classification(
+    exc: BaseException, kind: ErrorClass, submit_ok: bool, read_ok: bool
+) -> None:
     assert classify(exc) is kind
     assert submit_retry_safe(exc) is submit_ok
     assert read_retryable(exc) is read_ok

@@ -74,7 +74,7 @@ class PollPolicy:
     #: Widening of the window on each side: max(margin, rel_margin * median), more when the
     #: model has seen few tasks.
     margin: float = 0.05
-    rel_margin: float = 0.05
+    rel_margin: float = 0.02
     #: Shortest gap between two queries of one task.
     min_interval: float = 0.05
     #: Sparse looks before the dense window (catch tasks that fail at once).

@@ -127,3 +127,12 @@ def test_mask_must_match_its_image(write_recipe, make_image):
     assert [d.message for d in report.errors] == [
         "the mask is 600x640 px but the image is 600x600 px; they must be the same size"
     ]
+
+
+def test_files_over_10_mb_are_refused(write_recipe, make_image):
+    big = make_image("in.png", size=(600, 600))
+    with big.open("ab") as f:  # trailing bytes after IEND: still a PNG, now 11 MB
+        f.write(b"\0" * (11 * 1024 * 1024))
+    path = write_recipe("version: 1\nsteps:\n  c: {function: colorization, image: in.png}\n")
+    report = validate_recipe(path)
+    assert [d.message for d in report.errors] == ["in.png: 11.0 MB: images may be at most 10 MB"]

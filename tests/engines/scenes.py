@@ -14,7 +14,9 @@ def _noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
     return cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def landscape(size: int = 512, seed: int = 0) -> np.ndarray:
+def landscape(
+    size: int = 512, seed: int = 0, *, ball: bool = True, noise: float = 3.0
+) -> np.ndarray:
     """Sky, clouds, sun, two noisy hills, a house, a tree and a magenta ball, with mild noise."""
     rng = np.random.default_rng(seed)
     h = w = size
@@ -39,8 +41,9 @@ def landscape(size: int = 512, seed: int = 0) -> np.ndarray:
     cv2.rectangle(img, (int(185 * s), int(340 * s)), (int(215 * s), int(390 * s)), (80, 50, 30), -1)
     cv2.rectangle(img, (int(345 * s), int(300 * s)), (int(358 * s), int(380 * s)), (90, 60, 30), -1)
     cv2.circle(img, (int(352 * s), int(280 * s)), int(40 * s), (40, 110, 40), -1)
-    cv2.circle(img, (int(300 * s), int(420 * s)), int(16 * s), (220, 40, 200), -1)
-    img += rng.normal(0, 3, img.shape).astype(np.float32)
+    if ball:
+        cv2.circle(img, (int(300 * s), int(420 * s)), int(16 * s), (220, 40, 200), -1)
+    img += rng.normal(0, noise, img.shape).astype(np.float32)
     return np.clip(img + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -99,6 +102,14 @@ def cartoon(size: int = 512) -> np.ndarray:
         max(2, int(4 * s)),
     )
     return img
+
+
+def ball_mask(size: int = 512) -> np.ndarray:
+    """Where :func:`landscape` draws its ball, slightly generous (as a user would paint it)."""
+    s = size / 512
+    mask = np.zeros((size, size), np.uint8)
+    cv2.circle(mask, (int(300 * s), int(420 * s)), int(19 * s), 1, -1)
+    return mask > 0
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

@@ -99,3 +99,14 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     """Rec. 601 luma as float32 in [0, 255]."""
     f = rgb.astype(np.float32)
     return np.asarray(0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2], np.float32)
+
+
+def xdog(
+    grey: np.ndarray, sigma: float = 0.8, k: float = 1.6, p: float = 30.0, eps: float = 0.01
+) -> np.ndarray:
+    """Extended difference of Gaussians line drawing; 1 = paper, 0 = ink."""
+    g = grey.astype(np.float32) / 255.0
+    a = cv2.GaussianBlur(g, (0, 0), sigma)
+    b = cv2.GaussianBlur(g, (0, 0), sigma * k)
+    d = (1 + p) * a - p * b
+    return np.where(d >= eps, 1.0, 1.0 + np.tanh(40.0 * (d - eps))).astype(np.float32)

@@ -10,23 +10,12 @@ import cv2
 import numpy as np
 
 from . import prompt as words
-from .common import Job, Outcome, blend, fbm, luminance, placeholder, to_u8, working_size
+from .common import Job, Outcome, blend, fbm, luminance, placeholder, to_u8, working_size, xdog
 from .saliency import subject_mask
 
 STYLE_WORK_PIXELS = 640 * 640
 
 GOLD_WORDS = ("gold", "golden", "gold foil", "gilded", "金箔", "金色", "鎏金")
-
-
-def _xdog(
-    grey: np.ndarray, sigma: float = 0.8, k: float = 1.6, p: float = 30.0, eps: float = 0.01
-) -> np.ndarray:
-    """Extended difference of Gaussians line drawing; 1 = paper, 0 = ink."""
-    g = grey.astype(np.float32) / 255.0
-    a = cv2.GaussianBlur(g, (0, 0), sigma)
-    b = cv2.GaussianBlur(g, (0, 0), sigma * k)
-    d = (1 + p) * a - p * b
-    return np.where(d >= eps, 1.0, 1.0 + np.tanh(40.0 * (d - eps))).astype(np.float32)
 
 
 def picture_book(rgb: np.ndarray, job: Job) -> np.ndarray:
@@ -51,7 +40,7 @@ def picture_book(rgb: np.ndarray, job: Job) -> np.ndarray:
     hsv[..., 2] = 0.18 * 255 + 0.82 * hsv[..., 2]
     paint_f = cv2.cvtColor(to_u8(hsv), cv2.COLOR_HSV2RGB).astype(np.float32)
     paint_f *= np.array([1.04, 1.0, 0.93], np.float32)
-    ink = _xdog(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), sigma=1.0)[..., None]
+    ink = xdog(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), sigma=1.0)[..., None]
     brown = np.array([70, 45, 30], np.float32)
     out = paint_f * ink + brown * (1.0 - ink)
     grain = fbm(rng, wh, ww, octaves=4, base=6) - 0.5

@@ -20,7 +20,7 @@ def upscale(rgb: np.ndarray, factor: int) -> np.ndarray:
     # so a 4096² output needs no float copies (~50 MB per buffer).
     sigma = max(1.0, factor / 2.0)
     blur = cv2.GaussianBlur(up, (0, 0), sigma)
-    cv2.addWeighted(up, 1.6, blur, -0.6, 0.0, dst=up)
+    cv2.addWeighted(up, 1.35, blur, -0.35, 0.0, dst=up)
     return up
 
 

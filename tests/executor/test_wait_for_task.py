@@ -1,0 +1,147 @@
+"""wait_for_task against the real emulator over loopback: notice delay, query budget, faults,
+throttling, deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from wanrecipe.backends import DashScopeClient
+from wanrecipe.emulator.config import EmulatorConfig
+from wanrecipe.emulator.server import running_emulator
+from wanrecipe.errors import BackendError, TaskWaitTimeout
+from wanrecipe.executor.polling import (
+    DurationModel,
+    PollPolicy,
+    PollStats,
+    sdk_queries_for,
+    wait_for_task,
+)
+from wanrecipe.executor.quota import Quota, QuotaGate
+from wanrecipe.executor.retry import RetryPolicy
+
+KEY = "sk-waittest-0123456789"
+FN = "remove_watermark"  # the cheapest engine: the latency setting dominates
+
+
+def image() -> str:
+    buf = io.BytesIO()
+    Image.new("RGB", (512, 512), (10, 200, 30)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=2) as executor:
+        yield executor
+
+
+@asynccontextmanager
+async def emulator_client(
+    pool: ThreadPoolExecutor, **options: Any
+) -> AsyncIterator[DashScopeClient]:
+    options = {"rps": 0, "query_qps": 0, "api_key": KEY, **options}
+    async with running_emulator(EmulatorConfig(**options), executor=pool) as emu:
+        async with DashScopeClient(emu.base_url, KEY, timeout=10) as client:
+            yield client
+
+
+async def submit_and_wait(
+    client: DashScopeClient,
+    gate: QuotaGate,
+    model: DurationModel,
+    *,
+    timeout: float = 20.0,
+) -> tuple[Any, PollStats]:
+    async with gate.slot():
+        async with gate.submission():
+            sub = await client.submit(FN, "remove the text", image())
+        stats = PollStats()
+        state = await wait_for_task(
+            client,
+            sub.task_id,
+            FN,
+            gate=gate,
+            model=model,
+            deadline=time.monotonic() + timeout,
+            stats=stats,
+        )
+    return state, stats
+
+
+@pytest.mark.slow
+async def test_learns_and_notices_within_a_fraction_of_a_second(pool: ThreadPoolExecutor) -> None:
+    gate = QuotaGate()
+    model = DurationModel()
+    async with emulator_client(pool, latency=0.6) as client:
+        delays = []
+        for _ in range(4):
+            state, stats = await submit_and_wait(client, gate, model)
+            assert state.status == "SUCCEEDED"
+            total = state.total_seconds
+            assert total is not None and 0.55 < total < 1.5
+            assert stats.queries <= sdk_queries_for(total)
+            delays.append(stats.times[-1] - total)
+    assert len(model.samples(FN)) == 4
+    # After the first task the model knows: later ones are seen right after they end.
+    assert max(delays[1:]) < 0.25, delays
+
+
+async def test_retries_server_errors_on_queries(pool: ThreadPoolExecutor) -> None:
+    async with emulator_client(pool, faults="query.503=first:1,query.504=first:1") as client:
+        state, stats = await submit_and_wait(client, QuotaGate(), DurationModel())
+    assert state.status == "SUCCEEDED"
+    assert stats.failed_queries == 1  # the first query drew the 503 (the first rule wins)
+    assert stats.queries >= 2
+
+
+async def test_gives_up_after_the_query_budget(pool: ThreadPoolExecutor) -> None:
+    policy = PollPolicy(query_retry=RetryPolicy(attempts=3, base=0.01, cap=0.02))
+    async with emulator_client(pool, faults="query.500=1.0") as client:
+        with pytest.raises(BackendError) as info:
+            await submit_and_wait(client, QuotaGate(), DurationModel(policy))
+    assert info.value.status == 500 and info.value.task_id
+
+
+async def test_throttled_queries_wait_on_their_own_budget(pool: ThreadPoolExecutor) -> None:
+    """The emulator allows 4 queries/s; our gate is set far above that, so 429s happen."""
+    policy = PollPolicy(
+        throttle_retry=RetryPolicy(attempts=20, base=0.05, cap=0.3),
+        query_retry=RetryPolicy(attempts=1),  # no 5xx budget at all: 429 must not use it
+    )
+    model = DurationModel(policy)
+    for _ in range(3):
+        model.observe(FN, 0.3)
+    gate = QuotaGate(Quota(concurrency=6, submit_rps=50, query_qps=100))
+    async with emulator_client(pool, latency=0.3, query_qps=4) as client:
+        results = await asyncio.gather(*(submit_and_wait(client, gate, model) for _ in range(6)))
+    assert all(state.status == "SUCCEEDED" for state, _ in results)
+    assert sum(stats.throttled for _, stats in results) > 0
+
+
+async def test_deadline_bounds_the_wait(pool: ThreadPoolExecutor) -> None:
+    async with emulator_client(pool, latency=3.0) as client:
+        t0 = time.monotonic()
+        with pytest.raises(TaskWaitTimeout) as info:
+            await submit_and_wait(client, QuotaGate(), DurationModel(), timeout=0.4)
+        waited = time.monotonic() - t0
+    assert info.value.code == "WaitTaskTimeout" and info.value.task_id
+    assert isinstance(info.value, TimeoutError)
+    assert 0.35 < waited < 1.5
+
+
+async def test_failed_task_is_returned_not_raised(pool: ThreadPoolExecutor) -> None:
+    model = DurationModel()
+    async with emulator_client(pool, faults="task.timeout=first:1", latency=0.1) as client:
+        state, _ = await submit_and_wait(client, QuotaGate(), model)
+    assert state.status == "FAILED" and state.code == "InternalError.Timeout"
+    assert model.samples(FN) == ()  # failures do not teach durations

@@ -50,9 +50,11 @@ async def emulator_client(
     pool: ThreadPoolExecutor, **options: Any
 ) -> AsyncIterator[DashScopeClient]:
     options = {"rps": 0, "query_qps": 0, "api_key": KEY, **options}
-    async with running_emulator(EmulatorConfig(**options), executor=pool) as emu:
-        async with DashScopeClient(emu.base_url, KEY, timeout=10) as client:
-            yield client
+    async with (
+        running_emulator(EmulatorConfig(**options), executor=pool) as emu,
+        DashScopeClient(emu.base_url, KEY, timeout=10) as client,
+    ):
+        yield client
 
 
 async def submit_and_wait(

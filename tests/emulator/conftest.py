@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aiohttp
 import pytest
 
+from wanrecipe.emulator.app import make_executor
 from wanrecipe.emulator.config import EmulatorConfig
 from wanrecipe.emulator.server import RunningEmulator, running_emulator
 
@@ -18,17 +18,9 @@ from wanrecipe.emulator.server import RunningEmulator, running_emulator
 @pytest.fixture(scope="session")
 def engine_pool() -> Iterator[Executor]:
     """One real process pool for the whole session (workers start once)."""
-    ctx = multiprocessing.get_context("forkserver")
-    pool = ProcessPoolExecutor(max_workers=2, mp_context=ctx)
+    pool = make_executor("process", 2)  # the emulator's own default pool
     yield pool
     pool.shutdown(wait=True, cancel_futures=True)
-
-
-@pytest.fixture(scope="session")
-def thread_pool() -> Iterator[Executor]:
-    pool = ThreadPoolExecutor(max_workers=2)
-    yield pool
-    pool.shutdown(wait=True)
 
 
 @pytest.fixture

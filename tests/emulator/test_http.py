@@ -14,6 +14,8 @@ from emu_helpers import AUTH, KEY, SUBMIT_HEADERS, Api, Start, body, data_uri, p
 from PIL import Image
 
 from wanrecipe import wire
+from wanrecipe.emulator.config import EmulatorConfig
+from wanrecipe.emulator.server import running_emulator
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$")
 
@@ -170,7 +172,7 @@ SUBMIT_ERRORS = [
 async def test_structural_errors_answer_the_submit(
     start: Start, http: aiohttp.ClientSession, payload: Any, status: int, code: str
 ):
-    async with start(executor=None) as emu:
+    async with start() as emu:
         got_status, answer = await Api(http, emu).submit(payload)
     assert (got_status, answer["code"]) == (status, code), answer
     assert set(answer) == {"request_id", "code", "message"}
@@ -465,3 +467,13 @@ async def test_queries_keep_flowing_while_engines_compute(
             await asyncio.sleep(0.005)
         await api.wait(ids[1])
     assert worst < 0.25, worst
+
+
+async def test_own_executors_thread_and_process(http: aiohttp.ClientSession):
+    """Without a shared pool the app makes its own executor, and closes it on exit."""
+    for kind in ("thread", "process"):
+        config = EmulatorConfig(executor=kind, workers=1, rps=0, query_qps=0)
+        async with running_emulator(config) as emu:
+            api = Api(http, emu)
+            done = await api.wait(await api.task_id(body(n=2)))
+            assert done["output"]["task_status"] == "SUCCEEDED", kind

@@ -63,3 +63,12 @@ def test_missing_and_undecodable_files(tmp_path: Path):
     bad.write_bytes(b"a: \xff\xfe\n")
     with pytest.raises(RecipeError, match="not UTF-8"):
         load_file(bad)
+
+
+def test_recursive_aliases_do_not_hang():
+    doc = load_text("a: &x [1, *x]\n", "x.yaml")
+    assert doc.data["a"][1] is doc.data["a"]
+
+
+def test_keys_of_different_types_are_not_duplicates():
+    assert load_text("1: a\n'1': b\n", "x.yaml").data == {1: "a", "1": "b"}

@@ -8,7 +8,6 @@ point at the file.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,25 +58,8 @@ class Document:
     source: SourceMap
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
-    """The safe loader, refusing duplicate keys instead of keeping the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, yaml.Node] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, Hashable) and key in seen:
-                first = seen[key].start_mark
-                raise _DuplicateKey(key, key_node, first.line + 1)
-            if isinstance(key, Hashable):
-                seen[key] = key_node
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
-
-
 class _DuplicateKey(Exception):
-    def __init__(self, key: object, node: yaml.Node, first_line: int) -> None:
+    def __init__(self, key: str, node: yaml.Node, first_line: int) -> None:
         super().__init__(key)
         self.key = key
         self.node = node
@@ -86,9 +68,13 @@ class _DuplicateKey(Exception):
 
 def load_text(text: str, file: str) -> Document:
     """Parse one YAML document. Raises RecipeError with the file position of the problem."""
-    loader = _Loader(text)
+    loader = _BaseLoader(text)
+    source = SourceMap(file)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            # Marks and duplicate keys come from the node tree, before anything is built.
+            _record(node, (), source)
         data = loader.construct_document(node) if node is not None else None
     except _DuplicateKey as exc:
         mark = exc.node.start_mark
@@ -110,9 +96,6 @@ def load_text(text: str, file: str) -> Document:
         raise RecipeError([_yaml_diagnostic(file, exc, None)]) from None
     finally:
         loader.dispose()
-    source = SourceMap(file)
-    if node is not None:
-        _record(node, (), source)
     return Document(data, source)
 
 
@@ -135,14 +118,24 @@ def load_file(path: Path, file: str | None = None) -> Document:
 def _record(node: yaml.Node, path: PathKey, source: SourceMap) -> None:
     # Iterative walk: a 1,000-step recipe is deep and wide, and recursion costs frames.
     stack: list[tuple[yaml.Node, PathKey]] = [(node, path)]
+    visited: set[int] = set()
     while stack:
         current, here = stack.pop()
+        # An alias is the anchored node itself: walk it once (a recursive alias would loop).
+        if id(current) in visited:
+            continue
+        visited.add(id(current))
         mark = current.start_mark
         source.values.setdefault(here, (mark.line + 1, mark.column + 1))
         if isinstance(current, yaml.MappingNode):
+            seen: dict[tuple[str, str], yaml.Node] = {}
             for key_node, value_node in current.value:
                 if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
                     continue
+                # Same tag and text is the same key (`1` and `"1"` differ: int and str).
+                first = seen.setdefault((key_node.tag, key_node.value), key_node)
+                if first is not key_node:
+                    raise _DuplicateKey(key_node.value, key_node, first.start_mark.line + 1)
                 child = (*here, key_node.value)
                 km = key_node.start_mark
                 source.keys.setdefault(child, (km.line + 1, km.column + 1))

@@ -89,7 +89,9 @@ def render_step(
         raise RecipeError(
             [_diag(step.location, f"steps.{step_id}", f"rendered before {missing[0]!r} finished")]
         )
-    context = template_context(recipe, step, outputs)
+    # Only dependencies can be referenced (references are edges), so only they go in the
+    # context: building it stays O(deps) however many steps have finished.
+    context = template_context(recipe, step, {d: outputs[d] for d in recipe.deps(step_id)})
     errors: list[Diagnostic] = []
     warnings: list[Diagnostic] = []
 

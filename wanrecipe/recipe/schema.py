@@ -7,6 +7,7 @@ fix is known.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 from collections.abc import Iterable, Sequence
@@ -44,16 +45,75 @@ def recipe_schema() -> dict[str, Any]:
 
 
 @cache
-def _validator() -> Any:
+def full_validator() -> Any:
+    """A validator for the schema exactly as shipped."""
     return jsonschema.Draft202012Validator(recipe_schema())
+
+
+@cache
+def _split_validators() -> tuple[Any, dict[str, Any], Any]:
+    """(document, step per function, step of unknown function) validators.
+
+    Same verdicts as the shipped schema (a test checks it), but each step is checked only
+    against its own function's rules instead of evaluating the ten if/then branches, which
+    makes a 1,000-step recipe several times faster to check.
+    """
+    root = copy.deepcopy(recipe_schema())
+    step = root["$defs"]["step"]
+    branches = step.pop("allOf")
+    root["properties"]["steps"]["additionalProperties"] = {"type": "object"}
+    per_function: dict[str, Any] = {}
+    for branch in branches:
+        function = branch["if"]["properties"]["function"]["const"]
+        then = branch["then"]
+        special = copy.deepcopy(step)
+        accepted = then["properties"]["parameters"]["properties"]
+        parameters = special["properties"]["parameters"]
+        parameters["properties"] = {
+            k: v for k, v in parameters["properties"].items() if k in accepted
+        }
+        for key, value in then["properties"].items():
+            if key != "parameters":
+                special["properties"][key] = value
+        special["required"] = [*special["required"], *then.get("required", [])]
+        per_function[function] = _sub_validator(root, special)
+    return (
+        jsonschema.Draft202012Validator(root),
+        per_function,
+        _sub_validator(recipe_schema(), recipe_schema()["$defs"]["step"]),
+    )
+
+
+def _sub_validator(root: dict[str, Any], schema: dict[str, Any]) -> Any:
+    defs = {**root["$defs"], "_this": schema}
+    return jsonschema.Draft202012Validator(
+        {"$schema": root["$schema"], "$defs": defs, "$ref": "#/$defs/_this"}
+    )
+
+
+def _schema_errors(data: Any) -> Iterable[tuple[PathKey, Any]]:
+    document, per_function, unknown = _split_validators()
+    for error in document.iter_errors(data):
+        yield (), error
+    steps = data.get("steps") if isinstance(data, dict) else None
+    if not isinstance(steps, dict):
+        return
+    for sid, step in steps.items():
+        if not isinstance(step, dict):
+            continue  # the document validator reported it
+        function = step.get("function")
+        validator = per_function.get(function, unknown) if isinstance(function, str) else unknown
+        for error in validator.iter_errors(step):
+            yield ("steps", sid), error
 
 
 def check_document(doc: Document) -> list[Diagnostic]:
     """Every schema violation in ``doc``, one Diagnostic each, in file order."""
     found: dict[tuple[str, int, int, str, str], Diagnostic] = {}
-    for error in _leaf_errors(_validator().iter_errors(doc.data)):
-        for diag in _diagnose(error, doc):
-            found.setdefault((diag.file, diag.line, diag.column, diag.path, diag.message), diag)
+    for prefix, top in _schema_errors(doc.data):
+        for error in _leaf_errors([top]):
+            for diag in _diagnose(error, doc, prefix):
+                found.setdefault((diag.file, diag.line, diag.column, diag.path, diag.message), diag)
     return sorted(found.values())
 
 
@@ -73,8 +133,8 @@ def dotted(path: Sequence[str | int]) -> str:
     return out
 
 
-def _diagnose(error: Any, doc: Document) -> list[Diagnostic]:
-    path: PathKey = tuple(error.absolute_path)
+def _diagnose(error: Any, doc: Document, prefix: PathKey = ()) -> list[Diagnostic]:
+    path: PathKey = (*prefix, *error.absolute_path)
     validator = error.validator
     value = error.validator_value
     instance = error.instance

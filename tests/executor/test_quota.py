@@ -217,3 +217,16 @@ def test_quota_is_validated() -> None:
     with pytest.raises(ValueError):
         Quota(submit_rps=0)
     assert Quota() == Quota(submit_rps=2.0, concurrency=2, query_qps=10.0)
+
+
+async def test_back_off_pauses_every_submitter() -> None:
+    gate = QuotaGate(Quota(submit_rps=100))
+    gate.back_off_submissions(0.2)
+    t0 = time.monotonic()
+
+    async def submit() -> float:
+        async with gate.submission():
+            return time.monotonic() - t0
+
+    waits = await asyncio.gather(submit(), submit(), submit())
+    assert all(0.19 < w < 0.5 for w in waits)

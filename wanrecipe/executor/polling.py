@@ -243,7 +243,9 @@ async def wait_for_task(
                 stats.throttled += 1
                 if throttles >= policy.throttle_retry.attempts:
                     raise
-                delay = max(budget_wait, policy.throttle_retry.delay(throttles, rng))
+                backoff = policy.throttle_retry.delay(throttles, rng)
+                gate.back_off_queries(backoff)  # every waiter backs off, not just this one
+                delay = max(budget_wait, backoff)
             elif kind in (ErrorClass.SERVER, ErrorClass.UNCERTAIN, ErrorClass.NOT_SENT):
                 failures += 1
                 stats.failed_queries += 1

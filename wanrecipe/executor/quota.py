@@ -84,8 +84,9 @@ class SlidingWindowLimiter:
         self._released: deque[float] = deque()  # release times, ascending
         self._held = 0
         self._changed = asyncio.Event()
-        #: Grant times of every event, for tests and stats.
-        self.grants: list[float] = []
+        self._paused_until = 0.0
+        #: Grant times of recent events, for tests and stats.
+        self.grants: deque[float] = deque(maxlen=10_000)
 
     def _busy(self, now: float) -> int:
         while self._released and self._released[0] + self.window <= now:
@@ -96,12 +97,15 @@ class SlidingWindowLimiter:
         async with self._lock:
             while True:
                 now = self._clock()
-                if self._busy(now) < self.capacity:
+                if now < self._paused_until:
+                    wait: float | None = self._paused_until - now
+                elif self._busy(now) < self.capacity:
                     self._held += 1
                     self.grants.append(now)
                     return
+                else:
+                    wait = self._released[0] + self.window - now if self._released else None
                 self._changed.clear()
-                wait = self._released[0] + self.window - now if self._released else None
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), wait)
 
@@ -109,6 +113,11 @@ class SlidingWindowLimiter:
         self._held -= 1
         self._released.append(self._clock())
         self._changed.set()
+
+    def pause(self, seconds: float) -> None:
+        """Grant nothing for ``seconds`` (the server said 429: everyone backs off, not just
+        the caller that was refused)."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     @asynccontextmanager
     async def hold(self) -> AsyncIterator[None]:
@@ -191,6 +200,14 @@ class QuotaGate:
     def query(self) -> AbstractAsyncContextManager[None]:
         """Hold around exactly one task query."""
         return self._queries.hold()
+
+    def back_off_submissions(self, seconds: float) -> None:
+        """After a 429 on submit: no submission from anyone for ``seconds``."""
+        self._submits.pause(seconds)
+
+    def back_off_queries(self, seconds: float) -> None:
+        """After a 429 on a query: no query from anyone for ``seconds``."""
+        self._queries.pause(seconds)
 
     @property
     def running(self) -> int:

@@ -72,3 +72,22 @@ def test_recursive_aliases_do_not_hang():
 
 def test_keys_of_different_types_are_not_duplicates():
     assert load_text("1: a\n'1': b\n", "x.yaml").data == {1: "a", "1": "b"}
+
+
+def test_template_errors_in_block_scalars_point_at_their_line(write_recipe):
+    from wanrecipe import validate_recipe
+
+    path = write_recipe(
+        """
+        version: 1
+        steps:
+          c:
+            function: colorization
+            image: a.png
+            prompt: |
+              first line
+              second {{ oops( }}
+        """
+    )
+    (d,) = validate_recipe(path).errors
+    assert d.line == 8 and "syntax error" in d.message

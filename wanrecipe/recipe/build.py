@@ -15,7 +15,7 @@ from .. import wire
 from ..errors import Diagnostic
 from .dag import Graph
 from .durations import DEFAULT_TIMEOUT_SECONDS, parse_duration
-from .loader import Document, Location, SourceMap
+from .loader import Document, Location, PathKey, SourceMap
 from .model import Param, ParamType, Recipe, Step
 from .params import GivenValue, bind
 from .schema import check_document
@@ -164,7 +164,9 @@ class _Builder:
         for name, value in fields:
             if not isinstance(value, str):
                 continue
-            template = self.template(value, sources[name], f"steps.{sid}.{name}")
+            template = self.template(
+                value, sources[name], f"steps.{sid}.{name}", (*here, *name.split("."))
+            )
             if template is None:
                 continue
             references |= template.steps
@@ -186,12 +188,16 @@ class _Builder:
             references=frozenset(references),
         )
 
-    def template(self, value: str, where: Location, dotted: str) -> Template | None:
+    def template(
+        self, value: str, where: Location, dotted: str, path: PathKey | None = None
+    ) -> Template | None:
         try:
             template = compile_template(value)
         except TemplateProblem as exc:
             self.unparsed_template = True
-            self.error(_shift(where, exc.line), dotted, exc.message, exc.hint)
+            if path is not None and where == self.source.at(path):
+                where = self.source.text_line_at(path, exc.line)
+            self.error(where, dotted, exc.message, exc.hint)
             return None
         for message, hint in template.problems:
             self.error(where, dotted, message, hint)
@@ -212,7 +218,7 @@ class _Builder:
             outputs[name] = value
             locations[name] = where
             dotted = f"outputs.{name}"
-            template = self.template(value, where, dotted)
+            template = self.template(value, where, dotted, ("outputs", name))
             if template is None:
                 continue
             used_params |= template.params
@@ -283,13 +289,6 @@ def _with_location(decl: Param, where: Location) -> Param:
     from dataclasses import replace
 
     return replace(decl, location=where)
-
-
-def _shift(where: Location, template_line: int) -> Location:
-    # A multi-line template (block scalar) starts on the line after its indicator.
-    if template_line <= 1:
-        return where
-    return Location(where.file, where.line + template_line, 0)
 
 
 def _suggest(name: str, options: Sequence[str], what: str) -> str:

@@ -37,6 +37,8 @@ class SourceMap:
     file: str
     values: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     keys: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
+    #: Values written as block scalars (``|`` or ``>``): their text starts on the next line.
+    blocks: set[PathKey] = field(default_factory=set)
 
     def at(self, path: PathKey) -> Location:
         """The value at ``path``, or the nearest enclosing value that has a mark."""
@@ -45,6 +47,15 @@ class SourceMap:
             if mark:
                 return Location(self.file, *mark)
         return Location(self.file)
+
+    def text_line_at(self, path: PathKey, line: int) -> Location:
+        """Line ``line`` (1-based) of the string at ``path``; exact for block scalars."""
+        where = self.at(path)
+        if path in self.blocks:
+            return Location(self.file, where.line + line, 0)
+        if line <= 1:
+            return where
+        return Location(self.file, where.line + line - 1, 0)
 
     def key_at(self, path: PathKey) -> Location:
         """The key naming ``path`` (for "unknown field" errors), else the value."""
@@ -127,6 +138,8 @@ def _record(node: yaml.Node, path: PathKey, source: SourceMap) -> None:
         visited.add(id(current))
         mark = current.start_mark
         source.values.setdefault(here, (mark.line + 1, mark.column + 1))
+        if isinstance(current, yaml.ScalarNode) and current.style in ("|", ">"):
+            source.blocks.add(here)
         if isinstance(current, yaml.MappingNode):
             seen: dict[tuple[str, str], yaml.Node] = {}
             for key_node, value_node in current.value:

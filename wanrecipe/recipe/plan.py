@@ -7,6 +7,7 @@ checked and ``n`` is known) and its local inputs are inspected.
 from __future__ import annotations
 
 import heapq
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -313,11 +314,7 @@ def format_plan(plan: Plan) -> str:
 
 
 def _param_text(recipe: Recipe, name: str, value: object) -> str:
-    if (
-        recipe.param_decls[name].type == "image"
-        and isinstance(value, str)
-        and value.startswith("/")
-    ):
+    if recipe.param_decls[name].type == "image" and isinstance(value, str) and os.path.isabs(value):
         return recipe.display_path(Path(value))
     return str(value)
 

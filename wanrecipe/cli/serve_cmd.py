@@ -130,6 +130,7 @@ def serve(quiet: bool, **options: Any) -> None:
 async def _serve(config: EmulatorConfig, *, quiet: bool) -> None:
     from ..emulator.app import RedactedAccessLogger
     from ..emulator.server import running_emulator
+    from ..emulator.validation import is_loopback_host
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -138,6 +139,9 @@ async def _serve(config: EmulatorConfig, *, quiet: bool) -> None:
     log_class = None if quiet else RedactedAccessLogger
     async with running_emulator(config, access_log_class=log_class) as emu:
         click.echo(f"wanrecipe emulator listening on {emu.base_url}", err=True)
+        if not is_loopback_host(config.host):
+            click.echo("warning: not a loopback address; anyone who can reach it can use it",
+                       err=True)  # fmt: skip
         click.echo(f"stats: {emu.origin}/emulator/stats   (Ctrl-C to stop)", err=True)
         await stop.wait()
     click.echo("stopped", err=True)

@@ -71,6 +71,8 @@ def test_render_uses_the_runner_objects_untouched(write_recipe, tmp_path: Path):
 
     outputs = render_outputs(recipe, {"color": [ref], "up": [a, b], "pick": [b]})
     assert outputs == {"all": [a, b], "last": b}
+    # pick failed: its output is left out, the others are still reported.
+    assert render_outputs(recipe, {"color": [ref], "up": [a, b]}) == {"all": [a, b]}
 
 
 def test_out_of_range_after_rendering_raises_with_the_line(write_recipe):

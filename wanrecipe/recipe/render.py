@@ -155,13 +155,20 @@ def render_step(
 
 
 def render_outputs(recipe: Recipe, outputs: Mapping[str, Sequence[object]]) -> dict[str, object]:
-    """The recipe's ``outputs:``, rendered (native values: an image object, a list, ...)."""
+    """The recipe's ``outputs:``, rendered (native values: an image object, a list, ...).
+
+    An output that refers to a step missing from ``outputs`` (it failed or was skipped) is left
+    out, so a partly failed run still reports what it made.
+    """
     context = template_context(recipe, None, outputs)
     result: dict[str, object] = {}
     errors: list[Diagnostic] = []
     for name, value in recipe.outputs.items():
+        template = compile_template(value)
+        if any(not outputs.get(sid) for sid in template.steps):
+            continue
         try:
-            result[name] = compile_template(value).render(context)
+            result[name] = template.render(context)
         except TemplateProblem as exc:
             errors.append(_diag(recipe.output_locations[name], f"outputs.{name}", exc.message))
     if errors:

@@ -16,7 +16,7 @@ from backend_helpers import KEY, Recorder, Start, data_uri, png
 from wanrecipe import wire
 from wanrecipe.backends import DashScopeClient, TaskState
 from wanrecipe.errors import BackendError, TransportError
-from wanrecipe.executor.retry import ErrorClass, classify, read_retryable, submit_retry_safe
+from wanrecipe.executor.retry import ErrorClass, classify, read_retryable, submit_is_retryable
 
 
 async def finish(client: DashScopeClient, task_id: str, timeout: float = 20.0) -> TaskState:
@@ -89,7 +89,7 @@ async def test_wrong_key_is_refused_without_leaking_it(emu: object, start: Start
     assert (err.status, err.code) == (401, "InvalidApiKey")
     assert not isinstance(err, TransportError)
     assert "sk-wrong" not in str(err) and "sk-wrong" not in repr(err.args)
-    assert classify(err) is ErrorClass.CLIENT and not submit_retry_safe(err)
+    assert classify(err) is ErrorClass.CLIENT and not submit_is_retryable(err)
 
 
 @pytest.mark.parametrize(
@@ -107,7 +107,7 @@ async def test_refused_submit_is_safe_to_retry(
             await client.submit("remove_watermark", "x", data_uri(png()))
         assert (info.value.status, info.value.code) == (status, code)
         assert info.value.request_id
-        assert submit_retry_safe(info.value)
+        assert submit_is_retryable(info.value)
         # The retry goes through and the emulator created exactly one task.
         await client.submit("remove_watermark", "x", data_uri(png()))
         assert emu.stats()["submissions"]["accepted"] == 1
@@ -124,7 +124,7 @@ async def test_dropped_submit_is_not_safe_to_retry(start: Start, fault: str) -> 
     err = info.value
     assert err.reached_server is None
     assert classify(err) is ErrorClass.UNCERTAIN
-    assert not submit_retry_safe(err)
+    assert not submit_is_retryable(err)
     assert isinstance(err.__cause__, Exception)
 
 
@@ -137,7 +137,7 @@ async def test_connection_refused_surely_never_reached() -> None:
                 await client.submit("remove_watermark", "x", "https://example.invalid/a.png")
     err = info.value
     assert err.code == "ConnectError" and err.reached_server is False
-    assert submit_retry_safe(err)
+    assert submit_is_retryable(err)
     assert KEY not in str(err)
 
 
@@ -152,7 +152,7 @@ async def test_read_timeout_may_have_reached(recorder: Recorder) -> None:
             await client.submit("remove_watermark", "x", "https://example.invalid/a.png")
     err = info.value
     assert err.code in ("ReadTimeout", "Timeout") and err.reached_server is None
-    assert not submit_retry_safe(err) and read_retryable(err)
+    assert not submit_is_retryable(err) and read_retryable(err)
 
 
 async def test_request_is_exactly_what_the_sdk_sends(recorder: Recorder) -> None:
@@ -216,7 +216,7 @@ async def test_unusable_answers_are_transport_errors(
         with pytest.raises(TransportError) as info:
             await client.submit("remove_watermark", "x", "https://example.invalid/a.png")
     assert info.value.code == code and info.value.reached_server is reached
-    assert not submit_retry_safe(info.value)
+    assert not submit_is_retryable(info.value)
 
 
 @pytest.mark.parametrize(

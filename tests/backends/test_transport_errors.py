@@ -14,7 +14,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from wanrecipe.backends.transport import ERROR_KINDS, MAPPED_ERRORS, map_error
 from wanrecipe.errors import TransportError
-from wanrecipe.executor.retry import submit_retry_safe
+from wanrecipe.executor.retry import submit_is_retryable
 
 KEY = ConnectionKey("api.example.test", 443, True, True, None, None, None, None)
 REFUSED = ConnectionRefusedError(111, "Connection refused")
@@ -94,8 +94,8 @@ def test_mapping(kind: type[BaseException], code: str, reached_if_sent: bool | N
     # Nothing left this process before the headers: a submit is safe to repeat (unless the
     # failure is itself an answer from the server).
     assert unsent.reached_server is (reached_if_sent is True)
-    assert submit_retry_safe(unsent) is (reached_if_sent is not True)
-    assert submit_retry_safe(sent) is (reached_if_sent is False)
+    assert submit_is_retryable(unsent) is (reached_if_sent is not True)
+    assert submit_is_retryable(sent) is (reached_if_sent is False)
     assert str(sent).startswith(f"{code}: submit: ")
     assert "secret" not in str(sent)
 

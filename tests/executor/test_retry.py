@@ -11,14 +11,12 @@ from hypothesis import strategies as st
 from wanrecipe import wire
 from wanrecipe.errors import BackendError, TaskFailed, TaskWaitTimeout, TransportError
 from wanrecipe.executor.retry import (
-    THROTTLE_POLICY,
-    TRANSIENT_POLICY,
     ErrorClass,
     RetryPolicy,
     classify,
-    policy_for,
+    is_throttled,
     read_retryable,
-    submit_retry_safe,
+    submit_is_retryable,
     task_failure_is_transient,
 )
 
@@ -43,10 +41,17 @@ def test_delays_grow_then_cap() -> None:
     policy = RetryPolicy(attempts=9, base=0.5, cap=4.0, jitter=0.0)
     assert [policy.delay(k) for k in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     assert policy.with_attempts(2) == RetryPolicy(2, 0.5, 4.0, 0.0)
+    assert RetryPolicy(throttle_attempts=3).with_attempts(1).throttle_attempts == 3
 
 
 def test_policy_validation() -> None:
-    for bad in ({"attempts": 0}, {"base": 2.0, "cap": 1.0}, {"jitter": 1.5}):
+    for bad in (
+        {"attempts": 0},
+        {"base": 2.0, "cap": 1.0},
+        {"jitter": 1.5},
+        {"throttle_attempts": -1},
+        {"throttle_base": 30.0},
+    ):
         with pytest.raises(ValueError):
             RetryPolicy(**bad)  # type: ignore[arg-type]
 
@@ -80,13 +85,15 @@ def test_classification(
     exc: BaseException, kind: ErrorClass, submit_ok: bool, read_ok: bool
 ) -> None:
     assert classify(exc) is kind
-    assert submit_retry_safe(exc) is submit_ok
+    assert submit_is_retryable(exc) is submit_ok
     assert read_retryable(exc) is read_ok
 
 
 def test_throttling_has_its_own_budget() -> None:
-    assert policy_for(api(429)) is THROTTLE_POLICY
-    assert policy_for(api(500)) is TRANSIENT_POLICY
+    assert is_throttled(api(429)) and not is_throttled(api(500))
+    policy = RetryPolicy(attempts=2, base=0.1, cap=0.1, jitter=0.0, throttle_base=3, throttle_cap=9)
+    assert [policy.throttle_delay(k) for k in (1, 2, 3)] == [3, 6, 9]
+    assert policy.delay(5) == 0.1
 
 
 def test_non_backend_errors_are_bugs() -> None:

@@ -107,7 +107,7 @@ async def test_retries_server_errors_on_queries(pool: ThreadPoolExecutor) -> Non
 
 
 async def test_gives_up_after_the_query_budget(pool: ThreadPoolExecutor) -> None:
-    policy = PollPolicy(query_retry=RetryPolicy(attempts=3, base=0.01, cap=0.02))
+    policy = PollPolicy(retry=RetryPolicy(attempts=3, base=0.01, cap=0.02))
     async with emulator_client(pool, faults="query.500=1.0") as client:
         with pytest.raises(BackendError) as info:
             await submit_and_wait(client, QuotaGate(), DurationModel(policy))
@@ -116,9 +116,9 @@ async def test_gives_up_after_the_query_budget(pool: ThreadPoolExecutor) -> None
 
 async def test_throttled_queries_wait_on_their_own_budget(pool: ThreadPoolExecutor) -> None:
     """The emulator allows 4 queries/s; our gate is set far above that, so 429s happen."""
+    # No 5xx budget at all: the 429s must not draw on it.
     policy = PollPolicy(
-        throttle_retry=RetryPolicy(attempts=20, base=0.05, cap=0.3),
-        query_retry=RetryPolicy(attempts=1),  # no 5xx budget at all: 429 must not use it
+        retry=RetryPolicy(attempts=1, throttle_attempts=20, throttle_base=0.05, throttle_cap=0.3)
     )
     model = DurationModel(policy)
     for _ in range(3):

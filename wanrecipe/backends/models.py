@@ -61,6 +61,11 @@ class TaskState:
         return self.status in wire.TERMINAL_STATUSES
 
     @property
+    def usage_images(self) -> int:
+        """Images billed for this task (``usage.image_count``; 0 when absent)."""
+        return self.image_count or 0
+
+    @property
     def urls(self) -> tuple[str, ...]:
         return tuple(r.url for r in self.results if r.url)
 

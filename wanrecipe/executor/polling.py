@@ -17,7 +17,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,7 +25,7 @@ from .. import wire
 from ..backends.models import TaskState
 from ..errors import BackendError, TaskWaitTimeout
 from .quota import QuotaGate
-from .retry import THROTTLE_POLICY, TRANSIENT_POLICY, ErrorClass, RetryPolicy, classify
+from .retry import DEFAULT_POLICY, ErrorClass, RetryPolicy, classify
 
 
 def sdk_poll_times() -> Iterator[float]:
@@ -83,9 +83,8 @@ class PollPolicy:
     max_interval: float = float(wire.SDK_POLL_SLEEP_MAX)
     #: Keep at most this many durations per function.
     history: int = 64
-    #: Consecutive failed queries (5xx, network) before giving up; 429s have their own budget.
-    query_retry: RetryPolicy = TRANSIENT_POLICY
-    throttle_retry: RetryPolicy = THROTTLE_POLICY
+    #: Failed queries: ``attempts`` consecutive 5xx/network failures, ``throttle_*`` for 429s.
+    retry: RetryPolicy = DEFAULT_POLICY
 
     def __post_init__(self) -> None:
         if not 0 < self.prior_low <= self.prior_high:
@@ -124,9 +123,9 @@ class DurationModel:
         own = self._by_function.get(function)
         return tuple(own) if own else tuple(self._pooled)
 
-    def window(self, function: str) -> tuple[float, float]:
+    def window(self, function: str, policy: PollPolicy | None = None) -> tuple[float, float]:
         """[low, high] seconds of RUNNING time within which the task most likely ends."""
-        p = self.policy
+        p = policy or self.policy
         data = sorted(self.samples(function))
         if not data:
             return p.prior_low, p.prior_high
@@ -143,15 +142,21 @@ class DurationModel:
         return _quantile(data, 0.5)
 
     def next_poll_delay(
-        self, function: str, elapsed: float, attempt: int, *, started: float = 0.0
+        self,
+        function: str,
+        elapsed: float,
+        attempt: int,
+        *,
+        started: float = 0.0,
+        policy: PollPolicy | None = None,
     ) -> float:
         """Seconds from ``elapsed`` (since submit) until query number ``attempt`` (0-based).
 
         ``started``: when the task began RUNNING, in the same seconds-since-submit (a lower
-        bound while it is PENDING).
+        bound while it is PENDING). ``policy`` overrides the model's own for this task.
         """
-        p = self.policy
-        lo_run, hi_run = self.window(function)
+        p = policy or self.policy
+        lo_run, hi_run = self.window(function, p)
         lo, hi = started + lo_run, started + hi_run
         earliest = max(sdk_poll_time(attempt), elapsed + p.min_interval)
         if elapsed < hi:
@@ -200,23 +205,28 @@ async def wait_for_task(
     gate: QuotaGate,
     model: DurationModel,
     deadline: float,
+    policy: PollPolicy | None = None,
     submitted_at: float | None = None,
     stats: PollStats | None = None,
+    on_status: Callable[[str], None] | None = None,
     rng: random.Random | None = None,
 ) -> TaskState:
     """Poll ``task_id`` until it is terminal and return its last state (any terminal status:
     the caller decides what FAILED means).
 
     ``deadline`` and ``submitted_at`` are ``time.monotonic()`` values; ``submitted_at`` is when
-    the submit answer arrived (default: now). Raises :class:`TaskWaitTimeout` at the deadline,
-    or the query's own error once its retry budget is spent or when it cannot be retried.
+    the submit answer arrived (default: now). ``on_status`` hears every change of status.
+    Raises :class:`TaskWaitTimeout` at the deadline, or the query's own error once its retry
+    budget is spent or when it cannot be retried.
     """
-    policy = model.policy
+    policy = policy or model.policy
+    retry = policy.retry
     stats = stats if stats is not None else PollStats()
     t0 = time.monotonic() if submitted_at is None else submitted_at
     started = 0.0
     failures = throttles = 0
-    delay = model.next_poll_delay(function, time.monotonic() - t0, 0)
+    last_status: str | None = None
+    delay = model.next_poll_delay(function, time.monotonic() - t0, 0, policy=policy)
     while True:
         now = time.monotonic()
         wake = now + delay
@@ -241,21 +251,25 @@ async def wait_for_task(
             if kind is ErrorClass.THROTTLED:
                 throttles += 1
                 stats.throttled += 1
-                if throttles >= policy.throttle_retry.attempts:
+                if throttles > retry.throttle_attempts:
                     raise
-                backoff = policy.throttle_retry.delay(throttles, rng)
+                backoff = retry.throttle_delay(throttles, rng)
                 gate.back_off_queries(backoff)  # every waiter backs off, not just this one
                 delay = max(budget_wait, backoff)
             elif kind in (ErrorClass.SERVER, ErrorClass.UNCERTAIN, ErrorClass.NOT_SENT):
                 failures += 1
                 stats.failed_queries += 1
-                if failures >= policy.query_retry.attempts:
+                if failures >= retry.attempts:
                     raise
-                delay = max(budget_wait, policy.query_retry.delay(failures, rng))
+                delay = max(budget_wait, retry.delay(failures, rng))
             else:
                 raise
             continue
         failures = throttles = 0
+        if state.status != last_status:
+            last_status = state.status
+            if on_status is not None:
+                on_status(state.status)
         if state.terminal:
             model.observe_task(function, state)
             return state
@@ -264,4 +278,6 @@ async def wait_for_task(
             started = max(0.0, state.queue_seconds)
         elif state.status == "PENDING":
             started = max(started, elapsed)
-        delay = model.next_poll_delay(function, elapsed, stats.queries, started=started)
+        delay = model.next_poll_delay(
+            function, elapsed, stats.queries, started=started, policy=policy
+        )

@@ -10,6 +10,7 @@ The rules (DESIGN.md, "Scheduling"):
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import random
 from dataclasses import dataclass
@@ -26,39 +27,55 @@ _RNG = random.Random()
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``attempts`` tries in all (1 = no retry); exponential backoff from ``base`` up to ``cap``
-    seconds, with ``jitter`` the fraction of each delay drawn at random."""
+    """``attempts`` tries in all (1 = no retry), exponential backoff from ``base`` up to ``cap``
+    seconds, ``jitter`` the fraction of each delay drawn at random. Throttling (429) draws on
+    its own budget: ``throttle_attempts`` retries, backoff from ``throttle_base`` to
+    ``throttle_cap``."""
 
     attempts: int = 4
     base: float = 0.5
     cap: float = 8.0
     jitter: float = 0.5
+    throttle_attempts: int = 8
+    throttle_base: float = 1.0
+    #: The service "typically resumes within one minute" after throttling.
+    throttle_cap: float = 20.0
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("attempts must be >= 1")
+        if self.attempts < 1 or self.throttle_attempts < 0:
+            raise ValueError("attempts must be >= 1 and throttle_attempts >= 0")
         if self.base < 0 or self.cap < self.base:
             raise ValueError("need 0 <= base <= cap")
+        if self.throttle_base < 0 or self.throttle_cap < self.throttle_base:
+            raise ValueError("need 0 <= throttle_base <= throttle_cap")
         if not 0.0 <= self.jitter <= 1.0:
             raise ValueError("jitter must be within [0, 1]")
 
     def delay(self, retry: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number ``retry`` (1 = the first retry)."""
-        full = min(self.cap, self.base * 2.0 ** max(0, retry - 1))
-        draw = (rng if rng is not None else _RNG).random()
-        return full * (1.0 - self.jitter) + full * self.jitter * draw
+        return _backoff(self.base, self.cap, self.jitter, retry, rng)
+
+    def throttle_delay(self, retry: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` after a 429."""
+        return _backoff(self.throttle_base, self.throttle_cap, self.jitter, retry, rng)
 
     def with_attempts(self, attempts: int) -> RetryPolicy:
         """The same backoff with another number of attempts (a step's ``retry:``)."""
-        return RetryPolicy(attempts, self.base, self.cap, self.jitter)
+        return dataclasses.replace(self, attempts=attempts)
 
 
-#: 429 on any request: the service "typically resumes within one minute".
-THROTTLE_POLICY = RetryPolicy(attempts=8, base=1.0, cap=20.0, jitter=0.5)
-#: 5xx / network errors on queries, downloads, uploads, and never-sent submits.
-TRANSIENT_POLICY = RetryPolicy(attempts=5, base=0.5, cap=8.0, jitter=0.5)
+def _backoff(
+    base: float, cap: float, jitter: float, retry: int, rng: random.Random | None
+) -> float:
+    full = min(cap, base * 2.0 ** max(0, retry - 1))
+    draw = (rng if rng is not None else _RNG).random()
+    return full * (1.0 - jitter) + full * jitter * draw
+
+
+#: 5xx / network errors on queries, downloads, uploads, and never-sent submits; 429 anywhere.
+DEFAULT_POLICY = RetryPolicy()
 #: Re-submitting a task that ended FAILED with a transient code (it costs a new task).
-TASK_POLICY = RetryPolicy(attempts=2, base=2.0, cap=10.0, jitter=0.5)
+TASK_POLICY = RetryPolicy(attempts=2, base=2.0, cap=10.0)
 
 
 class ErrorClass(enum.Enum):
@@ -97,7 +114,7 @@ def classify(exc: BaseException) -> ErrorClass:
     raise TypeError(f"not a backend error: {type(exc).__name__}") from None
 
 
-def submit_retry_safe(exc: BaseException) -> bool:
+def submit_is_retryable(exc: BaseException) -> bool:
     """Whether a failed submit can be sent again without risking a second (billed) task."""
     return classify(exc) in (ErrorClass.THROTTLED, ErrorClass.SERVER, ErrorClass.NOT_SENT)
 
@@ -112,9 +129,9 @@ def read_retryable(exc: BaseException) -> bool:
     )
 
 
-def policy_for(exc: BaseException) -> RetryPolicy:
-    """The budget a retry of this error draws on: throttling has its own."""
-    return THROTTLE_POLICY if classify(exc) is ErrorClass.THROTTLED else TRANSIENT_POLICY
+def is_throttled(exc: BaseException) -> bool:
+    """429: retry on the throttling budget (``RetryPolicy.throttle_*``)."""
+    return classify(exc) is ErrorClass.THROTTLED
 
 
 def task_failure_is_transient(code: str | None) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -121,7 +122,7 @@ class _Builder:
             )
             if decl.has_default:
                 # Defaults are checked where they are written, not where a -p would be.
-                decl = _with_location(decl, self.source.at(("params", name, "default")))
+                decl = replace(decl, location=self.source.at(("params", name, "default")))
             decls[name] = decl
         return decls
 
@@ -276,19 +277,16 @@ class _Builder:
 
     def reference_location(self, step: Step, ref: str) -> Location:
         # The first field whose template mentions the step: that is the line to fix.
-        for name in (*TEMPLATED_FIELDS, *(f"parameters.{k}" for k in step.parameters)):
-            value = getattr(step, name, None) if "." not in name else None
-            if name.startswith("parameters."):
-                value = step.parameters[name.split(".", 1)[1]]
+        fields: list[tuple[str, object]] = [
+            ("image", step.image),
+            ("mask", step.mask),
+            ("prompt", step.prompt),
+            *((f"parameters.{k}", v) for k, v in step.parameters.items()),
+        ]
+        for name, value in fields:
             if isinstance(value, str) and ref in value:
                 return step.location_of(name)
         return step.location
-
-
-def _with_location(decl: Param, where: Location) -> Param:
-    from dataclasses import replace
-
-    return replace(decl, location=where)
 
 
 def _suggest(name: str, options: Sequence[str], what: str) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import wire
-from ..errors import Diagnostic, RecipeError
+from ..errors import Diagnostic, RecipeError, Severity
 from ..images import is_data_uri, is_remote
 from .loader import Location
 from .model import Recipe, Step
@@ -252,14 +252,6 @@ def _diag(
     message: str,
     hint: str | None = None,
     *,
-    severity: str = "error",
+    severity: Severity = "error",
 ) -> Diagnostic:
-    return Diagnostic(
-        where.file,
-        where.line,
-        where.column,
-        dotted,
-        message,
-        "warning" if severity == "warning" else "error",
-        hint=hint,
-    )
+    return Diagnostic(where.file, where.line, where.column, dotted, message, severity, hint=hint)

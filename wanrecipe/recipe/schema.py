@@ -294,13 +294,17 @@ def _bad_name(doc: Document, parent: PathKey, name: Any, at: Any) -> Any:
 
 def _wrong_type(path: PathKey, instance: Any, expected: Any) -> tuple[str, str | None]:
     kinds = [expected] if isinstance(expected, str) else list(expected)
-    want = " or ".join(_TYPE_NAMES.get(k, k) for k in kinds if k != "string" or len(kinds) == 1)
-    if len(kinds) > 1 and "string" in kinds and not (path and path[-1] == "needs"):
-        want += ' (or a template string "{{ ... }}")' if path and path[-1] != "timeout" else ""
-        if path and path[-1] == "timeout":
-            want += " or a duration string"
-    if path and path[-1] == "needs":
+    name = path[-1] if path else None
+    if name == "needs":
         want = "a step id or a list of step ids"
+    elif name == "timeout":
+        want = "a number of seconds or a duration string"
+    elif len(kinds) > 1 and "string" in kinds:
+        # A native value or a template string (API parameters).
+        main = " or ".join(_TYPE_NAMES.get(k, k) for k in kinds if k != "string")
+        want = f'{main} (or a template string "{{{{ ... }}}}")'
+    else:
+        want = " or ".join(_TYPE_NAMES.get(k, k) for k in kinds)
     return (f"expected {want}, got {_describe(instance)}", None)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -56,8 +57,10 @@ class Api:
     async def submit(
         self, payload: Any, headers: dict[str, str] | None = None
     ) -> tuple[int, dict[str, Any]]:
-        h = SUBMIT_HEADERS if headers is None else headers
-        async with self.s.post(self.base + wire.SUBMIT_PATH, json=payload, headers=h) as r:
+        h = {**(SUBMIT_HEADERS if headers is None else headers), "Content-Type": "application/json"}
+        # A stream, not bytes: aiohttp warns about (big) raw bytes bodies.
+        data = io.BytesIO(json.dumps(payload).encode())
+        async with self.s.post(self.base + wire.SUBMIT_PATH, data=data, headers=h) as r:
             assert r.content_type == "application/json"
             return r.status, await r.json()
 

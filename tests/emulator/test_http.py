@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from emu_helpers import AUTH, KEY, SUBMIT_HEADERS, Api, Start, body, data_uri, png
 from PIL import Image
 
@@ -477,3 +478,58 @@ async def test_own_executors_thread_and_process(http: aiohttp.ClientSession):
             api = Api(http, emu)
             done = await api.wait(await api.task_id(body(n=2)))
             assert done["output"]["task_status"] == "SUCCEEDED", kind
+
+
+async def test_downloads_are_capped_and_redirects_not_followed(
+    start: Start, http: aiohttp.ClientSession
+):
+    big = web.Application()
+    hits: list[str] = []
+
+    async def serve_big(request: web.Request) -> web.StreamResponse:
+        hits.append(request.path)
+        return web.Response(body=b"\0" * (11 * 1024 * 1024), content_type="image/png")
+
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        hits.append(request.path)
+        raise web.HTTPFound("http://203.0.113.7/a.png")
+
+    big.router.add_get("/big.png", serve_big)
+    big.router.add_get("/redirect.png", redirect)
+    runner = web.AppRunner(big, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with start() as emu:
+            api = Api(http, emu)
+            too_big = await api.wait(
+                await api.task_id(body(image=f"http://127.0.0.1:{port}/big.png"))
+            )
+            moved = await api.wait(
+                await api.task_id(body(image=f"http://localhost:{port}/redirect.png"))
+            )
+    finally:
+        await runner.cleanup()
+    assert too_big["output"]["code"] == "BadRequest.TooLarge"
+    assert moved["output"]["code"] == "BadRequest.InputDownloadFailed"
+    assert "HTTP 302" in moved["output"]["message"]
+    assert hits == ["/big.png", "/redirect.png"]
+
+
+async def test_oversized_inputs_and_unsafe_oss_keys(
+    start: Start, http: aiohttp.ClientSession, tmp_path
+):
+    async with start(data_dir=tmp_path) as emu:
+        api = Api(http, emu)
+        huge = "data:image/png;base64," + "A" * (15 * 1024 * 1024)
+        status, answer = await api.submit(body(image=huge))
+        assert (status, answer["code"]) == (413, "BadRequest.TooLarge")
+
+        (tmp_path / "secret.png").write_bytes(png())
+        headers = {**SUBMIT_HEADERS, wire.HEADER_OSS_RESOLVE: "enable"}
+        status, answer = await api.submit(body(image="oss://../secret.png"), headers=headers)
+        assert status == 200
+        done = await api.wait(answer["output"]["task_id"])
+    assert done["output"]["code"] == "BadRequest.InputDownloadFailed"

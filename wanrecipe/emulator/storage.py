@@ -122,6 +122,8 @@ class BlobStore:
         return self._dir / key
 
     async def put(self, key: str, data: bytes) -> None:
+        if not safe_key(key):
+            raise ValueError(f"unsafe storage key {key!r}")
         if self._dir is None:
             self._mem[key] = data
             return
@@ -136,6 +138,8 @@ class BlobStore:
         await asyncio.to_thread(write)
 
     async def get(self, key: str) -> bytes | None:
+        if not safe_key(key):  # never read outside the data directory
+            return None
         if self._dir is None:
             return self._mem.get(key)
         path = self._path(key)

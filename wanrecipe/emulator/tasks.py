@@ -15,7 +15,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -64,6 +64,12 @@ class Task:
         return {"TOTAL": n, "SUCCEEDED": 0, "FAILED": 0}
 
 
+def _without_payloads(request: SubmitRequest) -> SubmitRequest:
+    """Drop decoded data-URI bytes once a task is done with them (tasks live 24 h)."""
+    mask = request.mask and replace(request.mask, data=None)
+    return replace(request, base=replace(request.base, data=None), mask=mask)
+
+
 def task_latency(config: EmulatorConfig, index: int) -> float:
     """Seconds from RUNNING to the end for the ``index``-th task (at least the engine time)."""
     latency = config.latency
@@ -97,6 +103,7 @@ class TaskManager:
         self._queue: deque[Task] = deque()
         self._running: set[asyncio.Task[None]] = set()
         self._count = 0
+        self._closing = False
         self._tz = timezone(timedelta(hours=config.utc_offset_hours))
 
     # -- submission -------------------------------------------------------------------------
@@ -143,6 +150,8 @@ class TaskManager:
         return random.Random(f"{self.config.seed}:seed:{index}").randrange(2**31)
 
     def _pump(self) -> None:
+        if self._closing:
+            return
         limit = self.config.concurrency
         while self._queue and (limit == 0 or self.stats.running < limit):
             task = self._queue.popleft()
@@ -168,6 +177,7 @@ class TaskManager:
         task.status = "CANCELED"
         task.end_time = self.config.clock()
         task.inputs = None
+        task.request = _without_payloads(task.request)
         self.stats.tasks["CANCELED"] += 1
         return True
 
@@ -196,6 +206,7 @@ class TaskManager:
             self._forget(task)
 
     async def close(self) -> None:
+        self._closing = True
         for job in list(self._running):
             job.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
@@ -233,6 +244,7 @@ class TaskManager:
             self._finish(task, "FAILED", error.code, error.message)
         finally:
             task.inputs = None
+            task.request = _without_payloads(task.request)
             self.stats.running -= 1
             self._pump()
 

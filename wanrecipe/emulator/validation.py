@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from .. import wire
 from ..errors import BackendError, ImageInputError
-from ..images import ImageInfo, inspect_bytes, parse_data_uri
+from ..images import MAX_DATA_URI_CHARS, ImageInfo, inspect_bytes, parse_data_uri
 from .engines import output_size
 
 RefKind = Literal["url", "data", "oss"]
@@ -136,6 +136,8 @@ def _param(name: str, params: dict[str, Any]) -> Any:
 
 def parse_ref(field: str, value: str, *, oss_resolve: bool) -> ImageRef:
     if value.startswith("data:"):
+        if len(value) > MAX_DATA_URI_CHARS + 256:
+            raise api_error("BadRequest.TooLarge", f"input.{field}: images may be at most 10 MB.")
         try:
             _mime, data = parse_data_uri(value)
         except ImageInputError as exc:

@@ -31,12 +31,15 @@ def sketch_ink(rgb: np.ndarray) -> np.ndarray:
 
 
 def photo_ink(rgb: np.ndarray) -> np.ndarray:
-    """Line art from a photo: Canny on a bilateral-smoothed image, thickened, minus specks."""
-    smooth = cv2.bilateralFilter(rgb, 9, 60, 7)
-    grey = cv2.cvtColor(smooth, cv2.COLOR_RGB2GRAY)
-    med = float(np.median(grey))
-    edges = cv2.Canny(grey, int(max(10, 0.66 * med)), int(min(255, 1.33 * med + 30)))
-    # Canny marks both sides of a thick stroke; XDoG fills in dark strokes' middles.
+    """Line art from a photo: colour edges (Canny on each Lab channel) of a strongly smoothed
+    image, so texture does not turn into ink, plus XDoG for the middles of dark strokes."""
+    smooth = cv2.bilateralFilter(cv2.bilateralFilter(rgb, 9, 60, 7), 9, 60, 7)
+    smooth = cv2.medianBlur(smooth, 5)
+    lab = cv2.cvtColor(smooth, cv2.COLOR_RGB2LAB)
+    edges = np.zeros(rgb.shape[:2], np.uint8)
+    for c in range(3):
+        edges = cv2.max(edges, cv2.Canny(np.ascontiguousarray(lab[..., c]), 20, 50))
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     dark = (xdog(grey, sigma=0.8) < 0.5).astype(np.uint8) * 255
     ink = cv2.max(cv2.dilate(edges, np.ones((2, 2), np.uint8)), dark)
     _count, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
@@ -69,10 +72,10 @@ def run(job: Job) -> Outcome:
     colours[0] = PAPER
     palette = [PALETTE[i] for i in rng.permutation(len(PALETTE))]
     for rank, label in enumerate(order):
-        if rank == 0 and not prompt_colours:
+        if rank == 0:
             colours[label] = PAPER  # the largest region is the ground of the drawing
-        elif prompt_colours and rank < len(prompt_colours):
-            colours[label] = prompt_colours[rank]
+        elif rank <= len(prompt_colours):
+            colours[label] = prompt_colours[rank - 1]  # then the prompt's colours, in order
         else:
             colours[label] = palette[rank % len(palette)]
     flat = colours[labels]

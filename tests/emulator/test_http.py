@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from emu_helpers import AUTH, KEY, SUBMIT_HEADERS, Api, Start, body, data_uri, png
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from wanrecipe import wire
 from wanrecipe.emulator.config import EmulatorConfig
@@ -533,3 +533,33 @@ async def test_oversized_inputs_and_unsafe_oss_keys(
         assert status == 200
         done = await api.wait(answer["output"]["task_id"])
     assert done["output"]["code"] == "BadRequest.InputDownloadFailed"
+
+
+async def test_outputs_are_deterministic_and_badge_changes_them(
+    start: Start, http: aiohttp.ClientSession
+):
+    payload = body("remove_watermark", data_uri(_photo()), prompt="去除文字", n=2, seed=11)
+
+    async def render(**options: Any) -> list[bytes]:
+        async with start(**options) as emu:
+            api = Api(http, emu)
+            done = await api.wait(await api.task_id(payload))
+            images = []
+            for result in done["output"]["results"]:
+                async with http.get(result["url"]) as r:
+                    images.append(await r.read())
+            return images
+
+    first, again, badged = await render(), await render(), await render(badge=True)
+    assert first == again
+    assert badged[0] != first[0]
+
+
+def _photo() -> bytes:
+    im = Image.new("RGB", (512, 512), (120, 170, 220))
+    draw = ImageDraw.Draw(im)
+    draw.rectangle((150, 200, 360, 420), fill=(180, 90, 60))
+    draw.ellipse((40, 40, 120, 120), fill=(250, 230, 90))
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()

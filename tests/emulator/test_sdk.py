@@ -253,3 +253,24 @@ async def _aio_checks(config: EmulatorConfig, engine_pool: Executor) -> None:
         stats = emu.stats()
     assert stats["submissions"]["accepted"] == 2
     assert stats["queries"] >= 3
+
+
+def test_sdk_retries_a_dropped_submit_and_can_pay_twice():
+    """What the SDK does when a submit connection drops: it re-sends once, silently.
+
+    ``submit.drop`` (no task was created) is then harmless; ``submit.lost`` (the task existed)
+    leaves two tasks, both billed: why a runner must not lean on the SDK's retry.
+    """
+    image = data_uri(_png_bytes())
+    for spec, tasks in (("submit.drop=first:1", 1), ("submit.lost=first:1", 2)):
+        config = EmulatorConfig(**FAST, faults=spec, executor="thread")
+        with EmulatorThread(config) as emu:
+            dashscope.base_http_api_url = emu.base_url
+            answer = ImageSynthesis.async_call(
+                model=wire.MODEL, api_key=KEY, function="remove_watermark", prompt="去除文字",
+                base_image_url=image,
+            )  # fmt: skip
+            stats = emu.stats()
+        assert answer.status_code == 200, spec
+        assert stats["submissions"]["attempts"] == 2, spec
+        assert stats["submissions"]["accepted"] == tasks, spec

@@ -172,6 +172,30 @@ def test_policy_validation() -> None:
     with pytest.raises(ValueError):
         PollPolicy(prior_low=0)
     with pytest.raises(ValueError):
-        PollPolicy(low_quantile=0.9, high_quantile=0.1)
+        PollPolicy(prior_low=3.0, prior_high=2.0)
     with pytest.raises(ValueError):
         PollPolicy(min_interval=0)
+
+
+def test_early_looks_only_while_nothing_is_known() -> None:
+    model = DurationModel()
+    assert model.next_poll_delay("expand", 0.0, 0) == pytest.approx(1.0)  # the prior: 5-15 s
+    for _ in range(5):
+        model.observe("expand", 10.0)
+    assert model.next_poll_delay("expand", 0.0, 0) > 9.0
+
+
+@given(
+    history=st.lists(st.floats(0.01, 100), min_size=1, max_size=30),
+    level=st.floats(0, 1),
+)
+def test_distribution_cdf_inverts_quantile(history: list[float], level: float) -> None:
+    model = DurationModel()
+    for d in history:
+        model.observe("f", d)
+    dist = model.distribution("f")
+    x = dist.quantile(level)
+    assert dist.seconds[0] <= x <= dist.seconds[-1]
+    assert dist.cdf(x) >= level - 1e-9 or x == dist.seconds[-1]
+    # monotone
+    assert dist.quantile(min(1.0, level + 0.01)) >= x - 1e-9

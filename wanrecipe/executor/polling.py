@@ -12,6 +12,7 @@ only: the server's clock and zone are not ours).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import math
 import random
@@ -68,16 +69,13 @@ class PollPolicy:
     #: Prior for a function never seen (spec: "about 5-15 s").
     prior_low: float = 5.0
     prior_high: float = 15.0
-    #: Quantiles of the learned durations that bound the dense window.
-    low_quantile: float = 0.05
-    high_quantile: float = 0.95
-    #: Widening of the window on each side: max(margin, rel_margin * median), more when the
-    #: model has seen few tasks.
+    #: Widening of the learned range on each side: max(margin, rel_margin * median), more
+    #: when the model has seen few tasks.
     margin: float = 0.05
     rel_margin: float = 0.02
     #: Shortest gap between two queries of one task.
     min_interval: float = 0.05
-    #: Sparse looks before the dense window (catch tasks that fail at once).
+    #: Sparse looks before the prior's range, while nothing is learned yet.
     early_checks: tuple[float, ...] = (1.0, 3.0)
     #: Longest gap once the task overran the window (the SDK's own maximum).
     max_interval: float = float(wire.SDK_POLL_SLEEP_MAX)
@@ -89,8 +87,6 @@ class PollPolicy:
     def __post_init__(self) -> None:
         if not 0 < self.prior_low <= self.prior_high:
             raise ValueError("need 0 < prior_low <= prior_high")
-        if not 0 <= self.low_quantile <= self.high_quantile <= 1:
-            raise ValueError("need 0 <= low_quantile <= high_quantile <= 1")
         if self.min_interval <= 0 or self.max_interval < self.min_interval:
             raise ValueError("need 0 < min_interval <= max_interval")
 
@@ -123,23 +119,25 @@ class DurationModel:
         own = self._by_function.get(function)
         return tuple(own) if own else tuple(self._pooled)
 
-    def window(self, function: str, policy: PollPolicy | None = None) -> tuple[float, float]:
-        """[low, high] seconds of RUNNING time within which the task most likely ends."""
+    def distribution(self, function: str, policy: PollPolicy | None = None) -> Distribution:
+        """Running time as a piecewise-linear quantile function: each sample at its plotting
+        position, widened by a margin at both ends; the prior (uniform) when nothing is known."""
         p = policy or self.policy
         data = sorted(self.samples(function))
         if not data:
-            return p.prior_low, p.prior_high
-        lo = _quantile(data, p.low_quantile)
-        hi = _quantile(data, p.high_quantile)
-        median = _quantile(data, 0.5)
-        margin = max(p.margin, p.rel_margin * median) * (1.0 + 2.0 / len(data))
-        return max(0.0, lo - margin), hi + margin
+            return Distribution((0.0, 1.0), (p.prior_low, p.prior_high), prior=True)
+        n = len(data)
+        margin = max(p.margin, p.rel_margin * _median(data)) * (1.0 + 2.0 / n)
+        levels = (0.0, *((i + 0.5) / n for i in range(n)), 1.0)
+        return Distribution(levels, (max(0.0, data[0] - margin), *data, data[-1] + margin))
+
+    def window(self, function: str, policy: PollPolicy | None = None) -> tuple[float, float]:
+        """[low, high] seconds of RUNNING time within which the task most likely ends."""
+        dist = self.distribution(function, policy)
+        return dist.seconds[0], dist.seconds[-1]
 
     def expected(self, function: str) -> float:
-        data = sorted(self.samples(function))
-        if not data:
-            return (self.policy.prior_low + self.policy.prior_high) / 2
-        return _quantile(data, 0.5)
+        return self.distribution(function).quantile(0.5)
 
     def next_poll_delay(
         self,
@@ -156,30 +154,61 @@ class DurationModel:
         bound while it is PENDING). ``policy`` overrides the model's own for this task.
         """
         p = policy or self.policy
-        lo_run, hi_run = self.window(function, p)
-        lo, hi = started + lo_run, started + hi_run
+        dist = self.distribution(function, p)
+        lo, hi = started + dist.seconds[0], started + dist.seconds[-1]
         earliest = max(sdk_poll_time(attempt), elapsed + p.min_interval)
         if elapsed < hi:
-            # Spread what the budget allows by ``hi`` evenly over the rest of the window.
+            # Split the probability still ahead into equal parts, one per query the budget
+            # allows by the end of the range: dense where tasks usually end, sparse elsewhere.
             affordable = max(1, sdk_polls_by(hi) - attempt)
-            start = max(elapsed, lo)
-            target = start + (hi - start) / affordable
-            for check in p.early_checks:
+            done = dist.cdf(elapsed - started)
+            target = started + dist.quantile(done + (1.0 - done) / affordable)
+            # Before anything is known, a look or two early catches tasks far faster than
+            # the prior (and failures at submit time); once durations are known, every query
+            # goes where tasks end.
+            checks = p.early_checks if dist.prior else ()
+            for check in checks:
                 if elapsed + p.min_interval <= check < min(lo, target) - p.min_interval:
                     target = check
                     break
         else:
-            # Overran the window: back off in proportion to the overrun, the SDK's way.
+            # Overran the range: back off in proportion to the time taken, the SDK's way.
             target = elapsed + min(p.max_interval, max(p.min_interval, 0.1 * elapsed))
         return max(earliest, target) - elapsed
 
 
-def _quantile(data: list[float], q: float) -> float:
-    """Linear-interpolated quantile of sorted ``data``."""
-    pos = q * (len(data) - 1)
-    below = math.floor(pos)
-    above = min(below + 1, len(data) - 1)
-    return data[below] + (data[above] - data[below]) * (pos - below)
+@dataclass(frozen=True)
+class Distribution:
+    """A quantile function through the points (levels[i], seconds[i]); levels strictly
+    increasing from 0 to 1, seconds non-decreasing."""
+
+    levels: tuple[float, ...]
+    seconds: tuple[float, ...]
+    #: Nothing learned yet: this is the policy's prior.
+    prior: bool = False
+
+    def quantile(self, level: float) -> float:
+        level = min(1.0, max(0.0, level))
+        j = min(max(1, bisect.bisect_right(self.levels, level)), len(self.levels) - 1)
+        p0, p1 = self.levels[j - 1], self.levels[j]
+        x0, x1 = self.seconds[j - 1], self.seconds[j]
+        return x0 + (x1 - x0) * (level - p0) / (p1 - p0)
+
+    def cdf(self, seconds: float) -> float:
+        """The share of tasks done by ``seconds`` (the inverse of :meth:`quantile`)."""
+        xs = self.seconds
+        if seconds < xs[0]:
+            return 0.0
+        if seconds >= xs[-1]:
+            return 1.0
+        j = bisect.bisect_right(xs, seconds)  # xs[j-1] <= seconds < xs[j]
+        p0, p1 = self.levels[j - 1], self.levels[j]
+        return p0 + (p1 - p0) * (seconds - xs[j - 1]) / (xs[j] - xs[j - 1])
+
+
+def _median(data: list[float]) -> float:
+    mid = len(data) // 2
+    return data[mid] if len(data) % 2 else (data[mid - 1] + data[mid]) / 2
 
 
 class TaskQuerier(Protocol):

@@ -1,0 +1,192 @@
+"""run: execute a recipe."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from .. import api, wire
+from ..errors import RecipeError, UsageError
+from ..executor.polling import PollPolicy
+from ..executor.quota import Quota
+from ..executor.scheduler import RunOptions
+from ..report.progress import JsonLines, LiveTable, PlainLines
+from ..report.record import RunRecord
+from ..runner import choose_backend, default_run_dir, execute
+from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, main
+from .recipe_cmds import _echo_diagnostics, _param_option, _params, _params_file_option
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@_param_option
+@_params_file_option
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory (default: runs/<recipe name>/<UTC timestamp>).",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "dashscope"]),
+    default=None,
+    help="local: the embedded emulator, free (default; env WANRECIPE_BACKEND). "
+    "dashscope: the paid service, needs DASHSCOPE_API_KEY.",
+)
+@click.option(
+    "--base-url",
+    default=None,
+    metavar="URL",
+    help="Any server that speaks the API, e.g. http://127.0.0.1:8080/api/v1 from "
+    "`wanrecipe serve` (env WANRECIPE_BASE_URL; with --backend dashscope also "
+    "DASHSCOPE_HTTP_BASE_URL).",
+)
+@click.option(
+    "--region",
+    type=click.Choice(sorted(wire.BASE_URLS)),
+    default=None,
+    help="DashScope region for --backend dashscope (default cn-beijing).",
+)
+@click.option(
+    "--rps",
+    type=click.FloatRange(min=0.01),
+    default=wire.SUBMIT_RPS,
+    show_default=True,
+    help="Submissions per second the client allows itself.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=wire.CONCURRENCY,
+    show_default=True,
+    help="Tasks in flight at once.",
+)
+@click.option(
+    "--query-qps",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Task queries per second, for the whole run.",
+)
+@click.option("--fail-fast", is_flag=True, help="Stop submitting at the first failed step.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
+def run(
+    recipe: Path,
+    param_items: tuple[str, ...],
+    params_files: tuple[str, ...],
+    out_dir: Path | None,
+    backend: str | None,
+    base_url: str | None,
+    region: str | None,
+    rps: float,
+    concurrency: int,
+    query_qps: float,
+    fail_fast: bool,
+    as_json: bool,
+) -> None:
+    """Run RECIPE: every step, each output feeding the next.
+
+    With no flags it runs on the embedded emulator: free and offline. Results land in the run
+    directory (<step>.png, <step>-2.png, ..., run.json).
+
+    \b
+    Examples:
+      wanrecipe run recipes/old-photo.yaml
+      wanrecipe run recipes/old-photo.yaml -p factor=4 --out out/
+      wanrecipe run recipes/old-photo.yaml --base-url http://127.0.0.1:8080/api/v1
+      DASHSCOPE_API_KEY=sk-... wanrecipe run recipes/old-photo.yaml --backend dashscope
+
+    Exit codes: 0 all steps done, 1 a step failed (independent steps still ran),
+    2 invalid recipe or usage (nothing was sent), 3 interrupted (finished work kept).
+    """
+    err = Console(stderr=True, highlight=False)
+    try:
+        choice = choose_backend(backend, base_url=base_url, region=region)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from exc
+    loaded = _load_checked(recipe, _params(param_items), params_files)
+    run_dir = out_dir or default_run_dir(loaded.name)
+    options = RunOptions(
+        fail_fast=fail_fast,
+        quota=Quota(submit_rps=rps, concurrency=concurrency, query_qps=query_qps),
+        poll=PollPolicy(),
+    )
+    if as_json:
+        sink: Any = JsonLines(sys.stdout)
+    elif sys.stderr.isatty():
+        err.print(_backend_line(choice.kind, choice.label))
+        sink = LiveTable(err, {s.id: s.function for s in loaded.steps})
+    else:
+        err.print(_backend_line(choice.kind, choice.label))
+        sink = PlainLines(sys.stderr)
+    try:
+        record = asyncio.run(
+            execute(
+                loaded,
+                backend=choice,
+                run_dir=run_dir,
+                options=options,
+                on_event=sink,
+                handle_signals=True,
+            )
+        )
+    finally:
+        if not isinstance(sink, JsonLines):
+            sink.close()
+    if not as_json:
+        _summary(err, record)
+    sys.exit(_exit_code(record))
+
+
+def _load_checked(path: Path, params: dict[str, object], files: tuple[str, ...]) -> Any:
+    """Every check before the first request: a recipe that would fail at step 5 for a bad
+    parameter or input fails here, before step 1 spends money."""
+    report = api.validate_recipe(path, params, files)
+    _echo_diagnostics(report.diagnostics)
+    if not report.ok:
+        raise SystemExit(EXIT_INVALID)
+    try:
+        return api.load_recipe(path, params, files)
+    except RecipeError as exc:  # pragma: no cover - validate_recipe saw the same problems
+        _echo_diagnostics(exc.diagnostics)
+        raise SystemExit(EXIT_INVALID) from exc
+
+
+def _backend_line(kind: str, label: str) -> str:
+    if kind == "local":
+        return "backend: embedded emulator on 127.0.0.1 (free, offline)"
+    if kind == "dashscope":
+        return f"backend: DashScope ({label}): paid, ${wire.PRICE_PER_IMAGE_USD} per image"
+    return f"backend: {label}"
+
+
+def _summary(console: Console, record: RunRecord) -> None:
+    console.print(
+        f"run {record.status} in {record.elapsed_s:.1f}s: {record.images_billed} images billed, "
+        f"${record.cost_usd:.4f}; run directory {record.run_dir}"
+    )
+    for step in record.steps.values():
+        if step.state == "failed" and step.error:
+            console.print(f"[bold red]failed[/] {step.id}: {step.error.code}: {step.error.message}")
+        elif step.state == "skipped":
+            console.print(f"[yellow]skipped[/] {step.id}: {step.skipped_because}")
+        for bad in step.failed_outputs:
+            console.print(
+                f"[yellow]partial[/] {step.id}: one output failed: {bad.code}: {bad.message}"
+            )
+    for name, paths in record.outputs.items():
+        console.print(f"output {name}: {', '.join(paths)}")
+
+
+def _exit_code(record: RunRecord) -> int:
+    if record.status == "interrupted":
+        return EXIT_INTERRUPTED
+    if record.status == "failed":
+        return EXIT_STEP_FAILED
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""Run records, progress events and their renderings."""

@@ -1,0 +1,140 @@
+"""The run record: what happened in a run, step by step, as data.
+
+The executor fills it in as it goes; ``run.json`` in the run directory is its JSON form. Nothing
+secret goes in: requests are stored redacted (signed URL query strings, data URI payloads, keys).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from .. import wire
+
+StepState = Literal[
+    "waiting", "submitted", "running", "downloading", "done", "failed", "skipped", "cached"
+]
+RECORD_VERSION = 1
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@dataclass
+class ErrorInfo:
+    code: str
+    message: str
+    status: int = 0
+    request_id: str | None = None
+    task_id: str | None = None
+
+
+@dataclass
+class ResultFile:
+    index: int
+    path: str  # relative to the run directory
+    sha256: str
+    size: int
+    width: int
+    height: int
+    url: str  # redacted (no query string)
+
+
+@dataclass
+class Attempt:
+    number: int
+    request: dict[str, Any]  # redacted request body
+    task_id: str | None = None
+    request_id: str | None = None
+    status: str | None = None
+    # The service's own timestamps, verbatim ("YYYY-MM-DD HH:mm:ss.SSS", server clock).
+    submit_time: str | None = None
+    scheduled_time: str | None = None
+    end_time: str | None = None
+    # Our clock, seconds since the run started.
+    submitted_at: float | None = None
+    noticed_at: float | None = None
+    queries: int = 0
+    task_metrics: dict[str, int] | None = None
+    usage_images: int = 0
+    error: ErrorInfo | None = None
+
+
+@dataclass
+class StepRecord:
+    id: str
+    function: str
+    state: StepState = "waiting"
+    attempts: list[Attempt] = field(default_factory=list)
+    results: list[ResultFile] = field(default_factory=list)
+    failed_outputs: list[ErrorInfo] = field(default_factory=list)
+    images_billed: int = 0
+    error: ErrorInfo | None = None
+    skipped_because: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return wire.PRICE_PER_IMAGE_USD * self.images_billed
+
+
+@dataclass
+class RunRecord:
+    recipe: str
+    name: str
+    params: dict[str, Any]
+    backend: str
+    base_url: str
+    run_dir: str
+    started: str  # ISO 8601, UTC
+    steps: dict[str, StepRecord]
+    outputs: dict[str, list[str]] = field(default_factory=dict)  # name -> paths
+    finished: str | None = None
+    elapsed_s: float | None = None
+    status: Literal["running", "ok", "failed", "interrupted"] = "running"
+    warnings: list[str] = field(default_factory=list)
+    version: int = RECORD_VERSION
+
+    @property
+    def images_billed(self) -> int:
+        return sum(s.images_billed for s in self.steps.values())
+
+    @property
+    def cost_usd(self) -> Decimal:
+        return wire.PRICE_PER_IMAGE_USD * self.images_billed
+
+    @property
+    def failed(self) -> list[StepRecord]:
+        return [s for s in self.steps.values() if s.state == "failed"]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["images_billed"] = self.images_billed
+        data["cost_usd"] = str(self.cost_usd)
+        for sid, step in self.steps.items():
+            data["steps"][sid]["cost_usd"] = str(step.cost_usd)
+        return data
+
+    def write(self, path: Path) -> None:
+        """Write atomically, so a crash never leaves a torn run.json."""
+        text = json.dumps(self.to_json(), indent=2, ensure_ascii=False, default=str) + "\n"
+        fd, tmp = tempfile.mkstemp(prefix=".run.", suffix=".json", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise

@@ -1,0 +1,288 @@
+"""Running a recipe: pick the backend, open the client, run the scheduler, write the record.
+
+The embedded emulator is started here, in-process on 127.0.0.1 port 0, and from then on it is
+just another base URL: the client below talks to it over HTTP exactly as it talks to DashScope.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import signal
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from . import wire
+from .errors import UsageError
+from .report.events import Event, EventSink, discard
+from .report.record import RunRecord, StepRecord
+
+BackendKind = Literal["local", "dashscope", "url"]
+#: The key sent to servers that are not DashScope when the user has none: never a real one.
+LOCAL_API_KEY = "sk-wanrecipe-local"
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """Where requests go. ``local`` starts the embedded emulator for the run."""
+
+    kind: BackendKind = "local"
+    base_url: str | None = None
+    api_key: str = field(default=LOCAL_API_KEY, repr=False)
+    region: str = wire.DEFAULT_REGION
+
+    @property
+    def label(self) -> str:
+        if self.kind == "local":
+            return "local"
+        if self.kind == "dashscope":
+            return (
+                f"dashscope:{self.region}"
+                if not self.base_url
+                else f"dashscope:{_host(self.base_url)}"
+            )
+        return f"url:{_host(self.base_url or '')}"
+
+
+def choose_backend(
+    backend: str | None = None,
+    *,
+    base_url: str | None = None,
+    region: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> BackendChoice:
+    """Resolve flags and environment into a backend. Raises UsageError.
+
+    Precedence: flag > ``WANRECIPE_*`` env > default (``local``). The paid service is never
+    chosen because a key happens to be set, and no request leaves this machine without
+    ``--backend dashscope``.
+    """
+    env = os.environ if env is None else env
+    kind = backend or env.get("WANRECIPE_BACKEND") or None
+    base_url = base_url or env.get("WANRECIPE_BASE_URL") or None
+    region = region or env.get("DASHSCOPE_API_REGION") or wire.DEFAULT_REGION
+    if kind not in (None, "local", "dashscope"):
+        raise UsageError(f"unknown backend {kind!r}: use local or dashscope")
+    if region not in wire.BASE_URLS:
+        raise UsageError(f"unknown region {region!r}: use " + " or ".join(wire.BASE_URLS))
+
+    if kind == "dashscope":
+        key = env.get("DASHSCOPE_API_KEY", "").strip()
+        if not key:
+            raise UsageError(
+                "--backend dashscope needs DASHSCOPE_API_KEY in the environment "
+                "(a paid run: $0.02 per image)"
+            )
+        url = base_url or env.get("DASHSCOPE_HTTP_BASE_URL") or wire.BASE_URLS[region]
+        return BackendChoice("dashscope", _check_url(url), key, region)
+    if base_url:
+        url = _check_url(base_url)
+        if not _is_loopback(url):
+            raise UsageError(
+                f"{_host(url)} is not on this machine; a run that may cost money needs "
+                "--backend dashscope to say so"
+            )
+        key = env.get("DASHSCOPE_API_KEY", "").strip() or LOCAL_API_KEY
+        return BackendChoice("url", url, key, region)
+    if kind == "local" or kind is None:
+        return BackendChoice("local")
+    raise AssertionError(kind)
+
+
+def _check_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"base URL must be http(s)://HOST[:PORT]/api/v1, not {url!r}")
+    return url.rstrip("/")
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else url
+
+
+def _is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextlib.asynccontextmanager
+async def open_backend(choice: BackendChoice) -> AsyncIterator[str]:
+    """Yield the base URL to talk to, starting the embedded emulator for ``local``."""
+    if choice.kind != "local":
+        assert choice.base_url
+        yield choice.base_url
+        return
+    from .emulator.config import EmulatorConfig
+    from .emulator.server import running_emulator
+
+    async with running_emulator(EmulatorConfig()) as emu:
+        yield emu.base_url
+
+
+def default_run_dir(recipe_name: str, now: datetime | None = None) -> Path:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / recipe_name / stamp
+
+
+async def execute(
+    recipe: Any,
+    *,
+    backend: BackendChoice,
+    run_dir: Path,
+    options: Any = None,
+    on_event: EventSink = discard,
+    handle_signals: bool = False,
+) -> RunRecord:
+    """Run a loaded recipe to the end and return its record (also written to run.json)."""
+    from .backends.dashscope import DashScopeClient
+    from .executor.scheduler import RunOptions, Scheduler
+    from .recipe.render import render_outputs, render_step
+
+    options = options or RunOptions()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = RunRecord(
+        recipe=str(recipe.path),
+        name=recipe.name,
+        params=dict(recipe.params),
+        backend=backend.label,
+        base_url="",
+        run_dir=str(run_dir),
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        steps={s.id: StepRecord(s.id, s.function) for s in recipe.steps},
+    )
+    loop = asyncio.get_running_loop()
+    async with open_backend(backend) as base_url:
+        record.base_url = base_url if backend.kind != "dashscope" else _host(base_url)
+        on_event(
+            Event(
+                "run_started",
+                0.0,
+                data={
+                    "backend": backend.label,
+                    "base_url": record.base_url,
+                    "run_dir": str(run_dir),
+                    "steps": len(record.steps),
+                },
+            )
+        )
+        async with DashScopeClient(base_url, backend.api_key) as client:
+            scheduler = Scheduler(
+                recipe,
+                client,
+                record=record,
+                run_dir=run_dir,
+                backend=backend.label,
+                options=options,
+                render=render_step,
+                on_event=on_event,
+            )
+            interrupts = 0
+
+            def on_sigint() -> None:
+                nonlocal interrupts
+                interrupts += 1
+                if interrupts == 1:
+                    scheduler.stop("interrupted (Ctrl-C); press Ctrl-C again to stop at once")
+                else:
+                    scheduler.abort()
+
+            if handle_signals:
+                loop.add_signal_handler(signal.SIGINT, on_sigint)
+                loop.add_signal_handler(signal.SIGTERM, on_sigint)
+            try:
+                await scheduler.run()
+            finally:
+                if handle_signals:
+                    loop.remove_signal_handler(signal.SIGINT)
+                    loop.remove_signal_handler(signal.SIGTERM)
+            elapsed = scheduler.elapsed()
+            interrupted = scheduler.stopping is not None and not options.fail_fast
+    outputs = _collect_outputs(recipe, record, run_dir, render_outputs)
+    record.outputs = outputs
+    record.elapsed_s = round(elapsed, 3)
+    record.finished = datetime.now(UTC).isoformat(timespec="seconds")
+    if interrupted:
+        record.status = "interrupted"
+    elif record.failed:
+        record.status = "failed"
+    else:
+        record.status = "ok"
+    record.write(run_dir / "run.json")
+    on_event(
+        Event(
+            "run_finished",
+            elapsed,
+            data={
+                "status": record.status,
+                "images": record.images_billed,
+                "cost_usd": str(record.cost_usd),
+                "outputs": outputs,
+            },
+        )
+    )
+    return record
+
+
+def _collect_outputs(
+    recipe: Any, record: RunRecord, run_dir: Path, render_outputs: Any
+) -> dict[str, list[str]]:
+    from .executor.inputs import StepImage
+
+    done: dict[str, list[StepImage]] = {}
+    for sid, step in record.steps.items():
+        if step.state == "done":
+            done[sid] = [
+                StepImage(
+                    sid,
+                    r.index,
+                    run_dir / r.path,
+                    r.sha256,
+                    r.size,
+                    r.width,
+                    r.height,
+                    None,
+                    0.0,
+                    record.backend,
+                )
+                for r in step.results
+            ]
+    rendered = render_outputs(recipe, done)
+    result: dict[str, list[str]] = {}
+    for name, value in rendered.items():
+        values: Sequence[object] = value if isinstance(value, list | tuple) else [value]
+        result[name] = [str(v) for v in values]
+    return result
+
+
+def run_recipe(
+    path: str | os.PathLike[str],
+    *,
+    params: Mapping[str, Any] | None = None,
+    param_files: Sequence[str | os.PathLike[str]] = (),
+    backend: BackendChoice | str | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    options: Any = None,
+    on_event: EventSink = discard,
+) -> RunRecord:
+    """Load, check and run a recipe; return the run record. Raises RecipeError before any
+    request when the recipe or its inputs are invalid."""
+    from .api import load_recipe
+
+    recipe = load_recipe(path, params=params, param_files=param_files)
+    choice = backend if isinstance(backend, BackendChoice) else choose_backend(backend)
+    out = Path(run_dir) if run_dir is not None else default_run_dir(recipe.name)
+    return asyncio.run(
+        execute(recipe, backend=choice, run_dir=out, options=options, on_event=on_event)
+    )

@@ -377,10 +377,21 @@ async def test_cancel_only_pending(start: Start, http: aiohttp.ClientSession):
         _, answer = await api.query(pending)
         assert answer["output"]["task_status"] == "CANCELED"
         assert "end_time" in answer["output"]
+        async with http.post(f"{emu.base_url}/tasks/nope/cancel", headers=AUTH) as r:
+            assert r.status == 400
         _, answer = await api.query(running)
         assert answer["output"]["task_status"] == "RUNNING"
         assert "scheduled_time" in answer["output"]
         assert (await api.wait(running))["output"]["task_status"] == "SUCCEEDED"
+
+
+async def test_a_task_that_got_a_slot_cannot_be_canceled(start: Start, http: aiohttp.ClientSession):
+    async with start(concurrency=2) as emu:
+        api = Api(http, emu)
+        task_id = await api.task_id(body())
+        async with http.post(f"{emu.base_url}/tasks/{task_id}/cancel", headers=AUTH) as r:
+            assert r.status == 400
+        assert (await api.wait(task_id))["output"]["task_status"] == "SUCCEEDED"
 
 
 async def test_list_with_filters(start: Start, http: aiohttp.ClientSession):

@@ -279,7 +279,8 @@ async def _submit(request: web.Request, emu: Emulator) -> web.StreamResponse:
     emu.stats.submit_accepts.add(time.monotonic())
     if fault == "submit.lost":
         _drop(request, created=True)
-    output = {"task_status": task.status, "task_id": task.task_id}
+    # The service always answers PENDING here, even when a slot is free at once.
+    output = {"task_status": "PENDING", "task_id": task.task_id}
     return _json({"request_id": _request_id(), "output": output})
 
 

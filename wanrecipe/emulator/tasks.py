@@ -155,6 +155,10 @@ class TaskManager:
         limit = self.config.concurrency
         while self._queue and (limit == 0 or self.stats.running < limit):
             task = self._queue.popleft()
+            # RUNNING from this instant, so a cancel or query in between sees the truth.
+            task.status = "RUNNING"
+            task.scheduled_time = self.config.clock()
+            self.stats.tasks["RUNNING"] += 1
             self.stats.task_started()
             job = asyncio.get_running_loop().create_task(self._run(task))
             self._running.add(job)
@@ -216,9 +220,6 @@ class TaskManager:
     async def _run(self, task: Task) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + task_latency(self.config, task.index)
-        task.status = "RUNNING"
-        task.scheduled_time = self.config.clock()
-        self.stats.tasks["RUNNING"] += 1
         try:
             if task.fault is not None:
                 await asyncio.sleep(max(0.0, deadline - loop.time()))

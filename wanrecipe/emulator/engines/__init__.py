@@ -10,7 +10,6 @@ live in the modules beside it (docs/engines.md says what each really does).
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -48,7 +47,8 @@ class EditRequest:
     badge: bool = False  # draw a visible fidelity badge
     #: Refuse (OutputTooLargeError) outputs above this many pixels; the server checks first.
     max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
-    #: Seconds after which heavy steps take their fast path; None = per-function default.
+    #: Seconds of heavy work allowed, spent on predicted costs (not the wall clock, so output
+    #: stays deterministic); past it heavy steps take their fast path. None = per function.
     time_budget: float | None = None
 
 
@@ -112,11 +112,10 @@ def render(request: EditRequest) -> EditResult:
     :class:`OutputTooLargeError` when the output would exceed ``request.max_output_pixels``, and
     ``ValueError`` for an unknown function.
     """
-    from .common import Job
+    from .common import Budget, Job
     from .decode import decode_image, decode_mask
     from .encode import encode_png
 
-    started = time.monotonic()
     engines = _engines()
     if request.function not in engines:
         raise ValueError(f"unknown function {request.function!r}")
@@ -143,7 +142,7 @@ def render(request: EditRequest) -> EditResult:
         seed=request.seed,
         index=request.index,
         mask=mask,
-        deadline=started + budget,
+        budget=Budget(budget),
     )
     outcome = engines[request.function](job)
     result = outcome.rgb

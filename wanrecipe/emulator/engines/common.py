@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +11,24 @@ import cv2
 import numpy as np
 
 Fidelity = Literal["real", "approximate", "placeholder"]
+
+
+@dataclass
+class Budget:
+    """A per-task time budget spent on *predicted* costs, not on the wall clock.
+
+    Heavy steps ask before they run; the answer depends only on the input sizes, so the same
+    request always takes the same path and gives the same bytes, however loaded the machine is.
+    """
+
+    seconds: float
+    spent: float = 0.0
+
+    def allow(self, cost: float) -> bool:
+        if self.spent + cost > self.seconds:
+            return False
+        self.spent += cost
+        return True
 
 
 @dataclass
@@ -25,7 +42,7 @@ class Job:
     seed: int
     index: int
     mask: np.ndarray | None  # HxW bool, True = edit
-    deadline: float  # time.monotonic() value after which heavy steps take their fast path
+    budget: Budget  # heavy steps take their fast path once it is spent
 
     def rng(self, salt: str = "") -> np.random.Generator:
         """A generator seeded from the seed, the prompt and a salt: same inputs, same draws."""
@@ -34,9 +51,6 @@ class Job:
 
     def cv_seed(self, salt: str = "") -> int:
         return (zlib.crc32(f"{self.seed}:{self.prompt}:{salt}".encode()) & 0x7FFFFFFF) or 1
-
-    def time_left(self) -> float:
-        return self.deadline - time.monotonic()
 
 
 @dataclass

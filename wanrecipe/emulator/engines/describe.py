@@ -177,6 +177,6 @@ def run_masked(job: Job) -> Outcome:
         name, rgb = found[0]
         return Outcome(recolour(job.rgb, job.mask, rgb), "real", "recolour", {"colour": name})
     if not text or words.has_any(text, REMOVAL_WORDS) or words.has_any(text, SCENE_WORDS):
-        out, method = fill_holes(job.rgb, job.mask, job.seed, job.deadline)
+        out, method = fill_holes(job.rgb, job.mask, job.seed, job.budget)
         return Outcome(out, "real", f"removal:{method}")
     return placeholder(job, "adding or replacing an object needs a generative model")

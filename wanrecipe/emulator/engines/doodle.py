@@ -36,7 +36,7 @@ def photo_ink(rgb: np.ndarray) -> np.ndarray:
     smooth = cv2.bilateralFilter(cv2.bilateralFilter(rgb, 9, 60, 7), 9, 60, 7)
     smooth = cv2.medianBlur(smooth, 5)
     lab = cv2.cvtColor(smooth, cv2.COLOR_RGB2LAB)
-    edges = np.zeros(rgb.shape[:2], np.uint8)
+    edges: np.ndarray = np.zeros(rgb.shape[:2], np.uint8)
     for c in range(3):
         edges = cv2.max(edges, cv2.Canny(np.ascontiguousarray(lab[..., c]), 20, 50))
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)

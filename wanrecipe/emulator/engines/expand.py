@@ -6,8 +6,6 @@ patches (the prompt cannot add anything). Past the time budget: edge replication
 
 from __future__ import annotations
 
-import time
-
 import cv2
 import numpy as np
 
@@ -53,7 +51,7 @@ def run(job: Job) -> Outcome:
     hole[top : top + h, left : left + w] = False
     ww, wh, _ = working_size(ow, oh, EXPAND_WORK_PIXELS)
     hole_work = int(hole.sum() * (ww * wh) / (ow * oh))
-    fits = time.monotonic() + patchmatch_cost(ww, wh, hole_work) <= job.deadline
+    fits = job.budget.allow(patchmatch_cost(ww, wh, hole_work))
     if patchmatch_available() and fits:
         filled = fill_region(canvas, hole, job.seed, EXPAND_WORK_PIXELS)
         method = "patchmatch"

@@ -7,13 +7,12 @@ when PatchMatch is missing, the hole is a thin stroke, or the time budget would 
 from __future__ import annotations
 
 import logging
-import time
 from types import ModuleType
 
 import cv2
 import numpy as np
 
-from .common import working_size
+from .common import Budget, working_size
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ def fill_region(
 
 
 def fill_holes(
-    rgb: np.ndarray, hole: np.ndarray, seed: int, deadline: float, *, grow: int = 2
+    rgb: np.ndarray, hole: np.ndarray, seed: int, budget: Budget, *, grow: int = 2
 ) -> tuple[np.ndarray, str]:
     """Fill ``hole`` (HxW bool). Returns the image and the method used ("patchmatch", "telea",
     "patchmatch+telea" when the budget ran out part-way, or "none" for an empty hole)."""
@@ -112,10 +111,7 @@ def fill_holes(
         x0, y0, x1, y1 = _roi(tuple(int(v) for v in stats[i, :4]), rgb.shape)  # type: ignore[arg-type]
         part = hole[y0:y1, x0:x1] & (labels[y0:y1, x0:x1] == i)
         region = out[y0:y1, x0:x1]
-        if (
-            time.monotonic() + patchmatch_cost(region.shape[1], region.shape[0], int(part.sum()))
-            > deadline
-        ):
+        if not budget.allow(patchmatch_cost(region.shape[1], region.shape[0], int(part.sum()))):
             out[y0:y1, x0:x1] = telea(region, part)
             used.add("telea")
         else:

@@ -59,5 +59,5 @@ def run(job: Job) -> Outcome:
     found = int(marks.sum())
     if not found:
         return Outcome(job.rgb.copy(), "real", "text-detect", {"marks": "none found"})
-    out, method = fill_holes(job.rgb, marks, job.seed, job.deadline)
+    out, method = fill_holes(job.rgb, marks, job.seed, job.budget)
     return Outcome(out, "real", f"text-detect+{method}", {"mark_pixels": str(found)})

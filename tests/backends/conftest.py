@@ -9,11 +9,12 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
-from backend_helpers import KEY, Recorder, Start, recording_server
 
 from wanrecipe.backends import DashScopeClient
 from wanrecipe.emulator.config import EmulatorConfig
 from wanrecipe.emulator.server import RunningEmulator, running_emulator
+
+from .backend_helpers import KEY, Recorder, Start, recording_server
 
 
 @pytest.fixture(scope="session")

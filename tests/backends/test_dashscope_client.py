@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from backend_helpers import KEY, Recorder, Start, data_uri, png
 
 from wanrecipe import wire
 from wanrecipe.backends import DashScopeClient, TaskState
 from wanrecipe.errors import BackendError, TransportError
 from wanrecipe.executor.retry import ErrorClass, classify, read_retryable, submit_is_retryable
+
+from .backend_helpers import KEY, Recorder, Start, data_uri, png
 
 
 async def finish(client: DashScopeClient, task_id: str, timeout: float = 20.0) -> TaskState:
@@ -121,6 +122,8 @@ async def test_dropped_submit_is_not_safe_to_retry(start: Start, fault: str) -> 
     ):
         with pytest.raises(TransportError) as info:
             await client.submit("remove_watermark", "x", data_uri(png()))
+        # Sent once: neither we nor aiohttp silently re-send a POST (it could bill twice).
+        assert emu.stats()["submissions"]["attempts"] == 1
     err = info.value
     assert err.reached_server is None
     assert classify(err) is ErrorClass.UNCERTAIN

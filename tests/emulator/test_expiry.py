@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-from emu_helpers import Api, Start, body
+
+from .emu_helpers import Api, Start, body
 
 
 class FakeClock:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from emu_helpers import Api, Start, body
 
 from wanrecipe.emulator.faults import FAULT_KINDS, FaultInjector, parse_faults, spec_help
 from wanrecipe.errors import UsageError
+
+from .emu_helpers import Api, Start, body
 
 
 def test_spec_parses_probabilities_and_scripts():

@@ -11,12 +11,13 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from emu_helpers import AUTH, KEY, SUBMIT_HEADERS, Api, Start, body, data_uri, png
 from PIL import Image, ImageDraw
 
 from wanrecipe import wire
 from wanrecipe.emulator.config import EmulatorConfig
 from wanrecipe.emulator.server import running_emulator
+
+from .emu_helpers import AUTH, KEY, SUBMIT_HEADERS, Api, Start, body, data_uri, png
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$")
 

@@ -8,10 +8,11 @@ from datetime import datetime
 
 import aiohttp
 import pytest
-from emu_helpers import Api, Start, body
 
 from wanrecipe.emulator.config import EmulatorConfig
 from wanrecipe.emulator.tasks import task_latency
+
+from .emu_helpers import Api, Start, body
 
 
 async def test_submissions_over_the_rate_get_429(start: Start, http: aiohttp.ClientSession):

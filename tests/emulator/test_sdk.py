@@ -21,12 +21,13 @@ import pytest
 from dashscope import ImageSynthesis
 from dashscope.aigc.image_synthesis import AioImageSynthesis
 from dashscope.common.error import InvalidTask
-from emu_helpers import KEY, data_uri
 from PIL import Image, ImageDraw
 
 from wanrecipe import wire
 from wanrecipe.emulator.config import EmulatorConfig
 from wanrecipe.emulator.server import EmulatorThread, running_emulator
+
+from .emu_helpers import KEY, data_uri
 
 pytestmark = pytest.mark.slow
 

@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from emu_helpers import KEY, SUBMIT_HEADERS, body
 
 from wanrecipe import wire
 from wanrecipe.cli import main
 from wanrecipe.emulator.faults import FAULT_KINDS
+
+from .emu_helpers import KEY, SUBMIT_HEADERS, body
 
 
 def test_help_documents_the_fault_spec():

@@ -376,7 +376,7 @@ def test_cache_status(journal: Journal, blobs: BlobStore, clock: Clock):
 
 def test_cache_status_many_keys(journal: Journal, blobs: BlobStore):
     keys = [k(f"p{i}") for i in range(1203)]
-    done = set(keys[::7])
+    done = set(keys[::100])
     for key in done:
         finish(journal, blobs, key, key.encode())
     got = journal.cache_status(keys)
@@ -560,3 +560,25 @@ def test_statedir_cleans_old_tmp_files(tmp_path: Path):
     young.write_bytes(b"partial")
     StateDir.open(path).close()
     assert not old.exists() and young.exists()
+
+
+def test_arguments_are_checked(journal: Journal):
+    with pytest.raises(ValueError, match="not a content key"):
+        intent(journal, "https://example.invalid/x.png")
+    aid = intent(journal, k("a"))
+    with pytest.raises(ValueError, match="task id"):
+        journal.record_submitted(aid, "", None)
+    assert journal.get(aid).state == "intent"
+
+
+def test_public_names_are_exported():
+    import wanrecipe.store as store
+
+    public = {n for n in dir(store) if not n.startswith("_")} - {
+        "annotations",
+        "blobs",
+        "journal",
+        "keys",
+        "statedir",
+    }
+    assert public == set(store.__all__)

@@ -136,3 +136,24 @@ def test_files_over_10_mb_are_refused(write_recipe, make_image):
     path = write_recipe("version: 1\nsteps:\n  c: {function: colorization, image: in.png}\n")
     report = validate_recipe(path)
     assert [d.message for d in report.errors] == ["in.png: 11.0 MB: images may be at most 10 MB"]
+
+
+def test_plan_never_shows_url_signatures_or_data_uris(write_recipe, make_image):
+    from wanrecipe.images import to_data_uri
+
+    signed = "https://bucket.example.com/in.png?Expires=1&OSSAccessKeyId=AK&Signature=SECRET"
+    uri = to_data_uri(make_image("in.png").read_bytes(), "image/png")
+    path = write_recipe(
+        f"""
+        version: 1
+        params:
+          photo: {{type: image, default: "{signed}"}}
+        steps:
+          a: {{function: colorization, image: "{{{{ params.photo }}}}"}}
+          b: {{function: colorization, image: "{uri}"}}
+        """
+    )
+    plan = plan_recipe(path)
+    text = format_plan(plan) + repr(plan.to_dict())
+    assert "SECRET" not in text and uri[30:60] not in text
+    assert plan.steps[0].input == "https://bucket.example.com/in.png?<redacted>"

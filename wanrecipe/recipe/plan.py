@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import wire
 from ..errors import Diagnostic, RecipeError
+from ..redact import redact_url
 from .durations import format_duration
 from .model import Recipe
 from .preflight import InputChecker
@@ -79,7 +80,12 @@ class Plan:
         return {
             "recipe": self.recipe.file,
             "name": self.recipe.name,
-            "params": {k: _jsonable(v) for k, v in self.recipe.params.items()},
+            "params": {
+                k: _param_text(self.recipe, k, v)
+                if self.recipe.param_decls[k].type == "image"
+                else _jsonable(v)
+                for k, v in self.recipe.params.items()
+            },
             "levels": [
                 [
                     {
@@ -255,8 +261,8 @@ def _describe_input(recipe: Recipe, image: object) -> str:
         return f"steps.{image.step_id}" + (f".images[{image.index}]" if image.index else "")
     if isinstance(image, Path):
         return recipe.display_path(image)
-    text = str(image)
-    return text if not text.startswith("data:") else text.split(",", 1)[0] + ",..."
+    # Signed URLs carry credentials in the query, data URIs are huge: show neither.
+    return redact_url(str(image))
 
 
 def _jsonable(value: object) -> object:
@@ -314,8 +320,10 @@ def format_plan(plan: Plan) -> str:
 
 
 def _param_text(recipe: Recipe, name: str, value: object) -> str:
-    if recipe.param_decls[name].type == "image" and isinstance(value, str) and os.path.isabs(value):
-        return recipe.display_path(Path(value))
+    if recipe.param_decls[name].type == "image" and isinstance(value, str):
+        if os.path.isabs(value):
+            return recipe.display_path(Path(value))
+        return redact_url(value)
     return str(value)
 
 

@@ -5,11 +5,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import scenes
 
 from wanrecipe import wire
 from wanrecipe.emulator import engines
 from wanrecipe.emulator.engines.decode import decode_image
+
+from . import scenes
 
 
 def defaults(function: str, **overrides: Any) -> dict[str, Any]:

@@ -11,13 +11,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import scenes
-from conftest import Render, defaults
 
 from wanrecipe import wire
 from wanrecipe.emulator import engines
 from wanrecipe.emulator.engines.encode import TEXT_KEY, read_labels
 from wanrecipe.errors import ImageInputError
+
+from . import scenes
+from .conftest import Render, defaults
 
 HERE = Path(__file__).parent
 
@@ -222,11 +223,11 @@ def digests() -> dict[str, str]:
 def test_outputs_are_identical_across_processes() -> None:
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1]); "
-        "from test_engines_contract import digests; print(json.dumps(digests()))"
+        "from engines.test_engines_contract import digests; print(json.dumps(digests()))"
     )
     # The other process runs while this one computes the same digests.
     with subprocess.Popen(
-        [sys.executable, "-c", code, str(HERE)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", code, str(HERE.parent)], stdout=subprocess.PIPE, text=True
     ) as proc:
         here = digests()
         stdout, _ = proc.communicate(timeout=120)

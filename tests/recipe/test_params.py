@@ -118,3 +118,10 @@ def test_required_params(write_recipe):
     assert load_recipe(path, {"photo": "https://example.com/a.png"}).params["photo"] == (
         "https://example.com/a.png"
     )
+
+
+def test_messages_never_echo_url_signatures(write_recipe):
+    signed = "https://x.example.com/a.png?Signature=SECRET"
+    report = validate_recipe(write_recipe(RECIPE), {"factor": signed})
+    (d,) = report.errors
+    assert "SECRET" not in d.format() and "x.example.com/a.png" in d.message

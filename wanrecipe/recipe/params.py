@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import Diagnostic, RecipeError, UsageError
 from ..images import is_data_uri, is_remote
+from ..redact import redact_text
 from .loader import Location, load_file
 from .model import Param
 
@@ -201,5 +202,10 @@ def _unknown(name: str, decls: Mapping[str, Param]) -> tuple[str, str]:
 
 def _diag(location: Location, name: str, message: str, hint: str | None) -> Diagnostic:
     return Diagnostic(
-        location.file, location.line, location.column, f"params.{name}", message, hint=hint
+        location.file,
+        location.line,
+        location.column,
+        f"params.{name}",
+        redact_text(message),
+        hint=hint,
     )

@@ -16,6 +16,7 @@ from typing import Any
 from .. import wire
 from ..errors import Diagnostic, RecipeError, Severity
 from ..images import is_data_uri, is_remote
+from ..redact import redact_text
 from .loader import Location
 from .model import Recipe, Step
 from .params import resolve_image_path
@@ -254,4 +255,6 @@ def _diag(
     *,
     severity: Severity = "error",
 ) -> Diagnostic:
-    return Diagnostic(where.file, where.line, where.column, dotted, message, severity, hint=hint)
+    return Diagnostic(
+        where.file, where.line, where.column, dotted, redact_text(message), severity, hint=hint
+    )

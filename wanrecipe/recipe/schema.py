@@ -19,6 +19,7 @@ import jsonschema
 
 from .. import wire
 from ..errors import Diagnostic
+from ..redact import redact_text
 from .loader import Document, Location, PathKey
 
 _TYPE_NAMES = {
@@ -140,7 +141,9 @@ def _diagnose(error: Any, doc: Document, prefix: PathKey = ()) -> list[Diagnosti
     instance = error.instance
 
     def at(where: Location, p: PathKey, message: str, hint: str | None = None) -> Diagnostic:
-        return Diagnostic(where.file, where.line, where.column, dotted(p), message, hint=hint)
+        return Diagnostic(
+            where.file, where.line, where.column, dotted(p), redact_text(message), hint=hint
+        )
 
     if validator == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))

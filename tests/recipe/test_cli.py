@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from wanrecipe.cli import main
@@ -185,3 +186,20 @@ def test_every_command_has_help_with_an_example():
     for command in ("validate", "plan", "graph", "schema"):
         result = run(command, "--help")
         assert result.exit_code == 0 and "Example:" in result.stdout, command
+
+
+@pytest.mark.slow
+def test_the_installed_entry_point_in_a_subprocess():
+    import subprocess
+    import sys
+
+    ok = subprocess.run(
+        [sys.executable, "-m", "wanrecipe", "validate", OLD_PHOTO],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, f"{OLD_PHOTO}: ok\n", "")
+    bad = subprocess.run(
+        [sys.executable, "-m", "wanrecipe", "plan", "cycle.yaml"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=BROKEN,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "dependency cycle: a -> b -> a" in bad.stderr

@@ -19,6 +19,7 @@ from ..errors import Diagnostic, RecipeError
 _BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 PathKey = tuple[str | int, ...]
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class SourceMap:
     keys: dict[PathKey, tuple[int, int]] = field(default_factory=dict)
     #: Values written as block scalars (``|`` or ``>``): their text starts on the next line.
     blocks: set[PathKey] = field(default_factory=set)
+    #: Mapping keys that YAML reads as something other than a string (``1:``, ``yes:``).
+    odd_keys: list[tuple[PathKey, str]] = field(default_factory=list)
 
     def at(self, path: PathKey) -> Location:
         """The value at ``path``, or the nearest enclosing value that has a mark."""
@@ -150,6 +153,8 @@ def _record(node: yaml.Node, path: PathKey, source: SourceMap) -> None:
                 if first is not key_node:
                     raise _DuplicateKey(key_node.value, key_node, first.start_mark.line + 1)
                 child = (*here, key_node.value)
+                if key_node.tag != _STR_TAG:
+                    source.odd_keys.append((child, key_node.tag.rsplit(":", 1)[-1]))
                 km = key_node.start_mark
                 source.keys.setdefault(child, (km.line + 1, km.column + 1))
                 stack.append((value_node, child))

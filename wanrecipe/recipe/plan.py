@@ -96,6 +96,7 @@ class Plan:
                         "parameters": {k: _jsonable(v) for k, v in s.parameters.items()},
                         "input": s.input,
                         "prompt": s.prompt,
+                        "description": s.description,
                     }
                     for s in level
                 ]

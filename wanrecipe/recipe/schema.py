@@ -111,6 +111,19 @@ def _schema_errors(data: Any) -> Iterable[tuple[PathKey, Any]]:
 def check_document(doc: Document) -> list[Diagnostic]:
     """Every schema violation in ``doc``, one Diagnostic each, in file order."""
     found: dict[tuple[str, int, int, str, str], Diagnostic] = {}
+    for path, kind in doc.source.odd_keys:
+        where = doc.source.key_at(path)
+        diag = Diagnostic(
+            where.file,
+            where.line,
+            where.column,
+            dotted(path),
+            f"key {path[-1]!r} is read as {kind}, not as a name",
+            hint=f"quote it: '{path[-1]}':",
+        )
+        found[(diag.file, diag.line, diag.column, diag.path, diag.message)] = diag
+    if found:
+        return sorted(found.values())  # the schema would misreport such keys
     for prefix, top in _schema_errors(doc.data):
         for error in _leaf_errors([top]):
             for diag in _diagnose(error, doc, prefix):

@@ -19,8 +19,11 @@ from .errors import (
 from .recipe.model import Recipe
 from .recipe.plan import Plan
 from .recipe.render import RenderedStep, render_step
+from .report.record import RunRecord
+from .runner import BackendChoice, run_recipe
 
 __all__ = [
+    "BackendChoice",
     "BackendError",
     "Diagnostic",
     "ImageInputError",
@@ -29,6 +32,7 @@ __all__ = [
     "RecipeError",
     "RenderedStep",
     "RunInterrupted",
+    "RunRecord",
     "TaskFailed",
     "TransportError",
     "UsageError",
@@ -38,5 +42,6 @@ __all__ = [
     "load_recipe",
     "plan_recipe",
     "render_step",
+    "run_recipe",
     "validate_recipe",
 ]

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from . import wire
-from .errors import UsageError
+from .errors import RecipeError, UsageError
 from .report.events import Event, EventSink, discard
 from .report.record import RunRecord, StepRecord
 
@@ -278,9 +278,12 @@ def run_recipe(
 ) -> RunRecord:
     """Load, check and run a recipe; return the run record. Raises RecipeError before any
     request when the recipe or its inputs are invalid."""
-    from .api import load_recipe
+    from .api import load_recipe, validate_recipe
 
-    recipe = load_recipe(path, params=params, param_files=param_files)
+    report = validate_recipe(path, params, param_files)
+    if not report.ok:
+        raise RecipeError(report.diagnostics)
+    recipe = load_recipe(path, params, param_files)
     choice = backend if isinstance(backend, BackendChoice) else choose_backend(backend)
     out = Path(run_dir) if run_dir is not None else default_run_dir(recipe.name)
     return asyncio.run(

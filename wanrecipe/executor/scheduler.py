@@ -88,6 +88,7 @@ class Scheduler:
         self._stopping: str | None = None
         self._in_flight: set[str] = set()
         self._step_tasks: dict[str, asyncio.Task[None]] = {}
+        self._wind_down_task: asyncio.Task[None] | None = None
 
     # -- public -------------------------------------------------------------------------
 
@@ -100,7 +101,13 @@ class Scheduler:
         self._step_tasks = {
             sid: asyncio.create_task(self._run_step(sid), name=f"step:{sid}") for sid in order
         }
-        await asyncio.gather(*self._step_tasks.values(), return_exceptions=True)
+        try:
+            await asyncio.gather(*self._step_tasks.values(), return_exceptions=True)
+        finally:
+            if self._wind_down_task is not None:
+                self._wind_down_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._wind_down_task
         return self.record
 
     def stop(self, reason: str) -> None:
@@ -109,7 +116,9 @@ class Scheduler:
             return
         self._stopping = reason
         self._emit(Event("warning", self.elapsed(), message=f"stopping: {reason}"))
-        asyncio.get_running_loop().create_task(self._wind_down(), name="wind-down")
+        self._wind_down_task = asyncio.get_running_loop().create_task(
+            self._wind_down(), name="wind-down"
+        )
 
     def abort(self) -> None:
         """Stop now: cancel every step still working."""

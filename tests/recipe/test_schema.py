@@ -111,8 +111,8 @@ def test_split_validation_agrees_with_the_shipped_schema(path: Path):
         doc = load_file(path)
     except RecipeError:
         return  # not YAML we can load: nothing to compare
-    if not isinstance(doc.data, dict):
-        return
+    if not isinstance(doc.data, dict) or doc.source.odd_keys:
+        return  # not a JSON document: reported before the schema runs
     assert (not check_document(doc)) == full_validator().is_valid(doc.data)
     # And every step, swapped into every function, too.
     for step in (doc.data.get("steps") or {}).values():

@@ -46,7 +46,7 @@ def _echo_diagnostics(diagnostics: Iterable[Diagnostic]) -> None:
         click.echo(d.format(), err=True)
 
 
-@main.command()
+@main.command(short_help="Check recipes without running them.")
 @click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @_param_option
 @_params_file_option
@@ -92,7 +92,7 @@ def validate(
         raise SystemExit(EXIT_INVALID)
 
 
-@main.command()
+@main.command(short_help="Show steps, billed images, cost and wall time; run nothing.")
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @_param_option
 @_params_file_option
@@ -142,7 +142,7 @@ def plan(
         click.echo(format_plan(result))
 
 
-@main.command()
+@main.command(short_help="Print the step graph (Mermaid or dot).")
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @_param_option
 @_params_file_option
@@ -173,7 +173,7 @@ def graph(
     click.echo(render(loaded), nl=False)
 
 
-@main.command()
+@main.command(short_help="Print the recipe JSON Schema.")
 def schema() -> None:
     """Print the recipe JSON Schema (draft 2020-12).
 

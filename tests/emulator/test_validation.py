@@ -29,8 +29,9 @@ def _value(spec: wire.ParamSpec, inside: bool) -> st.SearchStrategy[Any]:
     if inside:
         return st.floats(float(lo), float(hi))
     return st.one_of(
-        st.floats(max_value=float(lo), exclude_max=True, allow_nan=False, allow_infinity=False),
-        st.floats(min_value=float(hi), exclude_min=True, allow_nan=False, allow_infinity=False),
+        # Clear of the bounds: -0.0 would compare equal to a minimum of 0.0.
+        st.floats(max_value=float(lo) - 1e-9, allow_nan=False, allow_infinity=False),
+        st.floats(min_value=float(hi) + 1e-9, allow_nan=False, allow_infinity=False),
     )
 
 

@@ -1,11 +1,12 @@
 """Runs the executor's side of the store protocol in a loop, for crash and concurrency tests.
 
-usage: store_worker.py STATE_DIR NAME SEED ITERATIONS [--shared] [--barrier=PATH]
+usage: store_worker.py STATE_DIR NAME SEED ITERATIONS [--shared] [--exclusive] [--barrier=PATH]
        store_worker.py --zygote
 
 ITERATIONS 0 loops until killed. ``--shared`` makes keys and image bytes depend only on the
 iteration, so two workers race on the same keys and the same blobs; ``--barrier`` waits after
-"ready" until PATH exists, so two workers start writing together. Every step is appended to
+"ready" until PATH exists, so two workers start writing together; ``--exclusive`` records
+intents with ``exclusive=True`` and skips keys another worker holds. Every step is appended to
 ``STATE_DIR.NAME.log`` only after the store call returned: whatever the log says was
 acknowledged must survive a SIGKILL.
 
@@ -23,12 +24,13 @@ import sys
 import time
 from pathlib import Path
 
-from wanrecipe.store import ResultRecord, StateDir, content_key
+from wanrecipe.store import KeyBusy, ResultRecord, StateDir, content_key
 
 
 def run(args: list[str]) -> None:
     state_dir, name, seed, iterations = args[0], args[1], int(args[2]), int(args[3])
     shared = "--shared" in args[4:]
+    exclusive = "--exclusive" in args[4:]
     rnd = random.Random(seed)
     log = os.open(f"{state_dir}.{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     scratch = Path(state_dir).parent / f"scratch-{name}"
@@ -53,14 +55,20 @@ def run(args: list[str]) -> None:
                 parameters={"seed": i},
                 inputs={},
             )
-            aid = sd.journal.record_intent(
-                key,
-                step=f"step{i % 5}",
-                recipe="r.yaml",
-                backend="local",
-                request={"prompt": label},
-                seed=i,
-            )
+            try:
+                aid = sd.journal.record_intent(
+                    key,
+                    step=f"step{i % 5}",
+                    recipe="r.yaml",
+                    backend="local",
+                    request={"prompt": label},
+                    seed=i,
+                    exclusive=exclusive,
+                )
+            except KeyBusy:
+                note(f"busy key-{i}")
+                i += 1
+                continue
             note(f"intent {aid}")
             time.sleep(rnd.uniform(0, 0.01))  # the submit request is on the wire
             sd.journal.record_submitted(aid, f"task-{name}-{i}", f"req-{name}-{i}")

@@ -19,6 +19,7 @@ from wanrecipe.store import (
     BlobStore,
     InvalidTransition,
     Journal,
+    KeyBusy,
     ResultRecord,
     StateDir,
     content_key,
@@ -582,3 +583,55 @@ def test_public_names_are_exported():
         "statedir",
     }
     assert public == set(store.__all__)
+
+
+def test_exclusive_intent(tmp_path: Path, journal: Journal, blobs: BlobStore, clock: Clock):
+    key = k("a")
+    first = intent(journal, key)
+    with Journal(tmp_path / "state.db", blobs, clock=clock) as other:  # e.g. a second run
+        with pytest.raises(
+            KeyBusy, match=f"attempt {first} \\(intent, pid {os.getpid()}\\)"
+        ) as info:
+            other.record_intent(
+                key, step="s", recipe="r", backend="b", request={}, seed=1, exclusive=True
+            )
+        assert [a.id for a in info.value.attempts] == [first] and info.value.key == key
+        assert len(journal.attempts(key=key)) == 1
+        # Not exclusive: recorded anyway (the caller decided to submit again).
+        other.record_intent(key, step="s", recipe="r", backend="b", request={}, seed=1)
+
+
+def test_exclusive_intent_ignores_dead_old_and_finished(
+    journal: Journal, blobs: BlobStore, clock: Clock, tmp_path: Path
+):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = k("a")
+    crashed = intent(journal, key)
+    raw = sqlite3.connect(tmp_path / "state.db")
+    raw.execute("UPDATE attempts SET owner_pid = ? WHERE id = ?", (int(dead.stdout), crashed))
+    raw.commit()
+    raw.close()
+    journal.record_failed(intent(journal, key), "E", "m")
+    journal.record_abandoned(intent(journal, key), "gave up")
+    old = intent(journal, key)
+    clock.now += 25 * 3600
+    aid = journal.record_intent(
+        key, step="s", recipe="r", backend="b", request={}, seed=1, exclusive=True
+    )
+    assert aid > old
+    # A done attempt blocks while its blobs are there, not once they are gone.
+    key2 = k("b")
+    finish(journal, blobs, key2, b"img-b")
+    with pytest.raises(KeyBusy):
+        journal.record_intent(
+            key2, step="s", recipe="r", backend="b", request={}, seed=1, exclusive=True
+        )
+    blobs.remove(hashlib.sha256(b"img-b").hexdigest())
+    journal.record_intent(
+        key2, step="s", recipe="r", backend="b", request={}, seed=1, exclusive=True
+    )

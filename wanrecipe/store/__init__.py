@@ -17,6 +17,7 @@ from .journal import (
     InvalidTransition,
     Journal,
     JournalStats,
+    KeyBusy,
     ResultRecord,
 )
 from .keys import KEY_VERSION, canonical_json, content_key
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidTransition",
     "Journal",
     "JournalStats",
+    "KeyBusy",
     "ResultRecord",
     "StateDir",
     "canonical_json",

@@ -107,6 +107,20 @@ class InvalidTransition(StoreError):
     """An attempt was asked to move to a state its current state does not allow."""
 
 
+class KeyBusy(StoreError):
+    """``record_intent(exclusive=True)`` found the key done or in flight in a live process.
+
+    ``attempts`` are the blockers: look the key up again (``lookup_done``, ``in_flight``) and
+    reuse or re-attach instead of submitting.
+    """
+
+    def __init__(self, key: str, attempts: tuple[Attempt, ...]) -> None:
+        self.key = key
+        self.attempts = attempts
+        what = ", ".join(f"attempt {a.id} ({a.state}, pid {a.owner_pid})" for a in attempts)
+        super().__init__(f"key {key[:12]} is already taken: {what}")
+
+
 @dataclass(frozen=True)
 class ResultRecord:
     """One output image of a done attempt; its bytes are the blob ``sha256``."""
@@ -323,15 +337,24 @@ class Journal:
         backend: str,
         request: dict[str, Any],
         seed: int,
+        exclusive: bool = False,
     ) -> int:
         """Record that we are about to submit; durable when this returns. Returns the attempt id.
 
         ``request`` is the already redacted request summary (no keys, no signed URLs).
+
+        ``exclusive=True`` closes the race between two runs that looked the key up at the same
+        moment: in the same transaction as the insert, it raises ``KeyBusy`` if the key has a
+        done attempt with all its blobs, or an unfinished attempt younger than 24 h whose owner
+        is not known to be dead (this process's own included: abandon a dangling intent
+        before trying again).
         """
         if not _HEX64.fullmatch(key):
             raise ValueError(f"not a content key (64 lowercase hex digits): {key!r}")
         request_json = json.dumps(request, sort_keys=True, ensure_ascii=False, allow_nan=False)
         with self._write() as db:
+            if exclusive:
+                self._check_free(db, key)
             cur = db.execute(
                 "INSERT INTO attempts (key, step, recipe, backend, request_json, seed, state,"
                 " created_at, owner_host, owner_pid) VALUES (?, ?, ?, ?, ?, ?, 'intent', ?, ?, ?)",
@@ -348,6 +371,23 @@ class Journal:
                 ),
             )
             return cast(int, cur.lastrowid)
+
+    def _check_free(self, db: sqlite3.Connection, key: str) -> None:
+        cutoff = self._clock() - DEFAULT_MAX_AGE_S
+        rows = db.execute(
+            "SELECT * FROM attempts WHERE key = ? AND state IN ('intent', 'submitted', 'done')"
+            " ORDER BY id",
+            (key,),
+        ).fetchall()
+        blockers = []
+        for a in self._attempts(db, rows):
+            if a.state == "done":
+                if self._first_complete([a]) is not None:
+                    blockers.append(a)
+            elif (a.submitted_at or a.created_at) >= cutoff and a.owner_alive() is not False:
+                blockers.append(a)
+        if blockers:
+            raise KeyBusy(key, tuple(blockers))
 
     def record_submitted(self, attempt_id: int, task_id: str, request_id: str | None) -> None:
         """The service accepted the submit: remember the task id at once."""

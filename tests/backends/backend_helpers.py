@@ -38,6 +38,7 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    raw_query: str = ""
     form: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -59,7 +60,12 @@ async def recording_server() -> AsyncIterator[Recorder]:
     async def handle(request: web.Request) -> web.StreamResponse:
         body = await request.read()
         rec = Recorded(
-            request.method, request.path, dict(request.query), dict(request.headers), body
+            request.method,
+            request.path,
+            dict(request.query),
+            dict(request.headers),
+            body,
+            request.raw_path.partition("?")[2],
         )
         requests.append(rec)
         handler = routes.get(request.path)

@@ -355,3 +355,18 @@ async def test_client_outside_context_is_an_error() -> None:
     with pytest.raises(RuntimeError):
         await client.query("x")
     assert KEY not in repr(client)
+
+
+async def test_download_sends_no_credentials_and_keeps_the_signature(
+    recorder: Recorder, tmp_path: Path
+) -> None:
+    data = png(520, 520)
+    recorder.routes["/results/a.png"] = lambda r: web.Response(body=data, content_type="image/png")
+    # An OSS-style signature: percent-escapes must reach the server exactly as given.
+    url = recorder.origin + "/results/a.png?Expires=1700000000&Signature=ab%2Bc%2Fd%3D&x=1"
+    async with DashScopeClient(recorder.base_url, KEY) as client:
+        got = await client.download(url, tmp_path / "sub" / "a.png", max_bytes=len(data))
+    (req,) = recorder.requests
+    assert "Authorization" not in req.headers
+    assert req.raw_query == "Expires=1700000000&Signature=ab%2Bc%2Fd%3D&x=1"
+    assert got.size == len(data) and (tmp_path / "sub" / "a.png").read_bytes() == data

@@ -171,6 +171,7 @@ def test_sigkill_at_random_moments(tmp_path: Path, zygote: Zygote):
     assert elapsed < 30
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("exclusive", [False, True], ids=["plain", "exclusive"])
 def test_two_processes_share_one_state_dir(tmp_path: Path, exclusive: bool):
     """Two processes race on a fresh state dir: schema creation, the same keys, the same blobs."""

@@ -619,7 +619,8 @@ def test_exclusive_intent_ignores_dead_old_and_finished(
     journal.record_failed(intent(journal, key), "E", "m")
     journal.record_abandoned(intent(journal, key), "gave up")
     old = intent(journal, key)
-    clock.now += 25 * 3600
+    journal.record_submitted(old, "t-old", None)
+    clock.now += 25 * 3600  # the old task has expired
     aid = journal.record_intent(
         key, step="s", recipe="r", backend="b", request={}, seed=1, exclusive=True
     )
@@ -635,3 +636,25 @@ def test_exclusive_intent_ignores_dead_old_and_finished(
     journal.record_intent(
         key2, step="s", recipe="r", backend="b", request={}, seed=1, exclusive=True
     )
+
+
+def test_exclusive_intent_blocked_by_a_crashed_runs_submitted_task(
+    journal: Journal, tmp_path: Path
+):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = k("a")
+    submitted = intent(journal, key)
+    journal.record_submitted(submitted, "t", None)
+    raw = sqlite3.connect(tmp_path / "state.db")
+    raw.execute("UPDATE attempts SET owner_pid = ?", (int(dead.stdout),))
+    raw.commit()
+    raw.close()
+    with pytest.raises(KeyBusy, match="submitted"):  # re-attach, never pay again
+        journal.record_intent(
+            key, step="s", recipe="r", backend="b", request={}, seed=1, exclusive=True
+        )

@@ -300,12 +300,12 @@ class Journal:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
                 # Some errors (disk full, I/O) have rolled back already; do not mask them.
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -345,9 +345,9 @@ class Journal:
 
         ``exclusive=True`` closes the race between two runs that looked the key up at the same
         moment: in the same transaction as the insert, it raises ``KeyBusy`` if the key has a
-        done attempt with all its blobs, or an unfinished attempt younger than 24 h whose owner
-        is not known to be dead (this process's own included: abandon a dangling intent
-        before trying again).
+        done attempt with all its blobs, a submitted attempt younger than 24 h (re-attach to it
+        instead), or an intent younger than 24 h whose owner is not known to be dead (this
+        process's own included: abandon a dangling intent before trying again).
         """
         if not _HEX64.fullmatch(key):
             raise ValueError(f"not a content key (64 lowercase hex digits): {key!r}")
@@ -384,7 +384,9 @@ class Journal:
             if a.state == "done":
                 if self._first_complete([a]) is not None:
                     blockers.append(a)
-            elif (a.submitted_at or a.created_at) >= cutoff and a.owner_alive() is not False:
+            elif (a.submitted_at or a.created_at) < cutoff:
+                continue  # its task has expired: nothing left to re-attach to
+            elif a.state == "submitted" or a.owner_alive() is not False:
                 blockers.append(a)
         if blockers:
             raise KeyBusy(key, tuple(blockers))

@@ -208,3 +208,12 @@ def test_clean_tmp_spares_young_files(store: BlobStore):
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     assert store.clean_tmp(3600) == 1
     assert not old.exists() and young.exists()
+
+
+def test_put_file_move_of_a_directory_fails_cleanly(store: BlobStore, tmp_path: Path):
+    src = tmp_path / "not-a-file"
+    src.mkdir()
+    (src / "inner").write_bytes(DATA)
+    with pytest.raises(OSError):
+        store.put_file(src, move=True)
+    assert (src / "inner").read_bytes() == DATA and tmp_files(store) == [] and list(store) == []

@@ -14,6 +14,7 @@ Use ``export(..., link=False)`` for a writable copy.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -190,16 +191,18 @@ class BlobStore:
         os.close(fd)
         tmp = Path(name)
         try:
-            os.replace(src, tmp)
-        except OSError:
-            # Another filesystem (EXDEV) or a read-only source directory: copy, then drop src.
             try:
+                os.replace(src, tmp)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:
+                    raise
+                # Another filesystem: copy, and only then drop the source.
                 with tmp.open("wb") as out, src.open("rb") as inp:
                     _copy(inp, out)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            src.unlink()
+                src.unlink()
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return tmp
 
     def _existing(self, digest: str, size: int) -> Blob | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from . import textdet
 from .common import Job, Outcome, working_size
 from .fill import fill_holes
 
@@ -54,10 +55,29 @@ def detect_text(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(grown > 0)
 
 
+def strokes_in_boxes(rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Inside the neural detector's boxes, the pixels that differ from their surroundings: the
+    fill then replaces the glyphs, not the whole box (less synthesis, better kept background)."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    k = max(9, (max(grey.shape) // 60) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
+    response = cv2.max(
+        cv2.morphologyEx(grey, cv2.MORPH_TOPHAT, kernel),
+        cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, kernel),
+    )
+    found = boxes & (response >= 10)
+    grown = cv2.dilate(found.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+    return np.asarray((grown > 0) & boxes)
+
+
 def run(job: Job) -> Outcome:
-    marks = detect_text(job.rgb)
+    boxes = textdet.detect_boxes(job.rgb)
+    if boxes is not None:
+        marks, detector = strokes_in_boxes(job.rgb, boxes), "ppocr-det"
+    else:
+        marks, detector = detect_text(job.rgb), "text-detect"
     found = int(marks.sum())
     if not found:
-        return Outcome(job.rgb.copy(), "real", "text-detect", {"marks": "none found"})
+        return Outcome(job.rgb.copy(), "real", detector, {"marks": "none found"})
     out, method = fill_holes(job.rgb, marks, job.seed, job.budget)
-    return Outcome(out, "real", f"text-detect+{method}", {"mark_pixels": str(found)})
+    return Outcome(out, "real", f"{detector}+{method}", {"mark_pixels": str(found)})

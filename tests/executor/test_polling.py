@@ -183,6 +183,8 @@ def test_early_looks_only_while_nothing_is_known() -> None:
     for _ in range(5):
         model.observe("expand", 10.0)
     assert model.next_poll_delay("expand", 0.0, 0) > 9.0
+    # Another function's durations guide, but do not replace the early looks.
+    assert model.next_poll_delay("doodle", 0.0, 0) == pytest.approx(1.0)
 
 
 @given(

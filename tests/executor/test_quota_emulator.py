@@ -64,5 +64,6 @@ async def test_default_quota_is_never_exceeded() -> None:
     assert stats["throttles"] == {}
     assert stats["submissions"]["peak_accepted_1s"] <= 2
     assert stats["tasks"]["peak_running"] <= 2
-    # 10 tasks, 2 at a time, ~0.3 s each, at most 2 submits per second: ~5 s by the rate.
-    assert elapsed < 7.5
+    # 10 tasks, 2 at a time, ~0.3 s each, at most 2 submits per second: ~4.5 s by the rate
+    # (generous bound: the machine is shared).
+    assert 4.0 < elapsed < 12.0

@@ -129,7 +129,12 @@ class DurationModel:
         n = len(data)
         margin = max(p.margin, p.rel_margin * _median(data)) * (1.0 + 2.0 / n)
         levels = (0.0, *((i + 0.5) / n for i in range(n)), 1.0)
-        return Distribution(levels, (max(0.0, data[0] - margin), *data, data[-1] + margin))
+        return Distribution(
+            levels,
+            (max(0.0, data[0] - margin), *data, data[-1] + margin),
+            # Other functions' durations are a better prior than none, but only a prior.
+            prior=not self._by_function.get(function),
+        )
 
     def window(self, function: str, policy: PollPolicy | None = None) -> tuple[float, float]:
         """[low, high] seconds of RUNNING time within which the task most likely ends."""
@@ -184,7 +189,7 @@ class Distribution:
 
     levels: tuple[float, ...]
     seconds: tuple[float, ...]
-    #: Nothing learned yet: this is the policy's prior.
+    #: Nothing learned about this function yet (the policy's prior, or other functions').
     prior: bool = False
 
     def quantile(self, level: float) -> float:

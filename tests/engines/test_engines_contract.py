@@ -243,3 +243,25 @@ def test_derive_seed_gives_each_output_its_own_seed() -> None:
     seeds = [engines.derive_seed(42, i) for i in range(4)]
     assert seeds[0] == 42 and len(set(seeds)) == 4
     assert seeds == [engines.derive_seed(42, i) for i in range(4)]
+
+
+def test_outputs_are_identical_when_rendered_in_threads() -> None:
+    """A thread-pool emulator renders concurrently; shared native state must not leak."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    img, mask, _ = input_for("description_edit_with_mask")
+    requests = [
+        engines.EditRequest(
+            function="description_edit_with_mask",
+            image=scenes.png_bytes(img),
+            prompt="",
+            parameters=defaults("description_edit_with_mask"),
+            seed=seed,
+            mask=scenes.mask_bytes(mask if mask is not None else np.zeros((512, 512), bool)),
+        )
+        for seed in (11, 12, 11, 12)
+    ]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = [r.png for r in pool.map(engines.render, requests)]
+    assert together[0] == together[2] and together[1] == together[3]
+    assert together[0] == engines.render(requests[0]).png

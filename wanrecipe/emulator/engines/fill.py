@@ -6,15 +6,13 @@ when PatchMatch is missing, the hole is a thin stroke, or the time budget would 
 
 from __future__ import annotations
 
-import logging
+import threading
 from types import ModuleType
 
 import cv2
 import numpy as np
 
 from .common import Budget, working_size
-
-log = logging.getLogger(__name__)
 
 #: Cap on the pixels PatchMatch works on per region (local-engines.md §1.4: ~1 MP).
 PATCHMATCH_MAX_PIXELS = 700_000
@@ -35,6 +33,7 @@ def _load_patchmatch() -> ModuleType | None:
 
 
 _PM = _load_patchmatch()
+_PM_LOCK = threading.Lock()
 
 
 def patchmatch_available() -> bool:
@@ -48,9 +47,12 @@ def telea(rgb: np.ndarray, hole: np.ndarray, radius: int = 5) -> np.ndarray:
 
 def _patchmatch(rgb: np.ndarray, hole: np.ndarray, seed: int) -> np.ndarray:
     assert _PM is not None
-    _PM.set_random_seed(seed & 0xFFFFFFFF)
     mask = np.ascontiguousarray(hole.astype(np.uint8)[..., None] * 255)
-    out = _PM.inpaint(np.ascontiguousarray(rgb), mask, patch_size=3)
+    # The library's seed is process-global: with a thread-pool emulator, seeding and inpainting
+    # must not interleave between threads, or outputs stop being deterministic.
+    with _PM_LOCK:
+        _PM.set_random_seed(seed & 0xFFFFFFFF)
+        out = _PM.inpaint(np.ascontiguousarray(rgb), mask, patch_size=3)
     return np.asarray(out, np.uint8)
 
 

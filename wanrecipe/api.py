@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,16 +55,25 @@ def load_recipe(
     path: PathLike,
     params: Mapping[str, object] | None = None,
     param_files: Iterable[PathLike] = (),
+    *,
+    check_inputs: bool = True,
 ) -> Recipe:
-    """Load and statically check a recipe, params bound. Raises RecipeError (all problems).
+    """Load and check a recipe, params bound. Raises RecipeError listing every problem.
 
-    Image inputs are not inspected and templates not rendered here; :func:`validate_recipe`
-    and :func:`plan_recipe` do that.
+    By default every step is also rendered with placeholder outputs and the local image inputs
+    are inspected, so a recipe that loads will not fail later on a bad parameter or input
+    file (outputs of steps are the runner's to check). ``check_inputs=False`` stops after the
+    static checks (schema, params, templates, graph). Warnings are in ``recipe.warnings``.
     """
     recipe, diagnostics = _load(path, params, param_files)
     if recipe is None:
         raise RecipeError(diagnostics)
-    return recipe
+    if not check_inputs:
+        return recipe
+    _, problems = check_rendering(recipe)
+    if any(d.severity == "error" for d in problems):
+        raise RecipeError(sorted([*diagnostics, *problems]))
+    return replace(recipe, warnings=tuple(sorted([*recipe.warnings, *problems])))
 
 
 def validate_recipe(
@@ -94,7 +103,8 @@ def plan_recipe(
     quota: Quota | None = None,
 ) -> Plan:
     """Validate, then plan: levels, billed images, cost, shortest wall time. Raises RecipeError."""
-    recipe = load_recipe(path, params, param_files)
+    # make_plan renders and inspects inputs itself: load without doing it twice.
+    recipe = load_recipe(path, params, param_files, check_inputs=False)
     return make_plan(recipe, quota or Quota())
 
 

@@ -47,7 +47,7 @@ class Ref:
 
 
 def test_render_uses_the_runner_objects_untouched(write_recipe, tmp_path: Path):
-    recipe = load_recipe(write_recipe(RECIPE))
+    recipe = load_recipe(write_recipe(RECIPE), check_inputs=False)
     color = render_step(recipe, "color", {})
     assert color.image == tmp_path / "in.png" and color.image.is_absolute()  # type: ignore[union-attr]
     assert color.parameters == {"seed": 7}  # strength not accepted by colorization
@@ -76,7 +76,7 @@ def test_render_uses_the_runner_objects_untouched(write_recipe, tmp_path: Path):
 
 
 def test_out_of_range_after_rendering_raises_with_the_line(write_recipe):
-    recipe = load_recipe(write_recipe(RECIPE), {"factor": "6"})
+    recipe = load_recipe(write_recipe(RECIPE), {"factor": "6"}, check_inputs=False)
     with pytest.raises(RecipeError) as info:
         render_step(recipe, "up", {"color": [Ref()]})
     (d,) = info.value.errors
@@ -88,7 +88,8 @@ def test_out_of_range_after_rendering_raises_with_the_line(write_recipe):
 
 def test_seed_only_when_given(write_recipe):
     recipe = load_recipe(
-        write_recipe("version: 1\nsteps:\n  c: {function: colorization, image: a.png}\n")
+        write_recipe("version: 1\nsteps:\n  c: {function: colorization, image: a.png}\n"),
+        check_inputs=False,
     )
     step = render_step(recipe, "c", {})
     assert step.parameters == {} and step.retry is None and step.timeout == 600.0
@@ -104,7 +105,8 @@ def test_urls_and_data_uris_pass_through_as_strings(write_recipe):
               b: {function: colorization, image: "data:image/png;base64,AAAA"}
               c: {function: colorization, image: "../up/x.png"}
             """
-        )
+        ),
+        check_inputs=False,
     )
     assert render_step(recipe, "a", {}).image == "https://example.com/x.png"
     assert render_step(recipe, "b", {}).image == "data:image/png;base64,AAAA"
@@ -112,7 +114,7 @@ def test_urls_and_data_uris_pass_through_as_strings(write_recipe):
 
 
 def test_rendering_before_dependencies_finish_is_refused(write_recipe):
-    recipe = load_recipe(write_recipe(RECIPE))
+    recipe = load_recipe(write_recipe(RECIPE), check_inputs=False)
     with pytest.raises(RecipeError, match="before 'color' finished"):
         render_step(recipe, "up", {})
 
@@ -149,3 +151,18 @@ def test_format_duration():
         "1h",
         "1h30m",
     ]
+
+
+def test_load_recipe_renders_every_step_before_returning(write_recipe, make_image):
+    # What the runner relies on: a recipe that loads cannot fail later on a parameter or a
+    # local input, so nothing is spent on step 1 of a recipe that breaks at step 3.
+    make_image("in.png")
+    path = write_recipe(RECIPE)
+    assert load_recipe(path).warnings[0].message.startswith("801 characters")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, {"factor": "6"})
+    assert [d.line for d in info.value.errors] == [19]
+    (path.parent / "in.png").unlink()
+    with pytest.raises(RecipeError, match=r"in\.png: no such file"):
+        load_recipe(path)
+    assert load_recipe(path, check_inputs=False).step("up").function == "super_resolution"

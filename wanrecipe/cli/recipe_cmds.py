@@ -165,7 +165,7 @@ def graph(
       wanrecipe graph recipes/style-fanout.yaml --format dot | dot -Tsvg > graph.svg
     """
     try:
-        loaded = api.load_recipe(recipe, _params(param_items), params_files)
+        loaded = api.load_recipe(recipe, _params(param_items), params_files, check_inputs=False)
     except RecipeError as exc:
         _echo_diagnostics(exc.diagnostics)
         raise SystemExit(EXIT_INVALID) from None

@@ -22,6 +22,7 @@ from .model import Recipe
 from .preflight import InputChecker
 from .render import RenderedStep, render_step
 
+_MAX_N = int(wire.PARAMS["n"].maximum or 4)
 #: Parameters shown in the plan (all of them except the ones every step has).
 _QUIET_PARAMETERS = frozenset({"watermark"})
 
@@ -127,7 +128,8 @@ def check_rendering(recipe: Recipe) -> tuple[dict[str, RenderedStep], list[Diagn
             step = render_step(recipe, sid, outputs)
         except RecipeError as exc:
             problems.extend(exc.diagnostics)
-            outputs[sid] = [PlannedImage(sid, 0)]
+            # n is unknown: assume the most, so `images[3]` downstream is no cascade error.
+            outputs[sid] = [PlannedImage(sid, i) for i in range(_MAX_N)]
             continue
         rendered[sid] = step
         problems.extend(step.warnings)

@@ -84,18 +84,19 @@ async def submit_and_wait(
 async def test_learns_and_notices_within_a_fraction_of_a_second(pool: ThreadPoolExecutor) -> None:
     gate = QuotaGate()
     model = DurationModel()
-    async with emulator_client(pool, latency=0.6) as client:
+    async with emulator_client(pool, latency=1.1) as client:
         delays = []
-        for _ in range(4):
+        for _ in range(3):
             state, stats = await submit_and_wait(client, gate, model)
             assert state.status == "SUCCEEDED"
             total = state.total_seconds
-            assert total is not None and 0.55 < total < 1.5
+            assert total is not None and 1.05 < total < 2.0
             assert stats.queries <= sdk_queries_for(total)
             delays.append(stats.times[-1] - total)
-    assert len(model.samples(FN)) == 4
-    # After the first task the model knows: later ones are seen right after they end.
-    assert max(delays[1:]) < 0.25, delays
+    assert len(model.samples(FN)) == 3
+    # After the first task the model knows: later ones are seen right after they end (the
+    # SDK, polling at 1 s and 2 s, sees a 1.1 s task 0.9 s late).
+    assert max(delays[1:]) < 0.3, delays
 
 
 async def test_retries_server_errors_on_queries(pool: ThreadPoolExecutor) -> None:

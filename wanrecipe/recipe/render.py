@@ -107,10 +107,11 @@ def render_step(
             )
             return None
 
-    image = _image(recipe, step, "image", render("image", step.image), errors)
+    upstream = [image for d in recipe.deps(step_id) for image in outputs[d]]
+    image = _image(recipe, step, "image", render("image", step.image), errors, upstream)
     mask = None
     if step.mask is not None:
-        mask = _image(recipe, step, "mask", render("mask", step.mask), errors)
+        mask = _image(recipe, step, "mask", render("mask", step.mask), errors, upstream)
     prompt_value = render("prompt", step.prompt)
     prompt = "" if prompt_value is None else str(prompt_value)
     if len(prompt) > wire.PROMPT_MAX_CHARS:
@@ -211,7 +212,12 @@ def check_parameter(name: str, value: object) -> object:
 
 
 def _image(
-    recipe: Recipe, step: Step, name: str, value: object, errors: list[Diagnostic]
+    recipe: Recipe,
+    step: Step,
+    name: str,
+    value: object,
+    errors: list[Diagnostic],
+    upstream: Sequence[object],
 ) -> ImageInput:
     if value is None:
         return ""  # the render error is already recorded
@@ -228,7 +234,16 @@ def _image(
     if isinstance(value, Path):
         return value if value.is_absolute() else recipe.base_dir / value
     if not isinstance(value, str):
-        return value  # the runner's own image reference
+        if any(value is image for image in upstream):
+            return value  # the runner's own image reference, untouched
+        errors.append(
+            _diag(
+                step.location_of(name),
+                f"steps.{step.id}.{name}",
+                f"expected an image path, URL or step output, got {value!r}",
+            )
+        )
+        return ""
     text = value.strip()
     if not text:
         errors.append(

@@ -11,7 +11,7 @@ import numpy as np
 
 from .common import working_size
 
-GRABCUT_PIXELS = 320 * 320
+GRABCUT_PIXELS = 256 * 256  # ~0.3 s for 4 GrabCut iterations on the 2-core machine
 
 
 def saliency_map(rgb: np.ndarray, size: int = 64) -> np.ndarray:

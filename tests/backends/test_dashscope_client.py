@@ -146,7 +146,7 @@ async def test_connection_refused_surely_never_reached() -> None:
 
 async def test_read_timeout_may_have_reached(recorder: Recorder) -> None:
     async def stall(request: web.Request) -> web.Response:
-        await asyncio.sleep(5)
+        await asyncio.sleep(1.0)  # well past the client timeout; short teardown
         return web.json_response({})
 
     recorder.routes["/api/v1" + wire.SUBMIT_PATH] = stall

@@ -265,3 +265,32 @@ def test_outputs_are_identical_when_rendered_in_threads() -> None:
         together = [r.png for r in pool.map(engines.render, requests)]
     assert together[0] == together[2] and together[1] == together[3]
     assert together[0] == engines.render(requests[0]).png
+
+
+@pytest.mark.parametrize("function", wire.FUNCTIONS)
+@pytest.mark.parametrize("kind", ["flat", "noise"])
+def test_odd_shapes_and_degenerate_content_do_not_break_engines(
+    render: Render, function: str, kind: str
+) -> None:
+    """Flat and pure-noise images, far from square: no crash, no warning, the right size."""
+    h, w = 90, 260
+    if kind == "flat":
+        img = np.full((h, w, 3), 200, np.uint8)
+    else:
+        img = np.random.default_rng(1).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    mask = np.zeros((h, w), bool)
+    mask[20:50, 60:120] = True
+    params = {
+        "expand": {"left_scale": 1.5, "top_scale": 2.0},
+        "super_resolution": {"upscale_factor": 3},
+    }
+    prompt = {"stylization_local": "balloon", "control_cartoon_feature": "room"}.get(function, "")
+    result, out = render(
+        function,
+        img,
+        prompt,
+        mask=mask if function in wire.MASK_FUNCTIONS else None,
+        **params.get(function, {}),
+    )
+    expected = engines.output_size(function, w, h, defaults(function, **params.get(function, {})))
+    assert (out.shape[1], out.shape[0]) == expected == (result.width, result.height)

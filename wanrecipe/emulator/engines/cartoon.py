@@ -84,16 +84,16 @@ def run(job: Job) -> Outcome:
     y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
     sprite = job.rgb[y0:y1, x0:x1]
     alpha0 = mask[y0:y1, x0:x1].astype(np.float32)
-    scale = 0.6 * h / (y1 - y0)
+    scale = min(0.6 * h / (y1 - y0), 0.95 * w / (x1 - x0))  # 60 % of the height, never wider
     sw, sh = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
-    sw = min(sw, w)
+    sw, sh = min(sw, w), min(sh, h)
     sprite = cv2.resize(sprite, (sw, sh), interpolation=cv2.INTER_LINEAR).astype(np.float32)
     alpha: np.ndarray = cv2.GaussianBlur(
         cv2.resize(alpha0, (sw, sh), interpolation=cv2.INTER_LINEAR), (0, 0), 0.8
     )
     if rng.random() < 0.5:
         sprite, alpha = sprite[:, ::-1], alpha[:, ::-1]
-    px = int(rng.integers(0, max(1, w - sw) + 1))
+    px = int(rng.integers(0, w - sw + 1))
     py = int(h * 0.92) - sh
     # A soft contact shadow under the feet.
     shadow: np.ndarray = np.zeros((h, w), np.float32)

@@ -80,7 +80,8 @@ def run(job: Job) -> Outcome:
             colours[label] = palette[rank % len(palette)]
     flat = colours[labels]
     # Shade each region darker towards its borders, and add paper grain.
-    dist = cv2.distanceTransform((closed == 0).astype(np.uint8), cv2.DIST_L2, 3)
+    # Capped: with no ink at all, OpenCV reports "infinitely far" as a huge float.
+    dist = np.minimum(cv2.distanceTransform((closed == 0).astype(np.uint8), cv2.DIST_L2, 3), 1e4)
     shade = 0.82 + 0.18 * np.clip(dist / (12.0 * max(ww, wh) / 1024.0), 0, 1)
     grain = (fbm(rng, wh, ww, 4, 8) - 0.5) * 14.0
     painted = flat * shade[..., None] + grain[..., None]

@@ -114,10 +114,10 @@ MATERIALS: dict[str, tuple[str, ...]] = {
 
 def _shading(mask: np.ndarray, puff: float) -> tuple[np.ndarray, np.ndarray]:
     """Lambert and specular terms of a "pillow" height field raised over the mask."""
-    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
+    dist = np.minimum(cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5), 1e4)
     scale = max(4.0, float(dist.max()) * puff)
-    height = np.sqrt(np.clip(dist / scale, 0, 1) * (2 - np.clip(dist / scale, 0, 1))) * scale
-    height = cv2.GaussianBlur(height, (0, 0), 2.0)
+    rise = np.clip(dist / scale, 0, 1).astype(np.float32)
+    height = cv2.GaussianBlur(np.sqrt(rise * (2 - rise)) * scale, (0, 0), 2.0)
     gx = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3) / 8.0
     gy = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3) / 8.0
     norm = np.sqrt(gx**2 + gy**2 + 1.0)

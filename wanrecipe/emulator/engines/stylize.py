@@ -215,6 +215,10 @@ def material(
         stitch = np.sin(np.pi * v) * (0.6 + 0.4 * np.sin(np.pi * np.mod(xx / period * 2, 1.0)))
         base = np.asarray(cv2.GaussianBlur(own, (0, 0), 6.0 * unit + 1), np.float32)
         col = base * (0.55 + 0.6 * stitch)[..., None] * (0.8 + 0.25 * lambert)[..., None]
+    if name not in ("cloud", "fluffy"):
+        # Keep the object's own structure (windows, doors, outlines) as lines in the material.
+        ink = xdog(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), sigma=1.2)
+        col = col * (0.55 + 0.45 * ink)[..., None]
     return col, np.clip(alpha, 0, 1)
 
 

@@ -136,6 +136,30 @@ def default_run_dir(recipe_name: str, now: datetime | None = None) -> Path:
     return Path("runs") / recipe_name / stamp
 
 
+def default_state_dir(recipe_path: Path, env: Mapping[str, str] | None = None) -> Path:
+    """``WANRECIPE_STATE_DIR``, else ``.wanrecipe/`` beside the recipe (like ``.git``)."""
+    env = os.environ if env is None else env
+    given = env.get("WANRECIPE_STATE_DIR")
+    return Path(given) if given else Path(recipe_path).resolve().parent / ".wanrecipe"
+
+
+def with_dependants(recipe: Any, steps: Sequence[str]) -> frozenset[str]:
+    """The steps and everything downstream of them. Raises UsageError for unknown ids."""
+    unknown = [s for s in steps if s not in recipe.step_ids]
+    if unknown:
+        raise UsageError(
+            f"no step {unknown[0]!r} in {recipe.name}; steps: {', '.join(recipe.step_ids)}"
+        )
+    found: set[str] = set()
+    todo = list(steps)
+    while todo:
+        sid = todo.pop()
+        if sid not in found:
+            found.add(sid)
+            todo.extend(recipe.dependents(sid))
+    return frozenset(found)
+
+
 async def execute(
     recipe: Any,
     *,
@@ -144,8 +168,27 @@ async def execute(
     options: Any = None,
     on_event: EventSink = discard,
     handle_signals: bool = False,
+    state_dir: Path | None = None,
 ) -> RunRecord:
     """Run a loaded recipe to the end and return its record (also written to run.json)."""
+    from .store import StateDir
+
+    state = await asyncio.to_thread(StateDir.open, state_dir or default_state_dir(recipe.path))
+    try:
+        return await _execute(recipe, backend, run_dir, options, on_event, handle_signals, state)
+    finally:
+        state.close()
+
+
+async def _execute(
+    recipe: Any,
+    backend: BackendChoice,
+    run_dir: Path,
+    options: Any,
+    on_event: EventSink,
+    handle_signals: bool,
+    state: Any,
+) -> RunRecord:
     from .backends.dashscope import DashScopeClient
     from .executor.scheduler import RunOptions, Scheduler
     from .recipe.render import render_outputs, render_step
@@ -187,6 +230,8 @@ async def execute(
                 options=options,
                 render=render_step,
                 on_event=on_event,
+                state=state,
+                realm="dashscope" if backend.kind == "dashscope" else "emulator",
             )
             interrupts = 0
 
@@ -275,6 +320,7 @@ def run_recipe(
     run_dir: str | os.PathLike[str] | None = None,
     options: Any = None,
     on_event: EventSink = discard,
+    state_dir: str | os.PathLike[str] | None = None,
 ) -> RunRecord:
     """Load, check and run a recipe; return the run record. Raises RecipeError before any
     request when the recipe or its inputs are invalid."""
@@ -287,5 +333,12 @@ def run_recipe(
     choice = backend if isinstance(backend, BackendChoice) else choose_backend(backend)
     out = Path(run_dir) if run_dir is not None else default_run_dir(recipe.name)
     return asyncio.run(
-        execute(recipe, backend=choice, run_dir=out, options=options, on_event=on_event)
+        execute(
+            recipe,
+            backend=choice,
+            run_dir=out,
+            options=options,
+            on_event=on_event,
+            state_dir=Path(state_dir) if state_dir is not None else None,
+        )
     )

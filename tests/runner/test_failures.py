@@ -99,9 +99,9 @@ async def test_refused_submits_are_retried(emulator, recipe_file, fault):
     assert stats["submissions"]["accepted"] == 3, "a refused submit creates no task"
 
 
-async def test_a_dropped_submit_is_not_sent_again(emulator, recipe_file):
-    # The connection closes after the request went out: the task may exist and bill, so
-    # the runner must not submit again blindly.
+async def test_a_lost_submit_is_found_in_the_task_list_not_sent_again(emulator, recipe_file):
+    # The task is created, then the connection closes unanswered: submitting again would bill
+    # twice. The runner finds the task in the account's task list and waits for it instead.
     path = recipe_file("""\
         version: 1
         name: d
@@ -112,9 +112,26 @@ async def test_a_dropped_submit_is_not_sent_again(emulator, recipe_file):
         record = await run(path, emu)
         stats = emu.stats()
     a = record.steps["a"]
-    assert a.state == "failed"
-    assert a.error is not None and "may have" in a.error.message
+    assert a.state == "done"
     assert stats["submissions"]["attempts"] == 1
+    assert stats["billed_images"] == 1 == record.images_billed
+    assert any("found task" in w for w in record.warnings)
+
+
+async def test_a_dropped_submit_with_no_task_is_sent_again(emulator, recipe_file):
+    path = recipe_file("""\
+        version: 1
+        name: d
+        steps:
+          a: {function: colorization, image: in.png, prompt: ""}
+    """)
+    async with emulator(faults="submit.drop=first:1") as emu:
+        record = await run(path, emu)
+        stats = emu.stats()
+    assert record.steps["a"].state == "done"
+    assert stats["submissions"]["attempts"] == 2
+    assert stats["submissions"]["accepted"] == 1
+    assert any("no task of that submit" in w for w in record.warnings)
 
 
 @pytest.mark.parametrize("fault", ["query.500", "query.503", "query.504"])

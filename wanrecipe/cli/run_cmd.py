@@ -17,7 +17,7 @@ from ..executor.quota import Quota
 from ..executor.scheduler import RunOptions
 from ..report.progress import JsonLines, LiveTable, PlainLines
 from ..report.record import RunRecord
-from ..runner import choose_backend, default_run_dir, execute
+from ..runner import choose_backend, default_run_dir, execute, with_dependants
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, main
 from .recipe_cmds import _echo_diagnostics, _param_option, _params, _params_file_option
 
@@ -75,6 +75,25 @@ from .recipe_cmds import _echo_diagnostics, _param_option, _params, _params_file
     help="Task queries per second, for the whole run.",
 )
 @click.option("--fail-fast", is_flag=True, help="Stop submitting at the first failed step.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the journal and stored images live (default: .wanrecipe/ beside the "
+    "recipe; env WANRECIPE_STATE_DIR).",
+)
+@click.option(
+    "--no-cache",
+    is_flag=True,
+    help="Ignore stored results: run every step again (new results are still stored).",
+)
+@click.option(
+    "--force",
+    "force_steps",
+    multiple=True,
+    metavar="STEP",
+    help="Redo STEP and every step that depends on it, whatever is stored. Repeatable.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
 def run(
     recipe: Path,
@@ -88,6 +107,9 @@ def run(
     concurrency: int,
     query_qps: float,
     fail_fast: bool,
+    state_dir: Path | None,
+    no_cache: bool,
+    force_steps: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Run RECIPE: every step, each output feeding the next.
@@ -112,7 +134,13 @@ def run(
         raise click.UsageError(str(exc)) from exc
     loaded = _load_checked(recipe, _params(param_items), params_files)
     run_dir = out_dir or default_run_dir(loaded.name)
+    try:
+        force = with_dependants(loaded, force_steps)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from exc
     options = RunOptions(
+        no_cache=no_cache,
+        force=force,
         fail_fast=fail_fast,
         quota=Quota(submit_rps=rps, concurrency=concurrency, query_qps=query_qps),
         poll=PollPolicy(),
@@ -134,6 +162,7 @@ def run(
                 options=options,
                 on_event=sink,
                 handle_signals=True,
+                state_dir=state_dir,
             )
         )
     finally:

@@ -88,7 +88,7 @@ async def prepare_input(
     if images.is_remote(ref):
         return PreparedInput(ref, redact_url(ref), None, None)
     if images.is_data_uri(ref):
-        mime, data = images.parse_data_uri(ref)
+        _mime, data = images.parse_data_uri(ref)
         info = images.inspect_bytes(data)
         _check(info, "data URI")
         return PreparedInput(ref, redact_url(ref), info, hashlib.sha256(data).hexdigest())

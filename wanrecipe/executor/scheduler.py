@@ -1,8 +1,15 @@
 """The async DAG scheduler: runs every step of a recipe as soon as its inputs are ready.
 
 Per step: render templates with upstream results -> prepare inputs (outside any slot, so slot
-time is not spent reading files) -> take a running-task slot -> take a submission token ->
-submit -> poll until terminal -> release the slot -> download results -> hand them on.
+time is not spent reading files) -> content key -> cache lookup -> re-attach to what an earlier
+run left in flight -> take a running-task slot -> take a submission token -> journal the intent
+-> submit -> journal the task id -> poll until terminal -> release the slot -> download the
+results into the store -> journal done -> hand them on.
+
+Never pay twice: the journal knows every task we may have paid for, before we submit it. A
+re-run reuses done results, re-attaches to submitted tasks, and looks for the task of an intent
+whose submit never answered (crash, dropped connection) in the account's task list before it
+submits again.
 
 Failures are values: a failed step marks its dependants skipped and independent branches go on
 (unless fail-fast). An interrupt stops submitting, cancels tasks still PENDING, waits a grace
@@ -13,25 +20,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from .. import images, wire
-from ..errors import BackendError, ImageInputError, RecipeError, TransportError
+from ..backends.models import TaskState
+from ..errors import BackendError, ImageInputError, RecipeError, StoreError, TransportError
 from ..redact import redact_text, redact_url
 from ..report.events import Event, EventSink, discard
 from ..report.record import Attempt, ErrorInfo, ResultFile, RunRecord, StepRecord
+from ..store import Attempt as JournalAttempt
+from ..store import DoneEntry, KeyBusy, ResultRecord, StateDir
+from .identity import input_digest, recorded_seed, step_identity, step_key
 from .inputs import DEFAULT_UPLOAD_THRESHOLD, PreparedInput, StepImage, check_mask, prepare_input
 from .polling import DurationModel, PollPolicy, PollStats, wait_for_task
 from .quota import Quota, QuotaGate
-from .retry import RetryPolicy, submit_is_retryable
+from .retry import RetryPolicy, read_retryable, submit_is_retryable
 
 #: Result downloads are capped: 16384x16384 RGB PNG is the largest output there is.
 DEFAULT_MAX_DOWNLOAD_BYTES = 1024 * 1024 * 1024
+_SEED_MAX = 2147483647
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,13 @@ class RunOptions:
     max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
     #: After an interrupt, how long running tasks may still finish (and be downloaded).
     interrupt_grace_s: float = 30.0
+    #: Ignore stored results (still record new ones).
+    no_cache: bool = False
+    #: Steps to redo whatever the cache holds (the runner adds their dependants).
+    force: frozenset[str] = frozenset()
+    #: Zone of the service's task timestamps, for finding a lost task in the task list
+    #: (DashScope: Beijing time [UNC]; the emulator's default too).
+    server_utc_offset_hours: float = 8.0
 
 
 class StepFailed(Exception):
@@ -56,6 +77,19 @@ class StepFailed(Exception):
 
 class _Stopped(Exception):
     """The run is stopping; this step must not start anything new."""
+
+
+@dataclass
+class _Request:
+    """One step's request, ready to send, with what identifies it."""
+
+    step: Any  # RenderedStep
+    image: PreparedInput
+    mask: PreparedInput | None
+    parameters: dict[str, Any]
+    key: str
+    meta: dict[str, Any]  # stored with the journal's request summary
+    forced: bool
 
 
 class Scheduler:
@@ -69,6 +103,8 @@ class Scheduler:
         backend: str,
         options: RunOptions,
         render: Any,
+        state: StateDir,
+        realm: str = "dashscope",
         on_event: EventSink = discard,
         durations: DurationModel | None = None,
     ) -> None:
@@ -78,10 +114,14 @@ class Scheduler:
         self.run_dir = run_dir
         self.backend = backend
         self.options = options
+        self.state = state
+        self._journal = state.journal
+        self._realm = realm
+        self._recipe_id = str(recipe.path)
         self._render = render
         self._emit_sink = on_event
         self.gate = QuotaGate(options.quota)
-        self.durations = durations or DurationModel()
+        self.durations = durations or DurationModel(options.poll)
         self._t0 = time.monotonic()
         self._finished: dict[str, asyncio.Event] = {}
         self._outputs: dict[str, list[StepImage] | None] = {}
@@ -89,6 +129,16 @@ class Scheduler:
         self._in_flight: set[str] = set()
         self._step_tasks: dict[str, asyncio.Task[None]] = {}
         self._wind_down_task: asyncio.Task[None] | None = None
+        self._reconcile_lock = asyncio.Lock()
+        self._incoming = state.path / "incoming"
+        # Who queues for a running slot next: the ready step with the longest chain behind
+        # it, then the declared order (the plan's estimate assumes the same).
+        self._priority = _priorities(recipe)
+        self._queue: list[tuple[tuple[int, int], asyncio.Future[None]]] = []
+        # Closed until every step that is ready at the start has queued or left, so the
+        # first submits go in priority order, not in the order file reads happen to finish.
+        self._turn_taken = True
+        self._starters = {s.id for s in recipe.steps if not recipe.deps(s.id)}
 
     # -- public -------------------------------------------------------------------------
 
@@ -97,17 +147,22 @@ class Scheduler:
 
     async def run(self) -> RunRecord:
         order = [s.id for s in self.recipe.steps]
+        self._incoming.mkdir(parents=True, exist_ok=True)
         self._finished = {sid: asyncio.Event() for sid in order}
         self._step_tasks = {
             sid: asyncio.create_task(self._run_step(sid), name=f"step:{sid}") for sid in order
         }
         try:
-            await asyncio.gather(*self._step_tasks.values(), return_exceptions=True)
+            outcomes = await asyncio.gather(*self._step_tasks.values(), return_exceptions=True)
         finally:
             if self._wind_down_task is not None:
                 self._wind_down_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._wind_down_task
+        for outcome in outcomes:
+            # Anything but a step's own failure is a bug: keep its traceback.
+            if isinstance(outcome, Exception):
+                raise outcome
         return self.record
 
     def stop(self, reason: str) -> None:
@@ -115,13 +170,14 @@ class Scheduler:
         if self._stopping:
             return
         self._stopping = reason
-        self._emit(Event("warning", self.elapsed(), message=f"stopping: {reason}"))
+        self._warn(f"stopping: {reason}")
         self._wind_down_task = asyncio.get_running_loop().create_task(
             self._wind_down(), name="wind-down"
         )
 
     def abort(self) -> None:
-        """Stop now: cancel every step still working."""
+        """Stop now: cancel every step still working. Submitted tasks stay in the journal,
+        so the next run picks up their results."""
         self._stopping = self._stopping or "aborted"
         for task in self._step_tasks.values():
             task.cancel()
@@ -148,7 +204,8 @@ class Scheduler:
                 return
             rec.started_at = self.elapsed()
             self._outputs[sid] = await self._execute(sid, rec, upstream)
-            rec.state = "done"
+            if rec.state != "cached":
+                rec.state = "done"
             self._emit_step(rec)
         except StepFailed as exc:
             rec.state, rec.error = "failed", exc.error
@@ -158,13 +215,16 @@ class Scheduler:
         except _Stopped:
             self._skip(rec, self._stopping or "stopped")
         except asyncio.CancelledError:
-            if rec.state not in ("done", "failed", "skipped"):
+            if rec.state not in ("done", "cached", "failed", "skipped"):
                 rec.state = "failed"
                 rec.error = ErrorInfo(
-                    "Interrupted", f"interrupted ({self._stopping or 'cancelled'})"
+                    "Interrupted",
+                    f"interrupted ({self._stopping or 'cancelled'}); a task already submitted "
+                    "is in the journal and a re-run picks up its result",
                 )
                 self._emit_step(rec)
         finally:
+            self._starter_left(sid)
             rec.finished_at = self.elapsed()
             self._outputs.setdefault(sid, None)
             self._finished[sid].set()
@@ -172,99 +232,318 @@ class Scheduler:
     async def _execute(
         self, sid: str, rec: StepRecord, upstream: Mapping[str, Sequence[StepImage]]
     ) -> list[StepImage]:
-        try:
-            step = self._render(self.recipe, sid, upstream)
-        except RecipeError as exc:
-            raise StepFailed(ErrorInfo("InvalidRecipe", str(exc))) from exc
-        try:
-            image = await prepare_input(
-                step.image,
-                backend=self.backend,
-                uploader=self.client,
-                upload_threshold=self.options.upload_threshold,
-            )
-            mask = None
-            if step.mask is not None:
-                mask = await prepare_input(
-                    step.mask,
-                    backend=self.backend,
-                    uploader=self.client,
-                    upload_threshold=self.options.upload_threshold,
-                )
-                check_mask(image, mask)
-        except ImageInputError as exc:
-            raise StepFailed(ErrorInfo("InvalidInput", str(exc))) from exc
-        except BackendError as exc:
-            raise StepFailed(_error(exc)) from exc
-
-        parameters = dict(step.parameters)
-        if "seed" not in parameters:
-            # Drawn here and recorded, so every result can be reproduced.
-            parameters["seed"] = random.SystemRandom().randrange(0, wire.PARAMS["seed"].maximum + 1)  # type: ignore[operator]
-        attempts = step.retry if step.retry is not None else self.options.task_attempts
-        attempts = max(1, int(attempts))
+        req = await self._prepare(sid, rec, upstream)
+        if not req.forced:
+            entry = await asyncio.to_thread(self._journal.lookup_done, req.key)
+            if entry is not None:
+                return await self._from_cache(sid, rec, entry)
+        resumed = await self._resume(sid, rec, req)
+        if resumed is not None:
+            return resumed
+        step = req.step
+        attempts = max(1, int(step.retry if step.retry is not None else self.options.task_attempts))
         for number in range(1, attempts + 1):
-            state = await self._attempt(sid, rec, step, image, mask, parameters, number)
+            state, attempt_id = await self._attempt(sid, rec, req, number)
             if state.status == "SUCCEEDED":
-                return await self._download(sid, rec, state)
+                return await self._download(sid, rec, state, attempt_id)
             error = rec.attempts[-1].error or ErrorInfo("Unknown", "task did not succeed")
             if number == attempts or not wire.is_transient(error.code) or self._stopping:
                 raise StepFailed(error)
             await self._sleep(self.options.retry.delay(number))
         raise AssertionError("unreachable")
 
-    async def _attempt(
-        self,
-        sid: str,
-        rec: StepRecord,
-        step: Any,
-        image: PreparedInput,
-        mask: PreparedInput | None,
-        parameters: dict[str, Any],
-        number: int,
-    ) -> Any:
-        attempt = Attempt(number=number, request=_request_summary(step, image, mask, parameters))
+    async def _prepare(
+        self, sid: str, rec: StepRecord, upstream: Mapping[str, Sequence[StepImage]]
+    ) -> _Request:
+        try:
+            step = self._render(self.recipe, sid, upstream)
+        except RecipeError as exc:
+            raise StepFailed(ErrorInfo("InvalidRecipe", str(exc))) from exc
+        try:
+            image = await self._input(step.image)
+            mask = await self._input(step.mask) if step.mask is not None else None
+            if mask is not None:
+                check_mask(image, mask)
+        except ImageInputError as exc:
+            raise StepFailed(ErrorInfo("InvalidInput", str(exc))) from exc
+        except BackendError as exc:
+            raise StepFailed(_error(exc)) from exc
+
+        inputs = {"base_image_url": input_digest(image.sha256, image.value)}
+        if mask is not None:
+            inputs["mask_image_url"] = input_digest(mask.sha256, mask.value)
+        parameters = dict(step.parameters)
+        identity = step_identity(step.function, step.prompt, parameters, inputs, self._realm)
+        drawn = "seed" not in parameters
+        if drawn:
+            # Drawn once, then found again by identity on every later run: the result is
+            # reproducible and the cache key stable.
+            seed = await asyncio.to_thread(
+                recorded_seed, self._journal, recipe=self._recipe_id, step=sid, identity=identity
+            )
+            parameters["seed"] = (
+                seed if seed is not None else random.SystemRandom().randint(0, _SEED_MAX)
+            )
+        key = step_key(step.function, step.prompt, parameters, inputs, self._realm)
+        rec.key, rec.seed = key, int(parameters["seed"])
+        forced = self.options.no_cache or sid in self.options.force
+        meta = {"identity": identity, "seed_drawn": drawn}
+        return _Request(step, image, mask, parameters, key, meta, forced)
+
+    async def _input(self, ref: object) -> PreparedInput:
+        return await prepare_input(
+            ref,
+            backend=self.backend,
+            uploader=self.client,
+            upload_threshold=self.options.upload_threshold,
+        )
+
+    # -- ordered slots -----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _slot(self, sid: str) -> AsyncIterator[None]:
+        """A running slot, handed out by priority among the steps waiting for one."""
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._queue, (self._priority[sid], turn))
+        self._starter_left(sid)
+        if not self._turn_taken:
+            self._release_turn()
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._release_turn()
+            raise
+        holding_turn = True
+        try:
+            async with self.gate.slot():
+                self._release_turn()
+                holding_turn = False
+                yield
+        finally:
+            if holding_turn:
+                self._release_turn()
+
+    def _starter_left(self, sid: str) -> None:
+        if sid in self._starters:
+            self._starters.discard(sid)
+            if not self._starters:
+                self._release_turn()
+
+    def _release_turn(self) -> None:
+        self._turn_taken = False
+        while self._queue:
+            _, turn = heapq.heappop(self._queue)
+            if not turn.done():
+                turn.set_result(None)
+                self._turn_taken = True
+                return
+
+    # -- cache and recovery ------------------------------------------------------------
+
+    async def _from_cache(self, sid: str, rec: StepRecord, entry: DoneEntry) -> list[StepImage]:
+        outputs = []
+        for result in entry.results:
+            dest = self.run_dir / _file_name(sid, result.index)
+            await asyncio.to_thread(self.state.blobs.export, result.sha256, dest)
+            width, height = result.width or 0, result.height or 0
+            rec.results.append(
+                ResultFile(
+                    result.index,
+                    dest.name,
+                    result.sha256,
+                    result.size,
+                    width,
+                    height,
+                    result.url_redacted or "",
+                )
+            )
+            # No live URL: dependants get the local copy (data URI or upload).
+            outputs.append(
+                StepImage(
+                    sid,
+                    result.index,
+                    dest,
+                    result.sha256,
+                    result.size,
+                    width,
+                    height,
+                    None,
+                    0.0,
+                    self.backend,
+                )
+            )
+        rec.state = "cached"
+        rec.cached_from = entry.attempt.task_id
+        return outputs
+
+    async def _resume(self, sid: str, rec: StepRecord, req: _Request) -> list[StepImage] | None:
+        """Pick up what an earlier run left in flight for this key, if anything."""
+        flights = await asyncio.to_thread(self._journal.in_flight, req.key)
+        for old in sorted(flights, key=lambda a: a.created_at):
+            if old.owner_pid and old.owner_alive() and not _mine(old):
+                # Another live run is on it right now: wait for its outcome.
+                outputs = await self._wait_for_other_run(sid, rec, req, old)
+                if outputs is not None:
+                    return outputs
+                continue
+            if old.backend != self.backend:
+                self._warn(
+                    f"{sid}: an earlier run left task {old.task_id or '(unknown)'} on "
+                    f"{old.backend}; it may have been billed there. Not waiting for it here."
+                )
+                await self._journal_call(
+                    self._journal.record_abandoned, old.id, f"backend changed to {self.backend}"
+                )
+                continue
+            if old.dangling:
+                self._warn(
+                    f"{sid}: an earlier run stopped while submitting (attempt {old.id}): a task "
+                    "may have been created and billed; looking for it in the task list"
+                )
+                task_id = await self._reconcile(old.created_at)
+                if task_id is None:
+                    self._warn(f"{sid}: no such task in the task list; submitting")
+                    await self._journal_call(
+                        self._journal.record_abandoned, old.id, "no task found in the task list"
+                    )
+                    continue
+                self._warn(f"{sid}: found task {task_id}; picking up its result")
+                await self._journal_call(self._journal.record_submitted, old.id, task_id, None)
+            elif old.task_id is None:
+                continue
+            outputs = await self._reattach(sid, rec, req, old.id, old.task_id or "")
+            if outputs is not None:
+                return outputs
+        return None
+
+    async def _reattach(
+        self, sid: str, rec: StepRecord, req: _Request, attempt_id: int, task_id: str
+    ) -> list[StepImage] | None:
+        attempt = Attempt(
+            number=len(rec.attempts) + 1, request=_summary(req), task_id=task_id, reattached=True
+        )
         rec.attempts.append(attempt)
-        async with self.gate.slot():
+        async with self._slot(sid):
+            rec.state = "submitted"
+            self._emit_step(rec, message=f"re-attached to task {task_id}")
+            state = await self._wait(rec, attempt, req, task_id, attempt_id)
+        if state.status == "SUCCEEDED":
+            return await self._download(sid, rec, state, attempt_id)
+        if state.status == "UNKNOWN":
+            self._warn(f"{sid}: task {task_id} is unknown to the service (expired?); submitting")
+            await self._journal_call(
+                self._journal.record_abandoned, attempt_id, "unknown to the service"
+            )
+        return None
+
+    async def _wait_for_other_run(
+        self, sid: str, rec: StepRecord, req: _Request, old: JournalAttempt
+    ) -> list[StepImage] | None:
+        self._warn(f"{sid}: another run (pid {old.owner_pid}) is submitting this step; waiting")
+        deadline = time.monotonic() + float(req.step.timeout)
+        while time.monotonic() < deadline:
+            await self._sleep(1.0)
+            entry = await asyncio.to_thread(self._journal.lookup_done, req.key)
+            if entry is not None:
+                return await self._from_cache(sid, rec, entry)
+            now = await asyncio.to_thread(self._journal.get, old.id)
+            if now.finished or (now.task_id and not now.owner_alive()):
+                return None
+        return None
+
+    async def _reconcile(self, created_at: float) -> str | None:
+        """The one task the account's task list shows around ``created_at`` that no attempt
+        of ours knows, if there is exactly one."""
+        zone = timezone(timedelta(hours=self.options.server_utc_offset_hours))
+        lo, hi = created_at - 5, created_at + 120
+        since = datetime.fromtimestamp(lo - 60, zone).replace(tzinfo=None)
+        async with self._reconcile_lock:
+            try:
+                page = await self.client.list_tasks(start_time=since, page_size=100)
+            except BackendError as exc:
+                self._warn(f"cannot read the task list: {exc.code}: {redact_text(exc.message)}")
+                return None
+            known = await asyncio.to_thread(
+                lambda: {a.task_id for a in self._journal.attempts() if a.task_id}
+            )
+            found = []
+            for item in page.tasks:
+                task_id = item.get("task_id")
+                when = _list_item_time(item, zone)
+                if task_id and task_id not in known and when is not None and lo <= when <= hi:
+                    found.append(str(task_id))
+            if len(found) > 1:
+                self._warn(
+                    f"{len(found)} unknown tasks in the task list at that time; "
+                    "cannot tell which is ours"
+                )
+            return found[0] if len(found) == 1 else None
+
+    # -- one attempt ----------------------------------------------------------------------
+
+    async def _attempt(
+        self, sid: str, rec: StepRecord, req: _Request, number: int
+    ) -> tuple[TaskState, int]:
+        attempt = Attempt(number=number, request=_summary(req))
+        rec.attempts.append(attempt)
+        async with self._slot(sid):
             if self._stopping:
                 raise _Stopped()
-            submitted = await self._submit(step, image, mask, parameters)
+            attempt_id, submitted = await self._submit(sid, rec, req)
             task_id = submitted.task_id
             attempt.task_id, attempt.request_id = task_id, submitted.request_id
             attempt.submitted_at = self.elapsed()
             rec.state = "submitted"
             self._emit_step(rec, data={"task_id": task_id, "attempt": number})
-            self._in_flight.add(task_id)
-            stats = PollStats()
-            try:
-                deadline = time.monotonic() + float(step.timeout)
-                state = await wait_for_task(
-                    self.client,
-                    task_id,
-                    step.function,
-                    gate=self.gate,
-                    model=self.durations,
-                    policy=self.options.poll,
-                    deadline=deadline,
-                    stats=stats,
-                    on_status=lambda status: self._on_status(rec, status),
-                )
-            except BackendError as exc:
-                attempt.error = _error(exc)
-                attempt.status = "FAILED"
-                if exc.code == "WaitTaskTimeout":
-                    with contextlib.suppress(BackendError):
-                        await self.client.cancel(task_id)
-                raise StepFailed(attempt.error) from exc
-            finally:
-                self._in_flight.discard(task_id)
-                attempt.queries = stats.queries
+            state = await self._wait(rec, attempt, req, task_id, attempt_id)
+        return state, attempt_id
+
+    async def _wait(
+        self, rec: StepRecord, attempt: Attempt, req: _Request, task_id: str, attempt_id: int
+    ) -> TaskState:
+        """Poll until terminal (the caller holds a slot) and journal a failed outcome."""
+        self._in_flight.add(task_id)
+        stats = PollStats()
+        try:
+            deadline = time.monotonic() + float(req.step.timeout)
+            state: TaskState = await wait_for_task(
+                self.client,
+                task_id,
+                req.step.function,
+                gate=self.gate,
+                model=self.durations,
+                policy=self.options.poll,
+                deadline=deadline,
+                stats=stats,
+                on_status=lambda status: self._on_status(rec, status),
+            )
+        except BackendError as exc:
+            attempt.error = _error(exc)
+            attempt.status = "FAILED"
+            if exc.code == "WaitTaskTimeout":
+                try:
+                    await self.client.cancel(task_id)
+                    await self._journal_call(
+                        self._journal.record_failed,
+                        attempt_id,
+                        "CANCELED",
+                        "canceled after the step timeout",
+                    )
+                except BackendError:
+                    attempt.error.message += (
+                        "; the task still runs on the service: a re-run picks up its result"
+                    )
+            raise StepFailed(attempt.error) from exc
+        finally:
+            self._in_flight.discard(task_id)
+            attempt.queries = stats.queries
         attempt.noticed_at = self.elapsed()
         attempt.status = state.status
-        attempt.submit_time = state.submit_time
-        attempt.scheduled_time = state.scheduled_time
-        attempt.end_time = state.end_time
-        attempt.task_metrics = state.task_metrics
+        attempt.submit_time = _service_time(state.submit_time)
+        attempt.scheduled_time = _service_time(state.scheduled_time)
+        attempt.end_time = _service_time(state.end_time)
+        attempt.task_metrics = dict(state.task_metrics)
         attempt.usage_images = state.usage_images
         rec.images_billed += state.usage_images
         if state.status != "SUCCEEDED":
@@ -274,54 +553,120 @@ class Scheduler:
                 request_id=state.request_id,
                 task_id=task_id,
             )
+            if state.status != "UNKNOWN":
+                await self._journal_call(
+                    self._journal.record_failed,
+                    attempt_id,
+                    attempt.error.code,
+                    attempt.error.message,
+                )
         return state
 
-    async def _submit(
-        self,
-        step: Any,
-        image: PreparedInput,
-        mask: PreparedInput | None,
-        parameters: dict[str, Any],
-    ) -> Any:
+    async def _submit(self, sid: str, rec: StepRecord, req: _Request) -> tuple[int, Any]:
+        """Journal the intent, then submit; returns (attempt id, submit result)."""
         policy = self.options.retry
-        failures = 0
-        throttles = 0
+        failures = throttles = 0
+        attempt_id: int | None = None
+        created = time.time()
         while True:
             if self._stopping:
+                if attempt_id is not None:
+                    await self._journal_call(
+                        self._journal.record_abandoned, attempt_id, "stopped before the submit"
+                    )
                 raise _Stopped()
             async with self.gate.submission():
+                if attempt_id is None:
+                    attempt_id = await self._intent(sid, req)
+                    created = time.time()
                 try:
-                    return await self.client.submit(
-                        step.function,
-                        step.prompt,
-                        image.value,
-                        mask.value if mask else None,
-                        parameters,
-                        oss_resolve=image.is_oss or bool(mask and mask.is_oss),
+                    submitted = await self.client.submit(
+                        req.step.function,
+                        req.step.prompt,
+                        req.image.value,
+                        req.mask.value if req.mask else None,
+                        req.parameters,
+                        oss_resolve=req.image.is_oss or bool(req.mask and req.mask.is_oss),
                     )
                 except BackendError as exc:
                     error = exc
+                else:
+                    await self._journal_call(
+                        self._journal.record_submitted,
+                        attempt_id,
+                        submitted.task_id,
+                        submitted.request_id,
+                    )
+                    return attempt_id, submitted
             if error.status == 429:
                 throttles += 1
                 if throttles > policy.throttle_attempts:
+                    await self._journal_call(
+                        self._journal.record_failed, attempt_id, error.code, error.message
+                    )
                     raise StepFailed(_error(error))
                 await self._sleep(policy.throttle_delay(throttles))
                 continue
             failures += 1
-            if not submit_is_retryable(error) or failures >= policy.attempts:
-                info = _error(error)
-                if isinstance(error, TransportError) and not submit_is_retryable(error):
-                    info.message += (
-                        " (the request may have reached the service: a task may have been "
-                        "created and billed; not submitted again)"
+            if isinstance(error, TransportError) and not submit_is_retryable(error):
+                # The request may have reached the service: find its task before anything else.
+                self._warn(
+                    f"{sid}: the submit got no answer; a task may have been created: "
+                    "looking for it in the task list"
+                )
+                await asyncio.sleep(1.0)
+                task_id = await self._reconcile(created)
+                if task_id is not None:
+                    self._warn(f"{sid}: found task {task_id}; waiting for it")
+                    await self._journal_call(
+                        self._journal.record_submitted, attempt_id, task_id, None
                     )
-                raise StepFailed(info)
+                    return attempt_id, _Adopted(task_id)
+                if failures >= policy.attempts:
+                    info = _error(error)
+                    info.message += (
+                        " (the request may have reached the service: a task may "
+                        "have been created and billed)"
+                    )
+                    raise StepFailed(info)
+                self._warn(f"{sid}: no task of that submit in the task list; submitting again")
+            elif not submit_is_retryable(error) or failures >= policy.attempts:
+                await self._journal_call(
+                    self._journal.record_failed, attempt_id, error.code, error.message
+                )
+                raise StepFailed(_error(error))
             await self._sleep(policy.delay(failures))
 
-    async def _download(self, sid: str, rec: StepRecord, state: Any) -> list[StepImage]:
+    async def _intent(self, sid: str, req: _Request) -> int:
+        request = {**_summary(req), **req.meta}
+        while True:
+            try:
+                attempt_id: int = await self._journal_call(
+                    self._journal.record_intent,
+                    req.key,
+                    step=sid,
+                    recipe=self._recipe_id,
+                    backend=self.backend,
+                    request=request,
+                    seed=int(req.parameters["seed"]),
+                    exclusive=not req.forced,
+                )
+                return attempt_id
+            except KeyBusy:
+                # Another run took the key between our lookup and now: wait for it.
+                self._warn(f"{sid}: another run is working on this step; waiting")
+                await self._sleep(1.0)
+                entry = await asyncio.to_thread(self._journal.lookup_done, req.key)
+                if entry is not None:
+                    raise StepFailed(
+                        ErrorInfo("Busy", "another run finished this step; run again to use it")
+                    ) from None
+
+    async def _download(
+        self, sid: str, rec: StepRecord, state: TaskState, attempt_id: int
+    ) -> list[StepImage]:
         rec.state = "downloading"
         self._emit_step(rec)
-        outputs: list[StepImage] = []
         jobs = []
         for index, result in enumerate(state.results):
             if result.url is None:
@@ -329,15 +674,28 @@ class Scheduler:
                     ErrorInfo(result.code or "Unknown", result.message or "", task_id=state.task_id)
                 )
                 continue
-            name = f"{sid}.png" if index == 0 else f"{sid}-{index + 1}.png"
-            jobs.append((index, result.url, self.run_dir / name))
-        got = await asyncio.gather(*(self._fetch(url, dest) for _, url, dest in jobs))
+            jobs.append((index, result.url))
+        got = await asyncio.gather(
+            *(self._fetch(url, state.task_id, index) for index, url in jobs),
+            return_exceptions=True,
+        )
+        failures = [g for g in got if isinstance(g, BaseException)]
+        stored: list[tuple[int, str, Any]] = [
+            (index, url, g)
+            for (index, url), g in zip(jobs, got, strict=True)
+            if not isinstance(g, BaseException)
+        ]
         valid_until = time.time() + wire.URL_TTL_SECONDS
-        for (index, url, dest), (sha, size) in zip(jobs, got, strict=True):
-            info = await asyncio.to_thread(images.inspect_file, dest)
+        outputs: list[StepImage] = []
+        records: list[ResultRecord] = []
+        for index, url, (sha, size, info) in stored:
+            dest = self.run_dir / _file_name(sid, index)
+            await asyncio.to_thread(self.state.blobs.export, sha, dest)
+            shown = redact_url(url)
             rec.results.append(
-                ResultFile(index, dest.name, sha, size, info.width, info.height, redact_url(url))
+                ResultFile(index, dest.name, sha, size, info.width, info.height, shown)
             )
+            records.append(ResultRecord(index, sha, size, info.width, info.height, shown))
             outputs.append(
                 StepImage(
                     sid,
@@ -352,23 +710,29 @@ class Scheduler:
                     self.backend,
                 )
             )
+        if records:
+            await self._journal_call(
+                self._journal.record_done, attempt_id, records, state.usage_images
+            )
+        if failures:
+            # What was downloaded is stored and journaled; the task stays re-attachable.
+            raise failures[0]
         if not outputs:
             raise StepFailed(ErrorInfo("NoResults", "the task succeeded without any image"))
         return outputs
 
-    async def _fetch(self, url: str, dest: Path) -> tuple[str, int]:
+    async def _fetch(self, url: str, task_id: str, index: int) -> tuple[str, int, Any]:
+        """Download one result into the store; returns (sha256, size, image info)."""
         policy = self.options.retry
+        dest = self._incoming / f"{task_id}-{index}.png"
         for number in range(1, policy.attempts + 1):
             try:
                 got = await self.client.download(
                     url, dest, max_bytes=self.options.max_download_bytes
                 )
-                return got.sha256, got.size
+                break
             except BackendError as exc:
-                retryable = (
-                    isinstance(exc, TransportError) or exc.status >= 500 or exc.status == 429
-                )
-                if not retryable or number == policy.attempts:
+                if not read_retryable(exc) or number == policy.attempts:
                     raise StepFailed(
                         ErrorInfo(
                             exc.code,
@@ -377,7 +741,18 @@ class Scheduler:
                         )
                     ) from exc
                 await asyncio.sleep(policy.delay(number))
-        raise AssertionError("unreachable")
+        info = await asyncio.to_thread(images.inspect_file, got.path)
+        blob = await asyncio.to_thread(self.state.blobs.put_file, got.path, move=True)
+        return blob.sha256, blob.size, info
+
+    async def _journal_call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """A journal write: a few ms of fsync, so off the event loop."""
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except KeyBusy:
+            raise
+        except StoreError as exc:
+            raise StepFailed(ErrorInfo("StateError", str(exc))) from exc
 
     # -- interrupt -------------------------------------------------------------------------
 
@@ -405,6 +780,10 @@ class Scheduler:
         rec.state, rec.skipped_because = "skipped", reason
         self._emit_step(rec, message=reason)
 
+    def _warn(self, message: str) -> None:
+        self.record.warnings.append(message)
+        self._emit(Event("warning", self.elapsed(), message=message))
+
     def _emit_step(
         self, rec: StepRecord, *, message: str = "", data: dict[str, Any] | None = None
     ) -> None:
@@ -416,7 +795,7 @@ class Scheduler:
         }
         if data:
             payload.update(data)
-        if rec.state == "done":
+        if rec.state in ("done", "cached"):
             payload["files"] = [r.path for r in rec.results]
         self._emit(
             Event(
@@ -428,18 +807,69 @@ class Scheduler:
         self._emit_sink(event)
 
 
+@dataclass(frozen=True)
+class _Adopted:
+    """A task found in the task list after a submit that got no answer."""
+
+    task_id: str
+    request_id: str | None = None
+
+
+def _priorities(recipe: Any) -> dict[str, tuple[int, int]]:
+    """Sort key per step: longest chain of dependants first, then declared order."""
+    chain: dict[str, int] = {}
+    for level in reversed(recipe.levels()):
+        for sid in level:
+            chain[sid] = 1 + max((chain[d] for d in recipe.dependents(sid)), default=0)
+    return {s.id: (-chain[s.id], i) for i, s in enumerate(recipe.steps)}
+
+
+def _file_name(sid: str, index: int) -> str:
+    return f"{sid}.png" if index == 0 else f"{sid}-{index + 1}.png"
+
+
+def _mine(attempt: JournalAttempt) -> bool:
+    import os
+    import socket
+
+    return attempt.owner_pid == os.getpid() and attempt.owner_host == socket.gethostname()
+
+
+def _service_time(value: datetime | None) -> str | None:
+    """Back to the service's own format, "YYYY-MM-DD HH:mm:ss.SSS" (its clock, no zone)."""
+    return value.strftime(wire.TIME_FORMAT)[:-3] if value is not None else None
+
+
+def _list_item_time(item: Mapping[str, Any], zone: timezone) -> float | None:
+    """When a listed task was created, as epoch seconds: ``gmt_create`` (epoch ms, as the
+    SDK's list shows it) or ``submit_time`` (the service's clock and format)."""
+    for name in ("gmt_create", "start_time"):
+        value = item.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return value / 1000.0
+    text = item.get("submit_time")
+    if isinstance(text, str):
+        for fmt in (wire.TIME_FORMAT, "%Y-%m-%d %H:%M:%S"):
+            with contextlib.suppress(ValueError):
+                return datetime.strptime(text, fmt).replace(tzinfo=zone).timestamp()
+    return None
+
+
 def _error(exc: BackendError) -> ErrorInfo:
     return ErrorInfo(exc.code, redact_text(exc.message), exc.status, exc.request_id, exc.task_id)
 
 
-def _request_summary(
-    step: Any, image: PreparedInput, mask: PreparedInput | None, parameters: Mapping[str, Any]
-) -> dict[str, Any]:
+def _summary(req: _Request) -> dict[str, Any]:
+    """The request as the record and journal keep it: no payloads, no signatures."""
     body: dict[str, Any] = {
         "model": wire.MODEL,
-        "input": {"function": step.function, "prompt": step.prompt, "base_image_url": image.shown},
-        "parameters": dict(parameters),
+        "input": {
+            "function": req.step.function,
+            "prompt": req.step.prompt,
+            "base_image_url": req.image.shown,
+        },
+        "parameters": dict(req.parameters),
     }
-    if mask is not None:
-        body["input"]["mask_image_url"] = mask.shown
+    if req.mask is not None:
+        body["input"]["mask_image_url"] = req.mask.shown
     return body

@@ -137,7 +137,8 @@ def _describe(event: Event) -> str:
     if event.kind == "warning":
         return f"{t} warning: {event.message}"
     if event.kind == "run_finished":
-        return f"{t} run {event.data.get('status')}: {event.data.get('images')} images, ${event.data.get('cost_usd')}"
+        d = event.data
+        return f"{t} run {d.get('status')}: {d.get('images')} images, ${d.get('cost_usd')}"
     if event.kind == "step":
         extra = event.message or ", ".join(event.data.get("files", []))
         tail = f": {extra}" if extra else ""

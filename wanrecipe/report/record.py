@@ -63,6 +63,8 @@ class Attempt:
     submitted_at: float | None = None
     noticed_at: float | None = None
     queries: int = 0
+    #: True when this run picked up a task an earlier run had submitted.
+    reattached: bool = False
     task_metrics: dict[str, int] | None = None
     usage_images: int = 0
     error: ErrorInfo | None = None
@@ -79,6 +81,11 @@ class StepRecord:
     images_billed: int = 0
     error: ErrorInfo | None = None
     skipped_because: str | None = None
+    #: The content key (what the result depends on) and the seed sent.
+    key: str | None = None
+    seed: int | None = None
+    #: For a cached step: the task that made the stored result.
+    cached_from: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
 

@@ -11,13 +11,15 @@ import click
 from rich.console import Console
 
 from .. import api, wire
-from ..errors import RecipeError, UsageError
+from ..errors import RecipeError, UsageError, WanRecipeError
 from ..executor.polling import PollPolicy
 from ..executor.quota import Quota
 from ..executor.scheduler import RunOptions
+from ..report.lock import check_lock, lock_path, read_lock, write_lock
 from ..report.progress import JsonLines, LiveTable, PlainLines
 from ..report.record import RunRecord
-from ..runner import choose_backend, default_run_dir, execute, with_dependants
+from ..runner import choose_backend, default_run_dir, default_state_dir, execute, with_dependants
+from ..store import StateDir
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, main
 from .recipe_cmds import _echo_diagnostics, _param_option, _params, _params_file_option
 
@@ -94,6 +96,12 @@ from .recipe_cmds import _echo_diagnostics, _param_option, _params, _params_file
     metavar="STEP",
     help="Redo STEP and every step that depends on it, whatever is stored. Repeatable.",
 )
+@click.option(
+    "--locked",
+    is_flag=True,
+    help="Replay the seeds and parameters of <recipe>.lock exactly; refuse (exit 2, nothing "
+    "sent) if the recipe no longer matches it.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
 def run(
     recipe: Path,
@@ -110,6 +118,7 @@ def run(
     state_dir: Path | None,
     no_cache: bool,
     force_steps: tuple[str, ...],
+    locked: bool,
     as_json: bool,
 ) -> None:
     """Run RECIPE: every step, each output feeding the next.
@@ -123,6 +132,9 @@ def run(
       wanrecipe run recipes/old-photo.yaml -p factor=4 --out out/
       wanrecipe run recipes/old-photo.yaml --base-url http://127.0.0.1:8080/api/v1
       DASHSCOPE_API_KEY=sk-... wanrecipe run recipes/old-photo.yaml --backend dashscope
+
+    Every run that finishes a step writes <recipe>.lock beside the recipe (seeds, inputs,
+    outputs, task ids); --locked replays it.
 
     Exit codes: 0 all steps done, 1 a step failed (independent steps still ran),
     2 invalid recipe or usage (nothing was sent), 3 interrupted (finished work kept).
@@ -141,6 +153,7 @@ def run(
     options = RunOptions(
         no_cache=no_cache,
         force=force,
+        locked_seeds=_locked_seeds(loaded) if locked else {},
         fail_fast=fail_fast,
         quota=Quota(submit_rps=rps, concurrency=concurrency, query_qps=query_qps),
         poll=PollPolicy(),
@@ -154,6 +167,7 @@ def run(
         err.print(_backend_line(choice.kind, choice.label))
         sink = PlainLines(sys.stderr)
     try:
+        state_path = state_dir or default_state_dir(loaded.path)
         record = asyncio.run(
             execute(
                 loaded,
@@ -162,15 +176,45 @@ def run(
                 options=options,
                 on_event=sink,
                 handle_signals=True,
-                state_dir=state_dir,
+                state_dir=state_path,
             )
         )
     finally:
         if not isinstance(sink, JsonLines):
             sink.close()
+    try:
+        with StateDir.open(state_path) as state:
+            lock = write_lock(loaded, record, state.journal)
+    except (WanRecipeError, OSError) as exc:
+        # The images are stored and the run record written: a lock problem is not a failure.
+        lock = None
+        err.print(f"[yellow]warning[/]: the lock file was not written: {exc}")
     if not as_json:
         _summary(err, record)
+        if lock is not None:
+            err.print(f"lock file {lock}")
     sys.exit(_exit_code(record))
+
+
+def _locked_seeds(recipe: Any) -> dict[str, int]:
+    """The lock's seeds, after checking that the recipe still matches the lock: a mismatch
+    exits 2 before any request, naming each step and what differs."""
+    path = lock_path(recipe.path)
+    try:
+        lock = read_lock(path)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from exc
+    problems = check_lock(recipe, lock)
+    if problems:
+        click.echo(f"error: {recipe.file} no longer matches {path.name}:", err=True)
+        for problem in problems:
+            click.echo(f"  {problem}", err=True)
+        click.echo(
+            "  hint: run without --locked to run the recipe as it is now (and rewrite the lock)",
+            err=True,
+        )
+        raise SystemExit(EXIT_INVALID)
+    return lock.seeds
 
 
 def _load_checked(path: Path, params: dict[str, object], files: tuple[str, ...]) -> Any:

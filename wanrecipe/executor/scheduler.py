@@ -64,6 +64,8 @@ class RunOptions:
     no_cache: bool = False
     #: Steps to redo whatever the cache holds (the runner adds their dependants).
     force: frozenset[str] = frozenset()
+    #: ``run --locked``: the seed of each step without one of its own, from the lock file.
+    locked_seeds: Mapping[str, int] = field(default_factory=dict)
     #: Zone of the service's task timestamps, for finding a lost task in the task list
     #: (DashScope: Beijing time [UNC]; the emulator's default too).
     server_utc_offset_hours: float = 8.0
@@ -278,9 +280,15 @@ class Scheduler:
         if drawn:
             # Drawn once, then found again by identity on every later run: the result is
             # reproducible and the cache key stable.
-            seed = await asyncio.to_thread(
-                recorded_seed, self._journal, recipe=self._recipe_id, step=sid, identity=identity
-            )
+            seed = self.options.locked_seeds.get(sid)
+            if seed is None:
+                seed = await asyncio.to_thread(
+                    recorded_seed,
+                    self._journal,
+                    recipe=self._recipe_id,
+                    step=sid,
+                    identity=identity,
+                )
             parameters["seed"] = (
                 seed if seed is not None else random.SystemRandom().randint(0, _SEED_MAX)
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import os
 import signal
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -232,6 +233,7 @@ async def _execute(
                 on_event=on_event,
                 state=state,
                 realm="dashscope" if backend.kind == "dashscope" else "emulator",
+                durations=_load_durations(state.path, backend.label, options.poll),
             )
             interrupts = 0
 
@@ -253,6 +255,7 @@ async def _execute(
                     loop.remove_signal_handler(signal.SIGINT)
                     loop.remove_signal_handler(signal.SIGTERM)
             elapsed = scheduler.elapsed()
+            _save_durations(state.path, backend.label, scheduler.durations)
             interrupted = scheduler.stopping is not None and not options.fail_fast
     outputs = _collect_outputs(recipe, record, run_dir, render_outputs)
     record.outputs = outputs
@@ -278,6 +281,36 @@ async def _execute(
         )
     )
     return record
+
+
+_DURATIONS = "durations.json"
+
+
+def _load_durations(state_path: Path, label: str, policy: Any) -> Any:
+    """What earlier runs on this backend learned about task durations, so the first tasks of
+    a run are polled as well as the last ones."""
+    from .executor.polling import DurationModel
+
+    model = DurationModel(policy)
+    try:
+        data = json.loads((state_path / _DURATIONS).read_text(encoding="utf-8"))
+        model.restore(data.get("backends", {}).get(label, {}))
+    except (OSError, ValueError, AttributeError):
+        pass  # nothing learned yet, or a damaged file: start from the prior
+    return model
+
+
+def _save_durations(state_path: Path, label: str, model: Any) -> None:
+    path = state_path / _DURATIONS
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        backends = data.get("backends", {}) if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        backends = {}
+    backends[label] = model.snapshot()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"version": 1, "backends": backends}, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _collect_outputs(

@@ -18,7 +18,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -113,6 +113,18 @@ class DurationModel:
         seconds = state.run_seconds if state.run_seconds is not None else state.total_seconds
         if seconds is not None:
             self.observe(function, seconds)
+
+    def snapshot(self) -> dict[str, list[float]]:
+        """The learned durations per function, to keep for the next run."""
+        return {fn: [round(x, 4) for x in samples] for fn, samples in self._by_function.items()}
+
+    def restore(self, data: Mapping[str, Sequence[float]]) -> None:
+        """Learn what an earlier run saw (see :meth:`snapshot`); bad entries are skipped."""
+        for function, samples in data.items():
+            if isinstance(function, str) and isinstance(samples, list | tuple):
+                for seconds in samples[-self.policy.history :]:
+                    if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+                        self.observe(function, float(seconds))
 
     def samples(self, function: str) -> tuple[float, ...]:
         """What the estimate rests on: this function's durations, else all functions'."""

@@ -22,7 +22,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
@@ -115,7 +114,7 @@ def run_sdk(emu: EmulatorThread, image: Path, tasks: int) -> tuple[float, list[f
 
 def pct(data: list[float], q: float) -> float:
     data = sorted(data)
-    return data[min(len(data) - 1, int(round(q * (len(data) - 1))))]
+    return data[min(len(data) - 1, round(q * (len(data) - 1)))]
 
 
 def main() -> None:
@@ -130,7 +129,11 @@ def main() -> None:
         # (a) 12 x 1 s at quota 2/2. The emulator's engine workers are started first (their
         # first task pays the imports); then a run with nothing learned ("cold") and one with
         # the durations the first run kept in its state dir ("warm").
-        ideal = estimate_wall_time(
+        # The ideal: 12 tasks of 1 s on 2 slots cannot finish before 6 s, and the submission
+        # rate (2 in any second) does not bind. The plan's estimate spaces submits 1/rps apart
+        # and says 6.5 s; the runner is held to the stricter bound.
+        ideal = math.ceil(12 / 2) * 1.0
+        planned = estimate_wall_time(
             {f"s{i:02d}": () for i in range(12)}, submit_rps=2, concurrency=2, task_seconds=1.0
         )
         with EmulatorThread(EmulatorConfig(latency=1.0, over_concurrency="reject")) as emu:
@@ -147,7 +150,7 @@ def main() -> None:
             (
                 "(a) 12 x 1 s, quota 2/2: makespan, nothing learned",
                 f"{cold:.2f} s",
-                f"{cold / ideal:.3f} x ideal ({ideal:.2f} s)",
+                f"{cold / ideal:.3f} x ideal ({ideal:.2f} s; the plan says {planned:.2f} s)",
             )
         )
         rows.append(

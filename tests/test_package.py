@@ -9,7 +9,8 @@ def test_all_is_sorted_and_complete():
     public = {
         name
         for name, obj in vars(wanrecipe).items()
-        if not name.startswith("_") and not isinstance(obj, types.ModuleType)
+        if not name.startswith("_")
+        and not isinstance(obj, types.ModuleType)
         and name != "annotations"
     }
     assert public == set(wanrecipe.__all__) - {"__version__"}
@@ -18,7 +19,11 @@ def test_all_is_sorted_and_complete():
 def test_every_error_inherits_the_root():
     for name in dir(errors):
         obj = getattr(errors, name)
-        if isinstance(obj, type) and issubclass(obj, Exception) and obj.__module__ == errors.__name__:
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, Exception)
+            and obj.__module__ == errors.__name__
+        ):
             assert issubclass(obj, errors.WanRecipeError), name
 
 
@@ -29,8 +34,14 @@ def test_function_table_is_complete():
 
 
 def test_diagnostic_format():
-    d = errors.Diagnostic("recipes/x.yaml", 14, 7, "steps.up.parameters.upscale_factor",
-                          "7 is greater than the maximum of 4", hint="use 1 to 4")
+    d = errors.Diagnostic(
+        "recipes/x.yaml",
+        14,
+        7,
+        "steps.up.parameters.upscale_factor",
+        "7 is greater than the maximum of 4",
+        hint="use 1 to 4",
+    )
     assert d.format() == (
         "recipes/x.yaml:14:7: error: steps.up.parameters.upscale_factor: "
         "7 is greater than the maximum of 4\n  hint: use 1 to 4"

@@ -86,13 +86,9 @@ def input_problems(info: ImageInfo) -> list[str]:
     """What the service would refuse about this image, as sentences (empty when fine)."""
     problems = []
     if info.format not in wire.IMAGE_FORMATS:
-        problems.append(
-            f"format {info.format} is not accepted (use JPEG, PNG, BMP, TIFF or WEBP)"
-        )
+        problems.append(f"format {info.format} is not accepted (use JPEG, PNG, BMP, TIFF or WEBP)")
     lo, hi = wire.IMAGE_MIN_SIDE, wire.IMAGE_MAX_SIDE
-    if info.width and info.height and not (
-        lo <= info.width <= hi and lo <= info.height <= hi
-    ):
+    if info.width and info.height and not (lo <= info.width <= hi and lo <= info.height <= hi):
         problems.append(
             f"{info.width}x{info.height} px: each side must be between {lo} and {hi} px"
         )

@@ -97,9 +97,7 @@ PARAMS: Final[dict[str, ParamSpec]] = {
     p.name: p
     for p in (
         ParamSpec("n", "integer", 1, 1, 4, "Number of output images (each is billed)."),
-        ParamSpec(
-            "seed", "integer", None, 0, 2147483647, "Random seed; random when omitted."
-        ),
+        ParamSpec("seed", "integer", None, 0, 2147483647, "Random seed; random when omitted."),
         ParamSpec("watermark", "boolean", False, None, None, 'Add an "AI生成" mark bottom-right.'),
         ParamSpec(
             "strength", "number", 0.5, 0.0, 1.0, "How far to move from the original (0 to 1)."
@@ -108,12 +106,8 @@ PARAMS: Final[dict[str, ParamSpec]] = {
         ParamSpec("bottom_scale", "number", 1.0, 1.0, 2.0, "Expand downwards (1.0 to 2.0)."),
         ParamSpec("left_scale", "number", 1.0, 1.0, 2.0, "Expand to the left (1.0 to 2.0)."),
         ParamSpec("right_scale", "number", 1.0, 1.0, 2.0, "Expand to the right (1.0 to 2.0)."),
-        ParamSpec(
-            "upscale_factor", "integer", 1, 1, 4, "Enlargement factor; 1 enhances only."
-        ),
-        ParamSpec(
-            "is_sketch", "boolean", False, None, None, "The input already is a sketch."
-        ),
+        ParamSpec("upscale_factor", "integer", 1, 1, 4, "Enlargement factor; 1 enhances only."),
+        ParamSpec("is_sketch", "boolean", False, None, None, "The input already is a sketch."),
     )
 }
 

@@ -47,14 +47,21 @@ async def test_a_drawn_seed_is_reused_by_later_runs(emulator, recipe_file):
 
 
 async def test_a_changed_input_runs_again_and_only_downstream(emulator, recipe_file, tmp_path):
-    path = recipe_file(CHAIN.replace("prompt: a valley", "prompt: '{{ params.scene }}'").replace(
-        "name: chain", "name: chain\n    params:\n      scene: {type: string, default: a valley}"
-    ))
+    path = recipe_file(
+        CHAIN.replace("prompt: a valley", "prompt: '{{ params.scene }}'").replace(
+            "name: chain",
+            "name: chain\n    params:\n      scene: {type: string, default: a valley}",
+        )
+    )
     async with emulator() as emu:
         await run(path, emu)
         recipe = load_recipe(path, {"scene": "a river"})
-        record = await execute(recipe, backend=BackendChoice("url", emu.base_url),
-                               run_dir=tmp_path / "run2", options=fast_options())
+        record = await execute(
+            recipe,
+            backend=BackendChoice("url", emu.base_url),
+            run_dir=tmp_path / "run2",
+            options=fast_options(),
+        )
     states = {k: s.state for k, s in record.steps.items()}
     assert states == {"colorize": "cached", "upscale": "cached", "widen": "done"}
     assert record.images_billed == 1
@@ -66,8 +73,12 @@ async def test_force_redoes_a_step_and_its_dependants(emulator, recipe_file, tmp
         await run(path, emu)
         recipe = load_recipe(path)
         force = with_dependants(recipe, ["upscale"])
-        record = await execute(recipe, backend=BackendChoice("url", emu.base_url),
-                               run_dir=tmp_path / "run2", options=fast_options(force=force))
+        record = await execute(
+            recipe,
+            backend=BackendChoice("url", emu.base_url),
+            run_dir=tmp_path / "run2",
+            options=fast_options(force=force),
+        )
     assert force == {"upscale", "widen"}
     states = {k: s.state for k, s in record.steps.items()}
     assert states == {"colorize": "cached", "upscale": "done", "widen": "done"}

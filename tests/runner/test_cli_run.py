@@ -22,8 +22,12 @@ ENV.pop("WANRECIPE_BACKEND", None)
 
 def wanrecipe(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "wanrecipe", *args], cwd=cwd, env=ENV, capture_output=True,
-        text=True, timeout=timeout,
+        [sys.executable, "-m", "wanrecipe", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -42,8 +46,7 @@ THREE = """\
 def test_run_against_a_served_emulator_prints_outputs_and_exits_0(recipe_file, tmp_path):
     path = recipe_file(THREE)
     with EmulatorThread(EmulatorConfig(engine_time_budget=0.2)) as emu:
-        done = wanrecipe("run", str(path), "--base-url", emu.base_url, "--out", "out",
-                         cwd=tmp_path)
+        done = wanrecipe("run", str(path), "--base-url", emu.base_url, "--out", "out", cwd=tmp_path)
         stats = emu.stats()
     assert done.returncode == 0, done.stderr
     assert f"backend: url:127.0.0.1:{emu.port}" in done.stderr
@@ -53,15 +56,19 @@ def test_run_against_a_served_emulator_prints_outputs_and_exits_0(recipe_file, t
     record = json.loads((tmp_path / "out" / "run.json").read_text())
     assert record["status"] == "ok"
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "a.png", "b.png", "c.png", "run.json"
+        "a.png",
+        "b.png",
+        "c.png",
+        "run.json",
     ]
 
 
 def test_json_events_one_per_line(recipe_file, tmp_path):
     path = recipe_file(THREE)
     with EmulatorThread(EmulatorConfig(engine_time_budget=0.2)) as emu:
-        done = wanrecipe("run", str(path), "--base-url", emu.base_url, "--out", "out", "--json",
-                         cwd=tmp_path)
+        done = wanrecipe(
+            "run", str(path), "--base-url", emu.base_url, "--out", "out", "--json", cwd=tmp_path
+        )
     assert done.returncode == 0, done.stderr
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert events[0]["event"] == "run_started"
@@ -74,8 +81,7 @@ def test_a_failed_step_exits_1_and_names_the_code(recipe_file, tmp_path):
     path = recipe_file(THREE)
     config = EmulatorConfig(engine_time_budget=0.2, faults="task.inspection=first:1")
     with EmulatorThread(config) as emu:
-        done = wanrecipe("run", str(path), "--base-url", emu.base_url, "--out", "out",
-                         cwd=tmp_path)
+        done = wanrecipe("run", str(path), "--base-url", emu.base_url, "--out", "out", cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     assert "failed a: DataInspectionFailed: " in done.stderr
     assert "skipped c: a did not finish" in done.stderr
@@ -97,11 +103,14 @@ def test_bad_input_exits_2_before_any_request(recipe_file, tmp_path):
     assert stats["submissions"]["attempts"] == 0
 
 
-@pytest.mark.parametrize("args,env,message", [
-    (["--backend", "dashscope"], {}, "needs DASHSCOPE_API_KEY"),
-    (["--base-url", "https://example.com/api/v1"], {}, "is not on this machine"),
-    (["--backend", "cloud"], {}, "Invalid value for '--backend'"),
-])
+@pytest.mark.parametrize(
+    "args,env,message",
+    [
+        (["--backend", "dashscope"], {}, "needs DASHSCOPE_API_KEY"),
+        (["--base-url", "https://example.com/api/v1"], {}, "is not on this machine"),
+        (["--backend", "cloud"], {}, "Invalid value for '--backend'"),
+    ],
+)
 def test_backend_usage_errors_exit_2(recipe_file, tmp_path, args, env, message):
     path = recipe_file(THREE)
     done = wanrecipe("run", str(path), *args, cwd=tmp_path)
@@ -116,9 +125,23 @@ def test_sigint_cancels_pending_keeps_done_and_exits_3(recipe_file, tmp_path):
     config = EmulatorConfig(engine_time_budget=0.2, latency=2.0, concurrency=1)
     with EmulatorThread(config) as emu:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "wanrecipe", "run", str(path), "--base-url", emu.base_url,
-             "--out", "out", "--json"],
-            cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "wanrecipe",
+                "run",
+                str(path),
+                "--base-url",
+                emu.base_url,
+                "--out",
+                "out",
+                "--json",
+            ],
+            cwd=tmp_path,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         assert proc.stdout is not None
         submitted = set()
@@ -130,7 +153,7 @@ def test_sigint_cancels_pending_keeps_done_and_exits_3(recipe_file, tmp_path):
             if submitted == {"a", "b"} or time.monotonic() > deadline:
                 break
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
         stats = emu.stats()
     assert proc.returncode == 3, err
     record = json.loads((tmp_path / "out" / "run.json").read_text())

@@ -59,8 +59,9 @@ def _quota(**kw):
     return Quota(**kw)
 
 
-@pytest.mark.parametrize("fault,code", [("task.error", "InternalError"),
-                                        ("task.timeout", "InternalError.Timeout")])
+@pytest.mark.parametrize(
+    "fault,code", [("task.error", "InternalError"), ("task.timeout", "InternalError.Timeout")]
+)
 async def test_transient_task_failures_are_retried(emulator, recipe_file, fault, code):
     path = recipe_file(BRANCHES)
     async with emulator(faults=f"{fault}=first:1") as emu:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-
 from PIL import Image
 
 from wanrecipe.api import load_recipe
@@ -23,8 +22,9 @@ from wanrecipe.runner import BackendChoice, execute
 from .conftest import fast_options, make_image
 
 
-async def run(path: Path, emu: RunningEmulator, events: list[Event] | None = None,
-              **options: Any) -> RunRecord:
+async def run(
+    path: Path, emu: RunningEmulator, events: list[Event] | None = None, **options: Any
+) -> RunRecord:
     recipe = load_recipe(path)
     sink = events.append if events is not None else (lambda e: None)
     return await execute(
@@ -132,7 +132,11 @@ async def test_parallel_branches_and_several_outputs(emulator, recipe_file):
         assert_quota_kept(emu)
     run_dir = path.parent / "run"
     assert record.status == "ok"
-    assert [r.path for r in record.steps["paint"].results] == ["paint.png", "paint-2.png", "paint-3.png"]
+    assert [r.path for r in record.steps["paint"].results] == [
+        "paint.png",
+        "paint-2.png",
+        "paint-3.png",
+    ]
     assert record.images_billed == 6
     assert len(record.outputs["paintings"]) == 3
     # `both` used the third painting, and ran only after `night` (needs:).

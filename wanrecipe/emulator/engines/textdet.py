@@ -2,19 +2,17 @@
 ``onnxruntime`` (the ``models`` extra). Loaded from the installed package files, never
 downloaded; rapidocr itself is never imported (its pipeline has downloader helpers).
 
-Set ``WANRECIPE_NO_MODELS=1`` to force the classical detector.
+Set ``WANRECIPE_NO_MODELS=1`` to force the classical detector (see ``models``).
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
+
+from . import models
 
 MODEL_FILE = "models/PP-OCRv6_det_small.onnx"
 #: Longest side fed to the detector (multiple of 32). 960 is PaddleOCR's default; 768 finds the
@@ -25,34 +23,9 @@ UNCLIP = 1.6
 
 
 def model_path() -> Path | None:
-    """The detector's ONNX file inside the installed rapidocr package, if both parts exist."""
-    if os.environ.get("WANRECIPE_NO_MODELS"):
-        return None
-    if importlib.util.find_spec("onnxruntime") is None:
-        return None
-    spec = importlib.util.find_spec("rapidocr")  # locates the package without importing it
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        candidate = Path(folder) / MODEL_FILE
-        if candidate.is_file():
-            return candidate
-        # Other rapidocr releases ship other PP-OCR generations of the same DB detector.
-        others = sorted((Path(folder) / "models").glob("*det*.onnx"), reverse=True)
-        if others:
-            return others[0]
-    return None
-
-
-@lru_cache(maxsize=1)
-def _session(path: str) -> Any:
-    # Imported by name: an optional dependency without type stubs.
-    ort = importlib.import_module("onnxruntime")
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(path, sess_options=options, providers=["CPUExecutionProvider"])
+    """The detector's ONNX file inside the installed rapidocr package, if usable."""
+    # Other rapidocr releases ship other PP-OCR generations of the same DB detector.
+    return models.find("rapidocr", MODEL_FILE, "models/*det*.onnx")
 
 
 def _input_size(width: int, height: int) -> tuple[int, int]:
@@ -65,7 +38,7 @@ def detect_boxes(rgb: np.ndarray) -> np.ndarray | None:
     path = model_path()
     if path is None:
         return None
-    session = _session(str(path))
+    session = models.session(path)
     h, w = rgb.shape[:2]
     nw, nh = _input_size(w, h)
     x = cv2.resize(rgb[..., ::-1], (nw, nh), interpolation=cv2.INTER_AREA).astype(np.float32)

@@ -82,7 +82,9 @@ def test_the_lock_names_what_made_each_result(emu, recipe_file):
     out = upscale["outputs"][0]
     data = (path.parent / "out" / out["file"]).read_bytes()
     assert (out["sha256"], out["size"], out["width"]) == (
-        hashlib.sha256(data).hexdigest(), len(data), 1024
+        hashlib.sha256(data).hexdigest(),
+        len(data),
+        1024,
     )
     for sid, step in lock["steps"].items():
         assert step["key"] == record["steps"][sid]["key"]

@@ -8,8 +8,9 @@ from typing import Any
 
 import click
 
-from .. import api
+from .. import api, wire
 from ..errors import Diagnostic, RecipeError, UsageError
+from ..executor import preview
 from ..recipe import graph_export
 from ..recipe.params import parse_assignments
 from ..recipe.plan import Quota, format_plan
@@ -109,6 +110,16 @@ def validate(
     "--task-seconds", type=click.FloatRange(min=0), default=Quota.task_seconds,
     show_default=True, help="Assumed duration of one task.",
 )  # fmt: skip
+@click.option(
+    "--state-dir", type=click.Path(file_okay=False), default=None,
+    help="Mark steps whose results this state directory holds (default: .wanrecipe/ beside "
+    "the recipe, or WANRECIPE_STATE_DIR).",
+)  # fmt: skip
+@click.option(
+    "--backend", type=click.Choice(["local", "dashscope"]), default=None,
+    help="Which results count as cached: the emulator's or the service's (default local; "
+    "env WANRECIPE_BACKEND).",
+)  # fmt: skip
 def plan(
     recipe: str,
     param_items: tuple[str, ...],
@@ -117,6 +128,8 @@ def plan(
     submit_rps: float,
     concurrency: int,
     task_seconds: float,
+    state_dir: str | None,
+    backend: str | None,
 ) -> None:
     """Show what a run would do: steps by dependency level, billed images, cost, wall time.
 
@@ -136,10 +149,47 @@ def plan(
         _echo_diagnostics(exc.diagnostics)
         raise SystemExit(EXIT_INVALID) from None
     _echo_diagnostics(result.warnings)
+    cache = _cache_marks(result.recipe, state_dir, backend)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        document = result.to_dict()
+        if cache is not None:
+            _add_marks(document, *cache)
+        click.echo(json.dumps(document, indent=2))
     else:
         click.echo(format_plan(result))
+        if cache is not None:
+            click.echo(preview.format_marks(cache[0], str(cache[1])))
+
+
+def _cache_marks(recipe: Any, state_dir: str | None, backend: str | None) -> Any:
+    """The cache marks of each step, when a state directory exists (a plan never creates one)."""
+    import os
+    from pathlib import Path
+
+    from ..runner import default_state_dir
+    from ..store import StateDir
+
+    path = Path(state_dir) if state_dir else default_state_dir(recipe.path)
+    if not (path / "state.db").exists():
+        return None
+    kind = backend or os.environ.get("WANRECIPE_BACKEND") or "local"
+    with StateDir.open(path) as state:
+        marks = preview.cache_preview(
+            recipe, state.journal, "dashscope" if kind == "dashscope" else "emulator"
+        )
+    return marks, path
+
+
+def _add_marks(document: dict[str, Any], marks: Any, path: Any) -> None:
+    """``plan --json`` with a cache: each step's mark, and only what will be billed."""
+    for level in document["levels"]:
+        for step in level:
+            step["cache"] = preview.mark_dict(marks[step["id"]])
+    images = preview.billed(marks)
+    document["state_dir"] = str(path)
+    document["billed_images_without_cache"] = document["billed_images"]
+    document["billed_images"] = images
+    document["cost_usd"] = str(wire.PRICE_PER_IMAGE_USD * images)
 
 
 @main.command(short_help="Print the step graph (Mermaid or dot).")

@@ -249,3 +249,52 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ImageInputError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+_WORDS: dict[str, str] = {
+    "cached": "cached",
+    "reattach": "re-attach",
+    "dangling": "look up",
+    "run": "will run",
+}
+
+
+def billed(marks: Mapping[str, Mark]) -> int:
+    """Images a run would pay for: steps that will run, and lost submits not found again."""
+    return sum(m.billed_images for m in marks.values() if m.status in ("run", "dangling"))
+
+
+def mark_dict(mark: Mark) -> dict[str, object]:
+    """One step's mark as ``plan --json`` shows it."""
+    return {
+        "status": mark.status,
+        "reason": mark.reason,
+        "billed_images": mark.billed_images if mark.status in ("run", "dangling") else 0,
+        "key": mark.key,
+        "task_id": mark.task_id,
+    }
+
+
+def format_marks(marks: Mapping[str, Mark], state_dir: str) -> str:
+    """The ``plan`` section that says what the cache saves."""
+    from .. import wire
+
+    lines = [f"cache ({state_dir}):"]
+    width = max((len(s) for s in marks), default=0)
+    for sid, mark in marks.items():
+        lines.append(f"  {sid:<{max(width, 16)}} {_WORDS[mark.status]:<10} {mark.reason}")
+    counts = {word: 0 for word in _WORDS}
+    for mark in marks.values():
+        counts[mark.status] += 1
+    parts = [f"{n} {_WORDS[s]}" for s, n in counts.items() if n]
+    images = billed(marks)
+    lines.append(
+        f"{', '.join(parts)}: {images} billed image{'s' if images != 1 else ''}, "
+        f"est. ${wire.PRICE_PER_IMAGE_USD * images:.6f}"
+        + (
+            " (at most: a lost submit found again is not billed twice)"
+            if counts["dangling"]
+            else ""
+        )
+    )
+    return "\n".join(lines)

@@ -48,7 +48,8 @@ def run(recipe: Path, emu: EmulatorThread, *extra: str) -> Result:
 
 
 def plan_marks(recipe: Path, *extra: str) -> dict[str, dict[str, object]]:
-    done = cli("plan", str(recipe), "--json", *extra)
+    done = cli("plan", str(recipe), "--json", "--state-dir", str(recipe.parent / ".wanrecipe"),
+               *extra)  # fmt: skip
     assert done.exit_code == 0, done.stderr
     return {s["id"]: s["cache"] for level in json.loads(done.stdout)["levels"] for s in level}
 
@@ -136,7 +137,9 @@ def test_cache_clear_asks_first(emu, recipe_file):
 
 def test_plan_marks_cached_steps_and_says_why_others_run(emu, recipe_file):
     path = recipe_file(CHAIN)
-    assert "cache (" not in cli("plan", str(path)).stdout, "no state directory: no marks"
+    state_dir = str(path.parent / ".wanrecipe")
+    missing = cli("plan", str(path), "--state-dir", state_dir)
+    assert missing.exit_code == 2 and "no state directory at" in missing.stderr
     StateDir.open(path.parent / ".wanrecipe").close()
     fresh = plan_marks(path)
     assert {s: m["status"] for s, m in fresh.items()} == {
@@ -150,8 +153,9 @@ def test_plan_marks_cached_steps_and_says_why_others_run(emu, recipe_file):
     with StateDir.open(path.parent / ".wanrecipe") as state:
         keys = {a.step: a.key for a in state.journal.attempts()}
     assert {s: m["key"] for s, m in cached.items()} == keys, "the scheduler's keys, exactly"
-    text = cli("plan", str(path)).stdout
-    assert "billed images: 0" in text or "0 billed" in text or "0 images" in text, text
+    text = cli("plan", str(path), "--state-dir", state_dir).stdout
+    assert text.endswith("3 cached: 0 billed images, est. $0.000000\n"), text
+    assert "  upscale          cached     result of task " in text
     changed = plan_marks(path, "-p", "scene=a river")
     assert changed["colorize"] == {**changed["colorize"], "status": "run",
                                    "reason": "prompt changed"}  # fmt: skip

@@ -224,3 +224,20 @@ def test_step_keys_ignore_order_and_follow_every_input(params, image, mask, seed
                     {"base_image_url": image}) != key  # fmt: skip
     assert step_key("description_edit", "a cat", {**params, "seed": seed}, inputs,
                     realm="emulator") != key  # fmt: skip
+
+
+def test_locked_refuses_steps_the_lock_does_not_know(emu, recipe_file):
+    path = recipe_file(RECIPE)
+    assert run(path, emu, "out").exit_code == 0
+    extra = "  extra: {function: colorization, image: in.png, prompt: x}\noutputs:"
+    text = path.read_text().replace("\noutputs:", "\n" + extra)
+    path.write_text(text.replace("side: {function", "other: {function"))
+    refused = run(path, emu, "out2", "--locked")
+    assert refused.exit_code == 2
+    assert refused.stderr.splitlines()[1:4] == [
+        "  step side: in the lock but no longer in the recipe",
+        "  step other: not in the lock (it had not finished when the lock was written); "
+        "run without --locked",
+        "  step extra: not in the lock (it had not finished when the lock was written); "
+        "run without --locked",
+    ]

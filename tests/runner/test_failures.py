@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from wanrecipe.executor.retry import RetryPolicy
+
 from .conftest import fast_options  # noqa: F401  (fixtures come from conftest)
 from .test_run import assert_quota_kept, run
 
@@ -220,7 +222,12 @@ async def test_a_client_quota_above_the_accounts_is_throttled_and_recovers(emula
     )
     path = recipe_file(f"version: 1\nname: many\nsteps:\n{steps}\n")
     async with emulator(rps=1, rps_burst=1, over_concurrency="reject") as emu:
-        record = await run(path, emu, quota=_quota(submit_rps=20, concurrency=2))
+        # A client that ignores the account's rate meets 429 after 429: it must keep waiting
+        # (own budget, shared back-off) and finish, not give up.
+        retry = RetryPolicy(
+            base=0.05, cap=0.2, throttle_base=0.2, throttle_cap=1.0, throttle_attempts=40
+        )
+        record = await run(path, emu, quota=_quota(submit_rps=20, concurrency=2), retry=retry)
         stats = emu.stats()
     assert record.status == "ok", {k: s.error for k, s in record.steps.items()}
     assert record.images_billed == 6

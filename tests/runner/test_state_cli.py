@@ -30,6 +30,12 @@ CHAIN = """\
 """
 
 
+@pytest.fixture(autouse=True)
+def _state_beside_the_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    # These tests are about the default: .wanrecipe/ beside the recipe (in tmp_path).
+    monkeypatch.delenv("WANRECIPE_STATE_DIR", raising=False)
+
+
 @pytest.fixture
 def emu(runner_pool) -> Iterator[EmulatorThread]:
     with EmulatorThread(EmulatorConfig(engine_time_budget=0.2), executor=runner_pool) as server:

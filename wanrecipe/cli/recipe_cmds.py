@@ -112,8 +112,9 @@ def validate(
 )  # fmt: skip
 @click.option(
     "--state-dir", type=click.Path(file_okay=False), default=None,
-    help="Mark each step cached / re-attach / will run from this state directory (e.g. the "
-    ".wanrecipe/ beside the recipe) and count only what will be billed.",
+    help="Mark each step cached / re-attach / will run from this state directory and count "
+    "only what will be billed (default: .wanrecipe/ beside the recipe, or "
+    "WANRECIPE_STATE_DIR, when something has run there).",
 )  # fmt: skip
 @click.option(
     "--backend", type=click.Choice(["local", "dashscope"]), default=None,
@@ -162,18 +163,23 @@ def plan(
 
 
 def _cache_marks(recipe: Any, state_dir: str | None, backend: str | None) -> Any:
-    """The cache marks of each step, with --state-dir (only then: the plan's shape without it
-    stays what it was). A plan never creates a state directory."""
+    """The cache marks of each step from --state-dir, or from the recipe's default state
+    directory when one exists (nothing has run yet otherwise: every step will run, and the
+    plan keeps its plain shape). A plan never creates a state directory."""
     import os
     from pathlib import Path
 
+    from ..runner import default_state_dir
     from ..store import StateDir
 
     if state_dir is None:
-        return None
-    path = Path(state_dir)
-    if not (path / "state.db").exists():
-        raise click.UsageError(f"no state directory at {path} (nothing has run there yet)")
+        path = default_state_dir(recipe.path)
+        if not (path / "state.db").exists():
+            return None
+    else:
+        path = Path(state_dir)
+        if not (path / "state.db").exists():
+            raise click.UsageError(f"no state directory at {path} (nothing has run there yet)")
     kind = backend or os.environ.get("WANRECIPE_BACKEND") or "local"
     with StateDir.open(path) as state:
         marks = preview.cache_preview(

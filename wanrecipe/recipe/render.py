@@ -61,7 +61,7 @@ class RenderedStep:
 def template_context(
     recipe: Recipe, step: Step | None, outputs: Mapping[str, Sequence[object]]
 ) -> dict[str, Any]:
-    """The names a template sees (documented in docs/recipe-format.md)."""
+    """The names a template sees (documented in README.md, "Templates")."""
     steps = {
         sid: Scope(f"steps.{sid}", {"image": images[0] if images else None, "images": list(images)})
         for sid, images in outputs.items()

@@ -244,7 +244,7 @@ def build_schema() -> Schema:
         "$id": SCHEMA_ID,
         "title": "wanrecipe recipe",
         "description": "A YAML recipe chaining Wan 2.1 image edits (wanx2.1-imageedit). "
-        "Reference: docs/recipe-format.md.",
+        "Reference: the README of wanrecipe, section Recipes.",
         "type": "object",
         "required": ["version", "steps"],
         "properties": {

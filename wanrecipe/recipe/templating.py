@@ -5,7 +5,7 @@ exactly one ``{{ expression }}`` evaluates to the expression's own value (``"{{ 
 is the integer 2, ``"{{ steps.x.image }}"`` the runner's image object); any other template
 renders to a string.
 
-The template context (see docs/recipe-format.md): ``params`` (bound param values), ``steps``
+The template context (see README.md, "Templates"): ``params`` (bound param values), ``steps``
 (``steps.<id>.image``, ``steps.<id>.images``), ``step`` (``id``, ``function`` of the step being
 rendered) and ``recipe`` (``name``, ``description``).
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -175,3 +177,30 @@ def test_run_recipe_on_the_embedded_emulator(recipe_file, tmp_path):
     assert record.backend == "local"
     assert record.base_url.startswith("http://127.0.0.1:")
     assert (tmp_path / "out" / "c.png").exists()
+
+
+@pytest.mark.slow
+def test_run_against_wanrecipe_serve_in_a_subprocess(recipe_file, tmp_path):
+    path = recipe_file(THREE)
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "wanrecipe", "serve", "--port", "0", "--workers", "1",
+         "--over-concurrency", "reject"],
+        env=ENV, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert serve.stderr is not None
+        line = serve.stderr.readline()
+        match = re.search(r"listening on (http://127\.0\.0\.1:\d+/api/v1)", line)
+        assert match, line
+        base_url = match.group(1)
+        done = wanrecipe("run", str(path), "--base-url", base_url, "--out", "out", cwd=tmp_path)
+        with urllib.request.urlopen(base_url.replace("/api/v1", "/emulator/stats")) as answer:
+            stats = json.load(answer)
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.communicate(timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["status"] == "ok"
+    assert stats["submissions"]["accepted"] == 3
+    assert stats["submissions"]["refused"] == 0, "the client kept the account's quota"
+    assert stats["tasks"]["peak_running"] <= 2

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from .. import api, wire
 from ..errors import RecipeError, UsageError, WanRecipeError
@@ -139,7 +140,7 @@ def run(
     Exit codes: 0 all steps done, 1 a step failed (independent steps still ran),
     2 invalid recipe or usage (nothing was sent), 3 interrupted (finished work kept).
     """
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         choice = choose_backend(backend, base_url=base_url, region=region)
     except UsageError as exc:
@@ -188,11 +189,11 @@ def run(
     except (WanRecipeError, OSError) as exc:
         # The images are stored and the run record written: a lock problem is not a failure.
         lock = None
-        err.print(f"[yellow]warning[/]: the lock file was not written: {exc}")
+        err.print(f"[yellow]warning[/]: the lock file was not written: {escape(str(exc))}")
     if not as_json:
         _summary(err, record)
         if lock is not None:
-            err.print(f"lock file {lock}")
+            err.print(f"lock file {escape(str(lock))}")
     sys.exit(_exit_code(record))
 
 
@@ -242,19 +243,23 @@ def _backend_line(kind: str, label: str) -> str:
 def _summary(console: Console, record: RunRecord) -> None:
     console.print(
         f"run {record.status} in {record.elapsed_s:.1f}s: {record.images_billed} images billed, "
-        f"${record.cost_usd:.4f}; run directory {record.run_dir}"
+        f"${record.cost_usd:.4f}; run directory {escape(record.run_dir)}"
     )
     for step in record.steps.values():
         if step.state == "failed" and step.error:
-            console.print(f"[bold red]failed[/] {step.id}: {step.error.code}: {step.error.message}")
+            console.print(
+                f"[bold red]failed[/] {step.id}: {escape(step.error.code)}: "
+                f"{escape(step.error.message)}"
+            )
         elif step.state == "skipped":
-            console.print(f"[yellow]skipped[/] {step.id}: {step.skipped_because}")
+            console.print(f"[yellow]skipped[/] {step.id}: {escape(step.skipped_because or '')}")
         for bad in step.failed_outputs:
             console.print(
-                f"[yellow]partial[/] {step.id}: one output failed: {bad.code}: {bad.message}"
+                f"[yellow]partial[/] {step.id}: one output failed: {escape(bad.code)}: "
+                f"{escape(bad.message)}"
             )
     for name, paths in record.outputs.items():
-        console.print(f"output {name}: {', '.join(paths)}")
+        console.print(f"output {name}: {escape(', '.join(paths))}")
 
 
 def _exit_code(record: RunRecord) -> int:

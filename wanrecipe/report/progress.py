@@ -13,6 +13,7 @@ from typing import IO, Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from .. import wire
@@ -100,7 +101,7 @@ class LiveTable:
             self.images = int(event.data.get("run_images", self.images))
             row.note = event.message or ", ".join(event.data.get("files", [])) or row.note
         elif event.kind == "warning":
-            self.console.print(f"[yellow]{event.message}[/]")
+            self.console.print(f"[yellow]{escape(event.message)}[/]")
 
     def _table(self) -> Table:
         now = time.monotonic() - self.t0
@@ -108,8 +109,9 @@ class LiveTable:
         table = Table(
             title=f"{self.images} images, ${cost:.4f} so far", title_justify="left", expand=False
         )
-        for col in ("step", "function", "state", "time", "images", ""):
+        for col in ("step", "function", "state", "time", "images"):
             table.add_column(col)
+        table.add_column("", no_wrap=True, overflow="ellipsis", max_width=60)
         for sid, row in self.rows.items():
             took = ""
             if row.started is not None:
@@ -121,7 +123,7 @@ class LiveTable:
                 f"[{style}]{row.state}[/]",
                 took,
                 str(row.images or ""),
-                row.note[:60],
+                escape(row.note[:60]),
             )
         return table
 

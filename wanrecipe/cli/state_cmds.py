@@ -140,7 +140,13 @@ def _check_file(path: Path, name: str, sha256: str, size: int) -> list[str]:
 
 @main.group(short_help="List, prune or empty the stored results.")
 def cache() -> None:
-    """The state directory: the journal of every task and the stored result images."""
+    """The state directory: the journal of every task and the stored result images.
+
+    \b
+    Example:
+      wanrecipe cache ls recipes/old-photo.yaml
+      wanrecipe cache gc recipes/*.yaml --keep-days 7
+    """
 
 
 @cache.command("ls", short_help="List stored attempts per step.")

@@ -3,54 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 import click
 
 from .. import api, wire
-from ..errors import Diagnostic, RecipeError, UsageError
+from ..errors import RecipeError
 from ..executor import preview
 from ..recipe import graph_export
-from ..recipe.params import parse_assignments
 from ..recipe.plan import Quota, format_plan
 from ..recipe.schema import schema_text
 from . import EXIT_INVALID, main
-
-_param_option = click.option(
-    "-p",
-    "--param",
-    "param_items",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="Set a param (converted to its declared type). Repeatable.",
-)
-_params_file_option = click.option(
-    "--params",
-    "params_files",
-    multiple=True,
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Read params from a YAML or JSON mapping. Repeatable; -p wins.",
-)
-
-
-def _params(items: Sequence[str]) -> dict[str, object]:
-    try:
-        return dict(parse_assignments(items))
-    except UsageError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
-def _echo_diagnostics(diagnostics: Iterable[Diagnostic]) -> None:
-    for d in diagnostics:
-        click.echo(d.format(), err=True)
+from .common import echo_diagnostics, param_option, params_file_option, parse_params
 
 
 @main.command(short_help="Check recipes without running them.")
 @click.argument("recipes", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@_param_option
-@_params_file_option
+@param_option
+@params_file_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout.")
 def validate(
     recipes: tuple[str, ...],
@@ -68,10 +38,10 @@ def validate(
       wanrecipe validate recipes/*.yaml
       wanrecipe validate recipes/old-photo.yaml -p factor=4 --json
     """
-    params = _params(param_items)
+    params = parse_params(param_items)
     reports = [api.validate_recipe(path, params, params_files) for path in recipes]
     for report in reports:
-        _echo_diagnostics(report.diagnostics)
+        echo_diagnostics(report.diagnostics)
     ok = all(r.ok for r in reports)
     if as_json:
         click.echo(json.dumps({"ok": ok, "recipes": [r.to_dict() for r in reports]}, indent=2))
@@ -95,8 +65,8 @@ def validate(
 
 @main.command(short_help="Show steps, billed images, cost and wall time; run nothing.")
 @click.argument("recipe", type=click.Path(dir_okay=False))
-@_param_option
-@_params_file_option
+@param_option
+@params_file_option
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON on stdout.")
 @click.option(
     "--submit-rps", type=click.FloatRange(min=0, min_open=True), default=Quota.submit_rps,
@@ -142,14 +112,14 @@ def plan(
       wanrecipe plan recipes/old-photo.yaml -p factor=4
       wanrecipe plan recipes/style-fanout.yaml --json
     """
-    params = _params(param_items)
+    params = parse_params(param_items)
     quota = Quota(submit_rps=submit_rps, concurrency=concurrency, task_seconds=task_seconds)
     try:
         result = api.plan_recipe(recipe, params, params_files, quota=quota)
     except RecipeError as exc:
-        _echo_diagnostics(exc.diagnostics)
+        echo_diagnostics(exc.diagnostics)
         raise SystemExit(EXIT_INVALID) from None
-    _echo_diagnostics(result.warnings)
+    echo_diagnostics(result.warnings)
     cache = _cache_marks(result.recipe, state_dir, backend)
     if as_json:
         document = result.to_dict()
@@ -202,8 +172,8 @@ def _add_marks(document: dict[str, Any], marks: Any, path: Any) -> None:
 
 @main.command(short_help="Print the step graph (Mermaid or dot).")
 @click.argument("recipe", type=click.Path(dir_okay=False))
-@_param_option
-@_params_file_option
+@param_option
+@params_file_option
 @click.option(
     "--format",
     "fmt",
@@ -223,9 +193,11 @@ def graph(
       wanrecipe graph recipes/style-fanout.yaml --format dot | dot -Tsvg > graph.svg
     """
     try:
-        loaded = api.load_recipe(recipe, _params(param_items), params_files, check_inputs=False)
+        loaded = api.load_recipe(
+            recipe, parse_params(param_items), params_files, check_inputs=False
+        )
     except RecipeError as exc:
-        _echo_diagnostics(exc.diagnostics)
+        echo_diagnostics(exc.diagnostics)
         raise SystemExit(EXIT_INVALID) from None
     render: Any = graph_export.to_mermaid if fmt == "mermaid" else graph_export.to_dot
     click.echo(render(loaded), nl=False)

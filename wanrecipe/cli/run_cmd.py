@@ -22,13 +22,13 @@ from ..report.record import RunRecord
 from ..runner import choose_backend, default_run_dir, default_state_dir, execute, with_dependants
 from ..store import StateDir
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, main
-from .recipe_cmds import _echo_diagnostics, _param_option, _params, _params_file_option
+from .common import echo_diagnostics, param_option, params_file_option, parse_params
 
 
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
-@_param_option
-@_params_file_option
+@param_option
+@params_file_option
 @click.option(
     "--out",
     "out_dir",
@@ -145,7 +145,7 @@ def run(
         choice = choose_backend(backend, base_url=base_url, region=region)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from exc
-    loaded = _load_checked(recipe, _params(param_items), params_files)
+    loaded = _load_checked(recipe, parse_params(param_items), params_files)
     run_dir = out_dir or default_run_dir(loaded.name)
     try:
         force = with_dependants(loaded, force_steps)
@@ -222,13 +222,13 @@ def _load_checked(path: Path, params: dict[str, object], files: tuple[str, ...])
     """Every check before the first request: a recipe that would fail at step 5 for a bad
     parameter or input fails here, before step 1 spends money."""
     report = api.validate_recipe(path, params, files)
-    _echo_diagnostics(report.diagnostics)
+    echo_diagnostics(report.diagnostics)
     if not report.ok:
         raise SystemExit(EXIT_INVALID)
     try:
         return api.load_recipe(path, params, files)
     except RecipeError as exc:  # pragma: no cover - validate_recipe saw the same problems
-        _echo_diagnostics(exc.diagnostics)
+        echo_diagnostics(exc.diagnostics)
         raise SystemExit(EXIT_INVALID) from exc
 
 

@@ -16,7 +16,7 @@ from ..report.lock import Lock, lock_path, read_lock
 from ..runner import default_state_dir
 from ..store import Attempt, StateDir, sha256_file
 from . import EXIT_INVALID, main
-from .recipe_cmds import _echo_diagnostics
+from .common import echo_diagnostics
 
 _state_dir_option = click.option(
     "--state-dir",
@@ -48,7 +48,7 @@ def _load(path: Path) -> Any:
     try:
         return api.load_recipe(path)
     except RecipeError as exc:
-        _echo_diagnostics(exc.diagnostics)
+        echo_diagnostics(exc.diagnostics)
         raise SystemExit(EXIT_INVALID) from None
 
 

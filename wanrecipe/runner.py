@@ -133,8 +133,14 @@ async def open_backend(choice: BackendChoice) -> AsyncIterator[str]:
 
 
 def default_run_dir(recipe_name: str, now: datetime | None = None) -> Path:
+    """``runs/<name>/<UTC timestamp>``; a second run in the same second gets ``-2``, ..."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / recipe_name / stamp
+    base = Path("runs") / recipe_name / stamp
+    candidate, number = base, 1
+    while candidate.exists():
+        number += 1
+        candidate = base.with_name(f"{stamp}-{number}")
+    return candidate
 
 
 def default_state_dir(recipe_path: Path, env: Mapping[str, str] | None = None) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from wanrecipe.api import load_recipe
 from wanrecipe.runner import BackendChoice, execute, with_dependants
@@ -89,3 +90,17 @@ async def test_emulator_results_never_stand_in_for_the_services(emulator, recipe
 
     args = ("colorization", "", {"seed": 1}, {"base_image_url": "0" * 64})
     assert step_key(*args, realm="emulator") != step_key(*args, realm="dashscope")
+
+
+def test_default_run_dirs_never_collide(tmp_path, monkeypatch):
+    from datetime import UTC, datetime
+
+    from wanrecipe.runner import default_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    now = datetime(2026, 11, 26, 10, 15, 0, tzinfo=UTC)
+    first = default_run_dir("r", now)
+    assert first == Path("runs/r/20261126-101500")
+    first.mkdir(parents=True)
+    second = default_run_dir("r", now)
+    assert second.name == "20261126-101500-2"

@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +38,11 @@ from ..store import Attempt as JournalAttempt
 from ..store import DoneEntry, KeyBusy, ResultRecord, StateDir
 from .identity import input_digest, recorded_seed, step_identity, step_key
 from .inputs import DEFAULT_UPLOAD_THRESHOLD, PreparedInput, StepImage, check_mask, prepare_input
+from .lost import LostTaskFinder
 from .polling import DurationModel, PollPolicy, PollStats, wait_for_task
 from .quota import Quota, QuotaGate
 from .retry import RetryPolicy, read_retryable, submit_is_retryable
+from .slots import PrioritySlots, priorities
 
 #: Result downloads are capped: 16384x16384 RGB PNG is the largest output there is.
 DEFAULT_MAX_DOWNLOAD_BYTES = 1024 * 1024 * 1024
@@ -131,24 +132,19 @@ class Scheduler:
         self._in_flight: set[str] = set()
         self._step_tasks: dict[str, asyncio.Task[None]] = {}
         self._wind_down_task: asyncio.Task[None] | None = None
-        self._reconcile_lock = asyncio.Lock()
-        # Tasks this run adopted from the task list, before their journal write lands: two
-        # lost submits must never both claim the same task.
-        self._adopted: set[str] = set()
+        self._lost = LostTaskFinder(
+            client, state.journal, utc_offset_hours=options.server_utc_offset_hours,
+            warn=self._warn,
+        )  # fmt: skip
         # One submit in flight at a time (intent -> submit -> task id journaled): a crash then
         # leaves at most one intent without its task id, and the task list names its task
         # without doubt (two lost submits at once could not be told apart). Costs nothing at
         # the service's 2 submits/s: a submit takes a round trip and two fsyncs.
         self._submitting = asyncio.Lock()
         self._incoming = state.path / "incoming"
-        # Who queues for a running slot next: the ready step with the longest chain behind
-        # it, then the declared order (the plan's estimate assumes the same).
-        self._priority = _priorities(recipe)
-        self._queue: list[tuple[tuple[int, int], asyncio.Future[None]]] = []
-        # Closed until every step that is ready at the start has queued or left, so the
-        # first submits go in priority order, not in the order file reads happen to finish.
-        self._turn_taken = True
-        self._starters = {s.id for s in recipe.steps if not recipe.deps(s.id)}
+        self._slots = PrioritySlots(
+            self.gate, priorities(recipe), [s.id for s in recipe.steps if not recipe.deps(s.id)]
+        )
 
     # -- public -------------------------------------------------------------------------
 
@@ -234,7 +230,7 @@ class Scheduler:
                 )
                 self._emit_step(rec)
         finally:
-            self._starter_left(sid)
+            self._slots.left(sid)
             rec.finished_at = self.elapsed()
             self._outputs.setdefault(sid, None)
             self._finished[sid].set()
@@ -314,47 +310,6 @@ class Scheduler:
             upload_threshold=self.options.upload_threshold,
         )
 
-    # -- ordered slots -----------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def _slot(self, sid: str) -> AsyncIterator[None]:
-        """A running slot, handed out by priority among the steps waiting for one."""
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._queue, (self._priority[sid], turn))
-        self._starter_left(sid)
-        if not self._turn_taken:
-            self._release_turn()
-        try:
-            await turn
-        except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():
-                self._release_turn()
-            raise
-        holding_turn = True
-        try:
-            async with self.gate.slot():
-                self._release_turn()
-                holding_turn = False
-                yield
-        finally:
-            if holding_turn:
-                self._release_turn()
-
-    def _starter_left(self, sid: str) -> None:
-        if sid in self._starters:
-            self._starters.discard(sid)
-            if not self._starters:
-                self._release_turn()
-
-    def _release_turn(self) -> None:
-        self._turn_taken = False
-        while self._queue:
-            _, turn = heapq.heappop(self._queue)
-            if not turn.done():
-                turn.set_result(None)
-                self._turn_taken = True
-                return
-
     # -- cache and recovery ------------------------------------------------------------
 
     async def _from_cache(self, sid: str, rec: StepRecord, entry: DoneEntry) -> list[StepImage]:
@@ -417,7 +372,7 @@ class Scheduler:
                     f"{sid}: an earlier run stopped while submitting (attempt {old.id}): a task "
                     "may have been created and billed; looking for it in the task list"
                 )
-                task_id = await self._reconcile(old.created_at)
+                task_id = await self._lost.find(old.created_at)
                 if task_id is None:
                     self._warn(f"{sid}: no such task in the task list; submitting")
                     await self._journal_call(
@@ -442,7 +397,7 @@ class Scheduler:
             number=len(rec.attempts) + 1, request=_summary(req), task_id=task_id, reattached=True
         )
         rec.attempts.append(attempt)
-        async with self._slot(sid):
+        async with self._slots.slot(sid):
             rec.state = "submitted"
             self._emit_step(rec, message=f"re-attached to task {task_id}")
             state = await self._wait(rec, attempt, req, task_id, attempt_id)
@@ -470,43 +425,6 @@ class Scheduler:
                 return None
         return None
 
-    async def _reconcile(self, created_at: float) -> str | None:
-        """The one task the account's task list shows around ``created_at`` that no attempt
-        of ours knows, if there is exactly one."""
-        zone = timezone(timedelta(hours=self.options.server_utc_offset_hours))
-        lo, hi = created_at - 5, created_at + 120
-        since = datetime.fromtimestamp(lo - 60, zone).replace(tzinfo=None)
-        async with self._reconcile_lock:
-            try:
-                page = await self.client.list_tasks(start_time=since, page_size=100)
-            except BackendError as exc:
-                self._warn(f"cannot read the task list: {exc.code}: {redact_text(exc.message)}")
-                return None
-            known = await asyncio.to_thread(
-                lambda: {a.task_id for a in self._journal.attempts() if a.task_id}
-            )
-            found = []
-            for item in page.tasks:
-                task_id = item.get("task_id")
-                when = _list_item_time(item, zone)
-                if (
-                    task_id
-                    and task_id not in known
-                    and task_id not in self._adopted
-                    and when is not None
-                    and lo <= when <= hi
-                ):
-                    found.append(str(task_id))
-            if len(found) > 1:
-                self._warn(
-                    f"{len(found)} unknown tasks in the task list at that time; "
-                    "cannot tell which is ours"
-                )
-            if len(found) != 1:
-                return None
-            self._adopted.add(found[0])
-            return found[0]
-
     # -- one attempt ----------------------------------------------------------------------
 
     async def _attempt(
@@ -514,7 +432,7 @@ class Scheduler:
     ) -> tuple[TaskState, int]:
         attempt = Attempt(number=number, request=_summary(req))
         rec.attempts.append(attempt)
-        async with self._slot(sid):
+        async with self._slots.slot(sid):
             if self._stopping:
                 raise _Stopped()
             attempt_id, submitted = await self._submit(sid, rec, req)
@@ -642,7 +560,7 @@ class Scheduler:
                     "looking for it in the task list"
                 )
                 await asyncio.sleep(1.0)
-                task_id = await self._reconcile(created)
+                task_id = await self._lost.find(created)
                 if task_id is not None:
                     self._warn(f"{sid}: found task {task_id}; waiting for it")
                     await self._journal_call(
@@ -841,15 +759,6 @@ class _Adopted:
     request_id: str | None = None
 
 
-def _priorities(recipe: Any) -> dict[str, tuple[int, int]]:
-    """Sort key per step: longest chain of dependants first, then declared order."""
-    chain: dict[str, int] = {}
-    for level in reversed(recipe.levels()):
-        for sid in level:
-            chain[sid] = 1 + max((chain[d] for d in recipe.dependents(sid)), default=0)
-    return {s.id: (-chain[s.id], i) for i, s in enumerate(recipe.steps)}
-
-
 def _url_valid_until(url: str) -> float:
     """When a result URL stops working: its signed ``Expires`` (epoch seconds, OSS style)
     when it has one, else the documented 24 h. Dependants send the stored copy instead of a
@@ -878,21 +787,6 @@ def _mine(attempt: JournalAttempt) -> bool:
 def _service_time(value: datetime | None) -> str | None:
     """Back to the service's own format, "YYYY-MM-DD HH:mm:ss.SSS" (its clock, no zone)."""
     return value.strftime(wire.TIME_FORMAT)[:-3] if value is not None else None
-
-
-def _list_item_time(item: Mapping[str, Any], zone: timezone) -> float | None:
-    """When a listed task was created, as epoch seconds: ``gmt_create`` (epoch ms, as the
-    SDK's list shows it) or ``submit_time`` (the service's clock and format)."""
-    for name in ("gmt_create", "start_time"):
-        value = item.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return value / 1000.0
-    text = item.get("submit_time")
-    if isinstance(text, str):
-        for fmt in (wire.TIME_FORMAT, "%Y-%m-%d %H:%M:%S"):
-            with contextlib.suppress(ValueError):
-                return datetime.strptime(text, fmt).replace(tzinfo=zone).timestamp()
-    return None
 
 
 def _error(exc: BackendError) -> ErrorInfo:

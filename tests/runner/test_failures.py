@@ -9,6 +9,13 @@ from wanrecipe.executor.retry import RetryPolicy
 from .conftest import fast_options  # noqa: F401  (fixtures come from conftest)
 from .test_run import assert_quota_kept, run
 
+ONE_STEP = """\
+    version: 1
+    name: d
+    steps:
+      a: {function: colorization, image: in.png, prompt: ""}
+"""
+
 BRANCHES = """\
     version: 1
     name: branches
@@ -105,12 +112,7 @@ async def test_refused_submits_are_retried(emulator, recipe_file, fault):
 async def test_a_lost_submit_is_found_in_the_task_list_not_sent_again(emulator, recipe_file):
     # The task is created, then the connection closes unanswered: submitting again would bill
     # twice. The runner finds the task in the account's task list and waits for it instead.
-    path = recipe_file("""\
-        version: 1
-        name: d
-        steps:
-          a: {function: colorization, image: in.png, prompt: ""}
-    """)
+    path = recipe_file(ONE_STEP)
     async with emulator(faults="submit.lost=first:1") as emu:
         record = await run(path, emu)
         stats = emu.stats()
@@ -122,12 +124,7 @@ async def test_a_lost_submit_is_found_in_the_task_list_not_sent_again(emulator, 
 
 
 async def test_a_dropped_submit_with_no_task_is_sent_again(emulator, recipe_file):
-    path = recipe_file("""\
-        version: 1
-        name: d
-        steps:
-          a: {function: colorization, image: in.png, prompt: ""}
-    """)
+    path = recipe_file(ONE_STEP)
     async with emulator(faults="submit.drop=first:1") as emu:
         record = await run(path, emu)
         stats = emu.stats()

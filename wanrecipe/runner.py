@@ -256,6 +256,15 @@ async def _execute(
                 loop.add_signal_handler(signal.SIGTERM, on_sigint)
             try:
                 await scheduler.run()
+            except BaseException as exc:
+                # A bug or a hard stop: still leave the record of what finished (its images
+                # are in the run directory and the store), then let the error through.
+                cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
+                record.status = "interrupted" if cancelled else "failed"
+                record.elapsed_s = round(scheduler.elapsed(), 3)
+                record.finished = datetime.now(UTC).isoformat(timespec="seconds")
+                record.write(run_dir / "run.json")
+                raise
             finally:
                 if handle_signals:
                     loop.remove_signal_handler(signal.SIGINT)

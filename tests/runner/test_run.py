@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from PIL import Image
 
@@ -194,3 +195,21 @@ async def test_every_input_kind(emulator, recipe_file, tmp_path):
     assert stats["uploads"] == 1
     for step in record.steps.values():
         assert (step.results[0].width, step.results[0].height) in ((512, 512), (600, 600))
+
+
+async def test_a_cancelled_run_still_leaves_its_record(emulator, recipe_file):
+    import asyncio
+
+    path = recipe_file(CHAIN)
+    events: list[Event] = []
+    async with emulator(latency=1.0) as emu:
+        task = asyncio.ensure_future(run(path, emu, events))
+        while not any(e.step == "upscale" and e.state == "submitted" for e in events):
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    saved = json.loads((path.parent / "run" / "run.json").read_text())
+    assert saved["status"] == "interrupted"
+    assert saved["steps"]["colorize"]["state"] == "done"
+    assert (path.parent / "run" / "colorize.png").exists()

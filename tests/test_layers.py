@@ -14,8 +14,9 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "wire": set(),
     "redact": set(),
+    "durations": set(),
     "images": {"errors", "wire"},
-    "recipe": {"errors", "wire", "images", "redact"},
+    "recipe": {"durations", "errors", "wire", "images", "redact"},
     "store": {"errors"},
     "backends": {"errors", "wire", "redact", "images"},
     # As in DESIGN.md, store and report sit inside the executor's layer: above recipe and
@@ -23,8 +24,9 @@ ALLOWED: dict[str, set[str]] = {
     "report": {"errors", "wire", "redact", "images", "recipe", "store", "executor"},
     "executor": {"errors", "wire", "images", "redact", "backends", "store", "report", "recipe"},
     # The emulator shares only errors, images, wire and redact with the rest.
-    "emulator": {"errors", "wire", "images", "redact"},
+    "emulator": {"durations", "errors", "wire", "images", "redact"},
     "runner": {
+        "durations",
         "errors",
         "wire",
         "images",
@@ -39,6 +41,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "api": {"errors", "wire", "images", "redact", "recipe", "report", "runner"},
     "cli": {
+        "durations",
         "errors",
         "wire",
         "images",

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from wanrecipe import RecipeError, load_recipe, render_step
-from wanrecipe.recipe.durations import format_duration, parse_duration
+from wanrecipe.durations import format_duration, parse_duration
 from wanrecipe.recipe.render import render_outputs
 
 RECIPE = """

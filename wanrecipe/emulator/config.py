@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .. import wire
+from .. import durations, wire
 from ..errors import UsageError
 from .engines import DEFAULT_MAX_OUTPUT_PIXELS
 
@@ -18,16 +17,16 @@ OverConcurrency = Literal["queue", "reject"]
 ValidateImages = Literal["submit", "task"]
 ExecutorKind = Literal["process", "thread"]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
 
 def parse_duration(text: str) -> float:
-    """``24h``, ``90s``, ``2s``, ``0.5s``, ``500ms``, ``10m``, ``1d`` or bare seconds -> seconds."""
-    m = _DURATION.match(text)
-    if not m:
-        raise UsageError(f"{text!r} is not a duration (examples: 24h, 10m, 90s, 0.5s, 500ms)")
-    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    """``24h``, ``90s``, ``0.5s``, ``500ms``, ``10m``, ``1d``, ``1h30m`` or bare seconds ->
+    seconds (the recipes' syntax, see ``wanrecipe.durations``)."""
+    try:
+        return durations.parse_duration(text, allow_zero=True, allow_days=True)
+    except ValueError:
+        raise UsageError(
+            f"{text!r} is not a duration (examples: 24h, 10m, 90s, 0.5s, 500ms)"
+        ) from None
 
 
 def parse_latency(text: str) -> Latency:

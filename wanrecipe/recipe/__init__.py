@@ -6,8 +6,8 @@ Pure: no I/O beyond reading the recipe, params files and image headers. The runn
 
 from __future__ import annotations
 
+from ..durations import parse_duration
 from .dag import CycleError, Graph
-from .durations import parse_duration
 from .loader import Location
 from .model import Param, Recipe, Step
 from .plan import Plan, PlannedImage, PlannedStep, Quota, estimate_wall_time, make_plan

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from .. import wire
+from ..durations import DEFAULT_TIMEOUT_SECONDS, parse_duration
 from ..errors import Diagnostic
 from .dag import Graph
-from .durations import DEFAULT_TIMEOUT_SECONDS, parse_duration
 from .loader import Document, Location, PathKey, SourceMap
 from .model import Param, ParamType, Recipe, Step
 from .params import GivenValue, bind

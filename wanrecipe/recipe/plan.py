@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import wire
+from ..durations import format_duration
 from ..errors import Diagnostic, RecipeError
 from ..redact import redact_url
-from .durations import format_duration
 from .model import Recipe
 from .preflight import InputChecker
 from .render import RenderedStep, render_step

@@ -1,5 +1,6 @@
-"""Durations as recipes write them: ``90`` or ``"90"`` (seconds), ``500ms``, ``90s``, ``10m``,
-``1h``, ``1h30m``."""
+"""One duration syntax for recipes (``timeout: 10m``) and the command line
+(``wanrecipe serve --task-ttl 24h``): ``90`` or ``"90"`` (seconds), ``500ms``, ``90s``,
+``10m``, ``1h``, sums such as ``1h30m``, and on the command line ``1d``."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import re
 
 DEFAULT_TIMEOUT_SECONDS = 600.0
 
-_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_PART = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)\s*")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def parse_duration(value: str | int | float) -> float:
-    """Seconds in ``value``. Raises ValueError for anything else, or a duration <= 0."""
+def parse_duration(
+    value: str | int | float, *, allow_zero: bool = False, allow_days: bool = False
+) -> float:
+    """Seconds in ``value``. Raises ValueError for anything else, or a duration <= 0 (< 0
+    with ``allow_zero``). Days (``1d``) are for the command line's TTLs (``allow_days``);
+    recipes (and their schema) stop at hours."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration")
     if isinstance(value, int | float):
@@ -26,7 +31,7 @@ def parse_duration(value: str | int | float) -> float:
             pos = 0
             while pos < len(text):
                 m = _PART.match(text, pos)
-                if not m or m.end() == pos:
+                if not m or m.end() == pos or (m.group(2) == "d" and not allow_days):
                     raise ValueError(
                         f"{value!r} is not a duration (use 90, 500ms, 90s, 10m, 1h or 1h30m)"
                     ) from None
@@ -34,7 +39,7 @@ def parse_duration(value: str | int | float) -> float:
                 pos = m.end()
             if not text:
                 raise ValueError("empty duration") from None
-    if not seconds > 0:
+    if not (seconds >= 0 if allow_zero else seconds > 0) or seconds != seconds:
         raise ValueError(f"{value!r}: a duration must be positive")
     return seconds
 

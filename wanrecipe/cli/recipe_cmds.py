@@ -10,6 +10,7 @@ import click
 from .. import api, wire
 from ..errors import RecipeError
 from ..executor import preview
+from ..executor.identity import realm_of
 from ..recipe import graph_export
 from ..recipe.plan import Quota, format_plan
 from ..recipe.schema import schema_text
@@ -152,9 +153,7 @@ def _cache_marks(recipe: Any, state_dir: str | None, backend: str | None) -> Any
             raise click.UsageError(f"no state directory at {path} (nothing has run there yet)")
     kind = backend or os.environ.get("WANRECIPE_BACKEND") or "local"
     with StateDir.open(path) as state:
-        marks = preview.cache_preview(
-            recipe, state.journal, "dashscope" if kind == "dashscope" else "emulator"
-        )
+        marks = preview.cache_preview(recipe, state.journal, realm_of(kind))
     return marks, path
 
 

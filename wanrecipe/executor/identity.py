@@ -31,6 +31,13 @@ def input_digest(sha256: str | None, value: str) -> str:
     return sha256 if sha256 else hashlib.sha256(f"url:{value}".encode()).hexdigest()
 
 
+def realm_of(backend: str) -> str:
+    """The key realm of a backend, by kind (``dashscope``, ``local``) or record label
+    (``dashscope:cn-beijing``, ``url:127.0.0.1:8080``): every non-DashScope backend is a
+    loopback emulator."""
+    return "dashscope" if backend.startswith("dashscope") else "emulator"
+
+
 def model_for(realm: str) -> str:
     return wire.MODEL if realm == "dashscope" else f"{wire.MODEL}@{realm}"
 

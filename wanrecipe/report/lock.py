@@ -27,6 +27,7 @@ import yaml
 
 from .. import wire
 from ..errors import ImageInputError, RecipeError, UsageError
+from ..executor.identity import realm_of
 from ..executor.inputs import StepImage
 from ..executor.preview import InputFacts, placeholder, step_view
 from ..recipe.model import Recipe
@@ -82,11 +83,6 @@ class Lock:
 def lock_path(recipe_path: Path) -> Path:
     """``recipes/old-photo.yaml`` -> ``recipes/old-photo.lock``."""
     return Path(recipe_path).with_suffix(".lock")
-
-
-def realm_of(backend_label: str) -> str:
-    """The key realm of a run record's backend label (see ``identity.model_for``)."""
-    return "dashscope" if backend_label.startswith("dashscope") else "emulator"
 
 
 # -- writing -------------------------------------------------------------------------------

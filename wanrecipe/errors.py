@@ -129,7 +129,3 @@ class TaskWaitTimeout(BackendError, TimeoutError):
 
     The task may still be running (and bill): re-attach to ``task_id`` rather than re-submit.
     """
-
-
-class RunInterrupted(WanRecipeError):
-    """The run was interrupted (Ctrl-C) or hit its budget; finished work is kept."""

@@ -7,10 +7,8 @@ URIs are just large. Everything we write down passes through these.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from urllib.parse import urlsplit, urlunsplit
 
-_SECRET_HEADERS = frozenset({"authorization", "x-api-key", "cookie", "set-cookie"})
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")
 _SK = re.compile(r"\bsk-[A-Za-z0-9_-]{6,}")
 _URL = re.compile(r"\b(?:https?|oss)://[^\s\"'<>]+")
@@ -30,10 +28,6 @@ def redact_url(url: str) -> str:
     if parts.port:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
-
-
-def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k: ("<redacted>" if k.lower() in _SECRET_HEADERS else v) for k, v in headers.items()}
 
 
 def redact_text(text: str) -> str:

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +43,7 @@ from .inputs import DEFAULT_UPLOAD_THRESHOLD, PreparedInput, StepImage, check_ma
 from .lost import LostTaskFinder
 from .polling import DurationModel, PollPolicy, PollStats, wait_for_task
 from .quota import Quota, QuotaGate
-from .retry import RetryPolicy, read_retryable, submit_is_retryable
+from .retry import RetryPolicy, read_retryable, submit_is_retryable, task_failure_is_transient
 from .slots import PrioritySlots, priorities
 
 #: Result downloads are capped: 16384x16384 RGB PNG is the largest output there is.
@@ -253,7 +255,7 @@ class Scheduler:
             if state.status == "SUCCEEDED":
                 return await self._download(sid, rec, state, attempt_id)
             error = rec.attempts[-1].error or ErrorInfo("Unknown", "task did not succeed")
-            if number == attempts or not wire.is_transient(error.code) or self._stopping:
+            if number == attempts or not task_failure_is_transient(error.code) or self._stopping:
                 raise StepFailed(error)
             await self._sleep(self.options.retry.delay(number))
         raise AssertionError("unreachable")
@@ -778,9 +780,6 @@ def _file_name(sid: str, index: int) -> str:
 
 
 def _mine(attempt: JournalAttempt) -> bool:
-    import os
-    import socket
-
     return attempt.owner_pid == os.getpid() and attempt.owner_host == socket.gethostname()
 
 

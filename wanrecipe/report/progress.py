@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from decimal import Decimal
-from typing import IO, Any
+from typing import IO
 
 from rich.console import Console
 from rich.live import Live
@@ -146,7 +145,3 @@ def _describe(event: Event) -> str:
         tail = f": {extra}" if extra else ""
         return f"{t} {event.step}: {event.state}{tail}"
     return ""
-
-
-def money(value: Decimal | str | Any) -> str:
-    return f"${Decimal(str(value)):.4f}"

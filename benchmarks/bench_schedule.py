@@ -20,7 +20,7 @@ import statistics
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from pathlib import Path
 
 from PIL import Image
@@ -53,7 +53,9 @@ def make_recipe(folder: Path, steps: int, seed0: int = 0) -> Path:
 def end_epoch(end_time: str) -> float:
     """A task timestamp ("YYYY-MM-DD HH:mm:ss.SSS" in the server's zone) as epoch seconds."""
     zone = timezone(timedelta(hours=UTC_OFFSET))
-    return datetime.strptime(end_time, wire.TIME_FORMAT).replace(tzinfo=zone).timestamp()
+    parsed = wire.parse_time(end_time)
+    assert parsed is not None, end_time
+    return parsed.replace(tzinfo=zone).timestamp()
 
 
 def run_wanrecipe(

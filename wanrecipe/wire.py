@@ -1,12 +1,13 @@
 """Facts of the DashScope ``wanx2.1-imageedit`` wire protocol, shared by client, recipe checks
 and emulator. Source: ``shared/reference/dashscope-image-edit-api.md`` (section numbers below).
 
-Pure data: no I/O, no imports from the rest of wanrecipe.
+Pure data and small pure helpers: no I/O, no imports from the rest of wanrecipe.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Final, Literal
 
@@ -47,6 +48,24 @@ TaskStatus = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELED", "U
 TERMINAL_STATUSES: Final = frozenset({"SUCCEEDED", "FAILED", "CANCELED", "UNKNOWN"})
 #: "YYYY-MM-DD HH:mm:ss.SSS" (§3.2), no zone marker.
 TIME_FORMAT: Final = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def format_time(value: datetime) -> str:
+    """A task timestamp in the service's format (milliseconds, no zone)."""
+    return value.strftime(TIME_FORMAT)[:-3]
+
+
+def parse_time(value: object) -> datetime | None:
+    """A task timestamp as the service writes it (with or without milliseconds), naive."""
+    if not isinstance(value, str) or not value:
+        return None
+    for fmt in (TIME_FORMAT, "%Y-%m-%d %H:%M:%S"):
+        try:
+            return datetime.strptime(value, fmt)
+        except ValueError:
+            pass
+    return None
+
 
 PROMPT_MAX_CHARS: Final = 800
 

@@ -124,18 +124,6 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return (end - start).total_seconds()
 
 
-def parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.strptime(value, wire.TIME_FORMAT)
-    except ValueError:
-        try:
-            return datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
-        except ValueError:
-            return None
-
-
 def redact_body(value: Any) -> Any:
     """A copy of a JSON value with every string scrubbed of signed URLs and keys."""
     if isinstance(value, str):
@@ -197,9 +185,9 @@ def parse_task(body: Mapping[str, Any], task_id: str) -> TaskState:
         task_id=_str(output.get("task_id")) or task_id,
         status=status,
         request_id=_str(body.get("request_id")),
-        submit_time=parse_time(output.get("submit_time")),
-        scheduled_time=parse_time(output.get("scheduled_time")),
-        end_time=parse_time(output.get("end_time")),
+        submit_time=wire.parse_time(output.get("submit_time")),
+        scheduled_time=wire.parse_time(output.get("scheduled_time")),
+        end_time=wire.parse_time(output.get("end_time")),
         results=tuple(results),
         task_metrics={str(k): v for k, v in metrics.items() if _int(v) is not None},
         image_count=_int(usage.get("image_count")),

@@ -311,7 +311,7 @@ class TaskManager:
     # -- bodies -----------------------------------------------------------------------------
 
     def timestamp(self, t: float) -> str:
-        return datetime.fromtimestamp(t, self._tz).strftime(wire.TIME_FORMAT)[:-3]
+        return wire.format_time(datetime.fromtimestamp(t, self._tz))
 
     def output(self, task: Task, origin: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The ``output`` object of a query answer, and ``usage`` when there is one."""

@@ -10,7 +10,6 @@ on the same account in the same seconds, the list cannot tell: the caller is tol
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -79,9 +78,5 @@ def created_time(item: Mapping[str, Any], zone: timezone) -> float | None:
         value = item.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool):
             return value / 1000.0
-    text = item.get("submit_time")
-    if isinstance(text, str):
-        for fmt in (wire.TIME_FORMAT, "%Y-%m-%d %H:%M:%S"):
-            with contextlib.suppress(ValueError):
-                return datetime.strptime(text, fmt).replace(tzinfo=zone).timestamp()
-    return None
+    submitted = wire.parse_time(item.get("submit_time"))
+    return submitted.replace(tzinfo=zone).timestamp() if submitted is not None else None

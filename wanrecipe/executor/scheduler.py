@@ -784,8 +784,8 @@ def _mine(attempt: JournalAttempt) -> bool:
 
 
 def _service_time(value: datetime | None) -> str | None:
-    """Back to the service's own format, "YYYY-MM-DD HH:mm:ss.SSS" (its clock, no zone)."""
-    return value.strftime(wire.TIME_FORMAT)[:-3] if value is not None else None
+    """Back to the service's own format (its clock, no zone), as the record keeps it."""
+    return wire.format_time(value) if value is not None else None
 
 
 def _error(exc: BackendError) -> ErrorInfo:

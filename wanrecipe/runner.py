@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from . import wire
 from .errors import RecipeError, UsageError
 from .report.events import Event, EventSink, discard
+from .report.files import write_text_atomic
 from .report.record import RunRecord, StepRecord
 
 BackendKind = Literal["local", "dashscope", "url"]
@@ -324,9 +325,7 @@ def _save_durations(state_path: Path, label: str, model: Any) -> None:
     except (OSError, ValueError):
         backends = {}
     backends[label] = model.snapshot()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"version": 1, "backends": backends}, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps({"version": 1, "backends": backends}, indent=1))
 
 
 def _collect_outputs(

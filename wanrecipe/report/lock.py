@@ -15,8 +15,6 @@ that no longer matches); ``wanrecipe verify`` checks stored images against the l
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -32,6 +30,7 @@ from ..executor.inputs import StepImage
 from ..executor.preview import InputFacts, placeholder, step_view
 from ..recipe.model import Recipe
 from ..store import Journal
+from .files import write_text_atomic
 from .record import RunRecord
 
 LOCK_VERSION = 1
@@ -169,26 +168,8 @@ def write_lock(recipe: Recipe, record: RunRecord, journal: Journal) -> Path | No
         except UsageError:
             previous = None  # unreadable: replaced by this run's
     text = dump_lock(build_lock(recipe, record, journal, previous), recipe.path.name)
-    _write_atomic(path, text)
+    write_text_atomic(path, text, keep_if_unchanged=True)
     return path
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return  # unchanged: keep its mtime (make-style tools and editors stay quiet)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _locked_dict(step: LockedStep) -> dict[str, Any]:

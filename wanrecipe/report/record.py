@@ -7,25 +7,18 @@ secret goes in: requests are stored redacted (signed URL query strings, data URI
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from .. import wire
+from .files import write_text_atomic
 
 StepState = Literal[
     "waiting", "submitted", "running", "downloading", "done", "failed", "skipped", "cached"
 ]
 RECORD_VERSION = 1
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 @dataclass
@@ -134,14 +127,4 @@ class RunRecord:
     def write(self, path: Path) -> None:
         """Write atomically, so a crash never leaves a torn run.json."""
         text = json.dumps(self.to_json(), indent=2, ensure_ascii=False, default=str) + "\n"
-        fd, tmp = tempfile.mkstemp(prefix=".run.", suffix=".json", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(path, text)

@@ -53,6 +53,12 @@ def inspect_bytes(data: bytes) -> ImageInfo:
 
 def inspect_file(path: Path) -> ImageInfo:
     """Like inspect_bytes, for a file; a file over the size limit is refused before reading."""
+    return load_file(path)[1]
+
+
+def load_file(path: Path) -> tuple[bytes | None, ImageInfo]:
+    """The file's bytes and what the API cares about, reading it once; bytes are None for a
+    file over the size limit (only its header is read: it cannot be sent anyway)."""
     try:
         size = path.stat().st_size
     except FileNotFoundError as exc:
@@ -62,13 +68,13 @@ def inspect_file(path: Path) -> ImageInfo:
     if not path.is_file():
         raise ImageInputError(f"{path}: not a file")
     if size > wire.IMAGE_MAX_BYTES:
-        return _size_only(path, size)
+        return None, _size_only(path, size)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ImageInputError(f"{path}: cannot read: {exc.strerror}") from exc
     try:
-        return inspect_bytes(data)
+        return data, inspect_bytes(data)
     except ImageInputError as exc:
         raise ImageInputError(f"{path}: {exc}") from exc
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from .. import images, wire
+from .. import images
 from ..errors import ImageInputError
 from ..images import ImageInfo
 from ..redact import redact_url
@@ -88,37 +88,39 @@ async def prepare_input(
     if images.is_remote(ref):
         return PreparedInput(ref, redact_url(ref), None, None)
     if images.is_data_uri(ref):
-        _mime, data = images.parse_data_uri(ref)
-        info = images.inspect_bytes(data)
-        _check(info, "data URI")
-        return PreparedInput(ref, redact_url(ref), info, hashlib.sha256(data).hexdigest())
+        # Decoding and hashing up to 10 MB: off the event loop.
+        info, digest = await asyncio.to_thread(_inspect_data_uri, ref)
+        return PreparedInput(ref, redact_url(ref), info, digest)
     return await _local(Path(ref), uploader, upload_threshold)
+
+
+def _inspect_data_uri(uri: str) -> tuple[ImageInfo, str]:
+    _mime, data = images.parse_data_uri(uri)
+    info = images.inspect_bytes(data)
+    _check(info, "data URI")
+    return info, hashlib.sha256(data).hexdigest()
 
 
 async def _local(
     path: Path, uploader: Uploader, threshold: int, *, label: str | None = None
 ) -> PreparedInput:
-    data = await asyncio.to_thread(_read, path)
-    info = images.inspect_bytes(data)
-    _check(info, label or str(path))
-    digest = hashlib.sha256(data).hexdigest()
     shown = label or str(path)
-    if len(data) > threshold:
+    data, info, digest, data_uri = await asyncio.to_thread(_load, path, shown, threshold)
+    if data_uri is None:
         oss = await uploader.upload(data, path.name)
         return PreparedInput(oss, f"{shown} (uploaded as {oss})", info, digest)
-    return PreparedInput(images.to_data_uri(data, info.mime), f"{shown} (data URI)", info, digest)
+    return PreparedInput(data_uri, f"{shown} (data URI)", info, digest)
 
 
-def _read(path: Path) -> bytes:
-    try:
-        size = path.stat().st_size
-        if size > wire.IMAGE_MAX_BYTES:
-            raise ImageInputError(f"{path}: {size / 2**20:.1f} MB: images may be at most 10 MB")
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise ImageInputError(f"{path}: no such file") from exc
-    except OSError as exc:
-        raise ImageInputError(f"{path}: cannot read: {exc.strerror}") from exc
+def _load(path: Path, shown: str, threshold: int) -> tuple[bytes, ImageInfo, str, str | None]:
+    """Read, check, hash and (up to ``threshold`` bytes) encode a local image: file I/O,
+    hashing and base64 of up to 10 MB, so the caller runs it in a thread."""
+    data, info = images.load_file(path)
+    _check(info, shown)  # an oversized file (no bytes read) stops here
+    assert data is not None
+    digest = hashlib.sha256(data).hexdigest()
+    data_uri = images.to_data_uri(data, info.mime) if len(data) <= threshold else None
+    return data, info, digest, data_uri
 
 
 def _check(info: ImageInfo, label: str) -> None:

@@ -198,7 +198,6 @@ async def _execute(
     state: Any,
 ) -> RunRecord:
     from .backends.dashscope import DashScopeClient
-    from .executor.identity import realm_of
     from .executor.scheduler import RunOptions, Scheduler
     from .recipe.render import render_outputs, render_step
 
@@ -240,7 +239,6 @@ async def _execute(
                 render=render_step,
                 on_event=on_event,
                 state=state,
-                realm=realm_of(backend.kind),
                 durations=_load_durations(state.path, backend.label, options.poll),
             )
             interrupts = 0

@@ -38,7 +38,7 @@ from ..report.events import Event, EventSink, discard
 from ..report.record import Attempt, ErrorInfo, ResultFile, RunRecord, StepRecord
 from ..store import Attempt as JournalAttempt
 from ..store import DoneEntry, KeyBusy, ResultRecord, StateDir
-from .identity import input_digest, recorded_seed, step_identity, step_key
+from .identity import input_digest, realm_of, recorded_seed, step_identity, step_key
 from .inputs import DEFAULT_UPLOAD_THRESHOLD, PreparedInput, StepImage, check_mask, prepare_input
 from .lost import LostTaskFinder
 from .polling import DurationModel, PollPolicy, PollStats, wait_for_task
@@ -109,7 +109,6 @@ class Scheduler:
         options: RunOptions,
         render: Any,
         state: StateDir,
-        realm: str = "dashscope",
         on_event: EventSink = discard,
         durations: DurationModel | None = None,
     ) -> None:
@@ -121,7 +120,7 @@ class Scheduler:
         self.options = options
         self.state = state
         self._journal = state.journal
-        self._realm = realm
+        self._realm = realm_of(backend)  # emulator results never stand in for paid ones
         self._recipe_id = str(recipe.path)
         self._render = render
         self._emit_sink = on_event

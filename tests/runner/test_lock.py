@@ -241,3 +241,22 @@ def test_locked_refuses_steps_the_lock_does_not_know(emu, recipe_file):
         "  step extra: not in the lock (it had not finished when the lock was written); "
         "run without --locked",
     ]
+
+
+def test_plan_marks_count_a_templated_n_downstream(tmp_path):
+    from wanrecipe.api import load_recipe
+    from wanrecipe.executor.preview import billed, cache_preview
+    from wanrecipe.store import StateDir
+
+    make_image(tmp_path / "in.png")
+    path = tmp_path / "n.yaml"
+    path.write_text(
+        "version: 1\nname: n\nparams:\n  count: {type: integer, default: 3}\nsteps:\n"
+        "  a: {function: colorization, image: in.png, prompt: ''}\n"
+        "  b:\n    function: colorization\n    image: '{{ steps.a.image }}'\n    prompt: ''\n"
+        "    parameters: {n: '{{ params.count }}'}\n"
+    )
+    with StateDir.open(tmp_path / "state") as state:
+        marks = cache_preview(load_recipe(path), state.journal, "emulator")
+    assert marks["b"].status == "run" and marks["b"].billed_images == 3
+    assert billed(marks) == 4

@@ -22,6 +22,7 @@ from typing import Literal
 from .. import images
 from ..errors import ImageInputError, RecipeError
 from ..recipe.model import Recipe
+from ..recipe.plan import check_rendering
 from ..recipe.render import RenderedStep, render_step
 from ..redact import redact_url
 from ..store import Journal
@@ -118,11 +119,17 @@ def cache_preview(
     no_cache: bool = False,
 ) -> dict[str, Mark]:
     """Per step, in declared order: cached / reattach / dangling / run, and why."""
+    # Images each step asks for, rendered (a templated `n` counts as what it renders to),
+    # for the steps whose inputs are not known yet.
+    rendered, _ = check_rendering(recipe)
+    counts = {sid: step.n for sid, step in rendered.items()}
     known: dict[str, list[StepImage] | None] = {}
     marks: dict[str, Mark] = {}
     for level in recipe.levels():
         for sid in level:
-            marks[sid], known[sid] = _mark(recipe, journal, realm, sid, known, force, no_cache)
+            marks[sid], known[sid] = _mark(
+                recipe, journal, realm, sid, known, force, no_cache, counts.get(sid, 1)
+            )
     return {s.id: marks[s.id] for s in recipe.steps}
 
 
@@ -134,8 +141,8 @@ def _mark(
     known: Mapping[str, list[StepImage] | None],
     force: frozenset[str],
     no_cache: bool,
+    n: int,
 ) -> tuple[Mark, list[StepImage] | None]:
-    n = _n(recipe, sid)
     pending = [d for d in recipe.deps(sid) if known.get(d) is None]
     if pending:
         return Mark("run", f"after {pending[0]}, which will run first", n), None
@@ -215,11 +222,6 @@ def _why(recipe: Recipe, journal: Journal, sid: str, view: StepView, key: str | 
         return f"only run on the {other} backend so far"
     sources = ", ".join(f.source for f in view.inputs.values())
     return f"an input image changed ({sources})"
-
-
-def _n(recipe: Recipe, sid: str) -> int:
-    value = recipe.step(sid).parameters.get("n", 1)
-    return value if isinstance(value, int) and not isinstance(value, bool) else 1
 
 
 def _facts(recipe: Recipe, ref: object) -> InputFacts:

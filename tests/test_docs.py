@@ -17,7 +17,7 @@ HEADINGS = [line for line in README.splitlines() if line.startswith("#")]
 
 def commands() -> list[tuple[str, ...]]:
     found: list[tuple[str, ...]] = []
-    for name, command in sorted(main.commands.items()):
+    for name, command in sorted(main.all_commands().items()):
         found.append((name,))
         if isinstance(command, click.Group):
             found.extend((name, sub) for sub in sorted(command.commands))

@@ -1,25 +1,57 @@
-"""wanrecipe: YAML recipes that chain Wan 2.1 image edits, with a local DashScope emulator."""
+"""wanrecipe: YAML recipes that chain Wan 2.1 image edits, with a local DashScope emulator.
+
+The public names are imported on first use, so ``import wanrecipe`` (and every CLI command)
+pays only for what it touches: ``wanrecipe --help`` loads no recipe machinery, ``validate``
+no HTTP client.
+"""
 
 from __future__ import annotations
 
+import importlib
+import typing
+
 __version__ = "0.1.0"
 
-from .api import ValidationReport, load_recipe, plan_recipe, validate_recipe
-from .errors import (
-    BackendError,
-    Diagnostic,
-    ImageInputError,
-    RecipeError,
-    TaskFailed,
-    TransportError,
-    UsageError,
-    WanRecipeError,
-)
-from .recipe.model import Recipe
-from .recipe.plan import Plan
-from .recipe.render import RenderedStep, render_step
-from .report.record import RunRecord
-from .runner import BackendChoice, run_recipe
+if typing.TYPE_CHECKING:
+    from .api import ValidationReport, load_recipe, plan_recipe, validate_recipe
+    from .errors import (
+        BackendError,
+        Diagnostic,
+        ImageInputError,
+        RecipeError,
+        TaskFailed,
+        TransportError,
+        UsageError,
+        WanRecipeError,
+    )
+    from .recipe.model import Recipe
+    from .recipe.plan import Plan
+    from .recipe.render import RenderedStep, render_step
+    from .report.record import RunRecord
+    from .runner import BackendChoice, run_recipe
+
+#: public name -> the module that defines it.
+_WHERE: dict[str, str] = {
+    "BackendChoice": ".runner",
+    "BackendError": ".errors",
+    "Diagnostic": ".errors",
+    "ImageInputError": ".errors",
+    "Plan": ".recipe.plan",
+    "Recipe": ".recipe.model",
+    "RecipeError": ".errors",
+    "RenderedStep": ".recipe.render",
+    "RunRecord": ".report.record",
+    "TaskFailed": ".errors",
+    "TransportError": ".errors",
+    "UsageError": ".errors",
+    "ValidationReport": ".api",
+    "WanRecipeError": ".errors",
+    "load_recipe": ".api",
+    "plan_recipe": ".api",
+    "render_step": ".recipe.render",
+    "run_recipe": ".runner",
+    "validate_recipe": ".api",
+}
 
 __all__ = [
     "BackendChoice",
@@ -43,3 +75,16 @@ __all__ = [
     "run_recipe",
     "validate_recipe",
 ]
+
+
+def __getattr__(name: str) -> typing.Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(where, __name__), name)
+    globals()[name] = value  # once found, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})

@@ -1,0 +1,91 @@
+"""Each command imports only what it needs (checked in a real subprocess, by module names,
+never by timing): the help, validate, plan, graph and schema load neither the HTTP client
+(aiohttp), nor the emulator, nor rich."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from wanrecipe.cli import COMMANDS, main
+
+RECIPES = Path(__file__).parents[1] / "recipes"
+HEAVY = ("aiohttp", "rich", "wanrecipe.emulator", "wanrecipe.backends")
+
+PROBE = """
+import sys
+from wanrecipe.cli import main
+try:
+    main(sys.argv[1:], prog_name="wanrecipe", standalone_mode=False)
+except SystemExit:
+    pass
+import json
+sys.stderr.flush()
+print("\\nMODULES=" + json.dumps(sorted(sys.modules)))
+"""
+
+
+def modules_after(args: list[str], cwd: Path) -> tuple[set[str], str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    line = [x for x in proc.stdout.splitlines() if x.startswith("MODULES=")]
+    assert line, proc.stdout + proc.stderr
+    return set(json.loads(line[0].removeprefix("MODULES="))), proc.stdout
+
+
+def heavy(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["validate", str(RECIPES / "old-photo.yaml")],
+        ["plan", str(RECIPES / "old-photo.yaml")],
+        ["graph", str(RECIPES / "style-fanout.yaml")],
+        ["schema"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_checking_commands_load_no_client_server_or_rich(args, tmp_path):
+    modules, _ = modules_after(args, tmp_path)
+    assert "wanrecipe.recipe.build" in modules or args[0] == "schema"  # the command ran
+    assert heavy(modules) == []
+
+
+def test_help_loads_no_command_module(tmp_path):
+    modules, out = modules_after(["--help"], tmp_path)
+    assert "Commands:" in out
+    assert not [m for m in modules if m.startswith("wanrecipe.") and m != "wanrecipe.cli"]
+    assert heavy(modules) == []
+
+
+def test_run_does_load_the_client(tmp_path):
+    # The probe sees what a command imports: `run --help` reaches the run module.
+    modules, _ = modules_after(["run", "--help"], tmp_path)
+    assert "wanrecipe.cli.run_cmd" in modules
+
+
+def test_the_lazy_table_matches_the_commands():
+    commands = main.all_commands()
+    assert set(commands) == set(COMMANDS)
+    for name, (module, short) in COMMANDS.items():
+        command = commands[name]
+        assert command.callback is not None
+        assert command.callback.__module__ == f"wanrecipe.cli.{module}", name
+        assert command.get_short_help_str(limit=200) == short, name
+    ctx = click.Context(main)
+    assert main.list_commands(ctx) == sorted(COMMANDS)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from . import wire
-from .errors import RecipeError, UsageError
+from .errors import UsageError
 from .report.events import Event, EventSink, discard
 from .report.files import write_text_atomic
 from .report.record import RunRecord, StepRecord
@@ -370,12 +370,9 @@ def run_recipe(
 ) -> RunRecord:
     """Load, check and run a recipe; return the run record. Raises RecipeError before any
     request when the recipe or its inputs are invalid."""
-    from .api import load_recipe, validate_recipe
+    from .api import load_recipe
 
-    report = validate_recipe(path, params, param_files)
-    if not report.ok:
-        raise RecipeError(report.diagnostics)
-    recipe = load_recipe(path, params, param_files)
+    recipe = load_recipe(path, params, param_files)  # every check, once; raises RecipeError
     choice = backend if isinstance(backend, BackendChoice) else choose_backend(backend)
     out = Path(run_dir) if run_dir is not None else default_run_dir(recipe.name)
     return asyncio.run(

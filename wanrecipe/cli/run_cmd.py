@@ -219,17 +219,15 @@ def _locked_seeds(recipe: Any) -> dict[str, int]:
 
 
 def _load_checked(path: Path, params: dict[str, object], files: tuple[str, ...]) -> Any:
-    """Every check before the first request: a recipe that would fail at step 5 for a bad
-    parameter or input fails here, before step 1 spends money."""
-    report = api.validate_recipe(path, params, files)
-    echo_diagnostics(report.diagnostics)
-    if not report.ok:
-        raise SystemExit(EXIT_INVALID)
+    """Every check before the first request, once: a recipe that would fail at step 5 for a
+    bad parameter or input fails here, before step 1 spends money."""
     try:
-        return api.load_recipe(path, params, files)
-    except RecipeError as exc:  # pragma: no cover - validate_recipe saw the same problems
+        recipe = api.load_recipe(path, params, files)
+    except RecipeError as exc:
         echo_diagnostics(exc.diagnostics)
         raise SystemExit(EXIT_INVALID) from exc
+    echo_diagnostics(recipe.warnings)
+    return recipe
 
 
 def _backend_line(kind: str, label: str) -> str:

@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from .. import images
 from ..errors import ImageInputError, RecipeError
@@ -238,6 +238,35 @@ def _facts(recipe: Recipe, ref: object) -> InputFacts:
         return InputFacts(redact_url(text), input_digest(None, text), None, None, None, None)
     path = Path(text)
     return _file_facts(recipe.display_path(path), _read(path))
+
+
+def prepared_facts(recipe: Recipe, ref: object, sha256: str | None, info: Any) -> InputFacts:
+    """An input's facts from what preparing it already found (its sha256 and header), so
+    nothing is read again; the same facts as :func:`step_view` works out."""
+    if isinstance(ref, StepImage) or sha256 is None or info is None:
+        return _facts(recipe, ref)  # a step output or a URL: nothing to read
+    text = str(ref)
+    if isinstance(ref, Path):
+        source = recipe.display_path(ref)
+    elif images.is_data_uri(text):
+        source = redact_url(text)
+    else:
+        source = recipe.display_path(Path(text))
+    return InputFacts(source, sha256, sha256, info.size_bytes, info.width, info.height)
+
+
+def facts_dict(facts: InputFacts) -> dict[str, Any]:
+    """An input as the lock file (and the run record) shows it."""
+    if facts.sha256 is None:
+        # A URL the service fetches: identified by the sha256 of the URL, not of its bytes.
+        return {"source": facts.source, "url_sha256": facts.digest}
+    return {
+        "source": facts.source,
+        "sha256": facts.sha256,
+        "size": facts.size,
+        "width": facts.width,
+        "height": facts.height,
+    }
 
 
 def _file_facts(source: str, data: bytes) -> InputFacts:

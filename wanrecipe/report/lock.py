@@ -27,7 +27,7 @@ from .. import wire
 from ..errors import ImageInputError, RecipeError, UsageError
 from ..executor.identity import realm_of
 from ..executor.inputs import StepImage
-from ..executor.preview import InputFacts, placeholder, step_view
+from ..executor.preview import facts_dict, placeholder, step_view
 from ..recipe.model import Recipe
 from ..store import Journal
 from .files import write_text_atomic
@@ -95,7 +95,7 @@ def build_lock(
     forget what an earlier run made."""
     run_dir = Path(record.run_dir)
     realm = realm_of(record.backend)
-    finished: dict[str, list[StepImage]] = {}
+    finished: dict[str, list[StepImage]] | None = None
     steps: dict[str, Any] = {}
     for step in recipe.steps:
         rec = record.steps.get(step.id)
@@ -103,20 +103,27 @@ def build_lock(
             if previous is not None and step.id in previous.steps:
                 steps[step.id] = _locked_dict(previous.steps[step.id])
             continue
-        finished[step.id] = [
-            placeholder(step.id, r.index, r.sha256, r.size, r.width, r.height, run_dir / r.path)
-            for r in rec.results
-        ]
-        view = step_view(recipe, step.id, {d: finished[d] for d in recipe.deps(step.id)}, realm)
+        if rec.prompt is not None and rec.parameters is not None and rec.inputs is not None:
+            # What the scheduler prepared: no re-render, no input read again.
+            function, prompt = rec.function, rec.prompt
+            parameters, inputs = rec.parameters, rec.inputs
+        else:  # a record without them (a library caller's own scheduler): work them out
+            if finished is None:
+                finished = _placeholders(record, run_dir)
+            upstream = {d: finished[d] for d in recipe.deps(step.id)}
+            view = step_view(recipe, step.id, upstream, realm)
+            function, prompt = view.rendered.function, view.rendered.prompt
+            parameters = dict(view.rendered.parameters)
+            inputs = {role: facts_dict(f) for role, f in view.inputs.items()}
         entry = journal.lookup_done(rec.key)
         made_by = entry.attempt if entry is not None else None
         task_id = made_by.task_id if made_by else rec.cached_from or _last_task(rec)
         images = (made_by.usage_images if made_by else None) or rec.images_billed
         steps[step.id] = {
-            "function": view.rendered.function,
-            "prompt": view.rendered.prompt,
-            "parameters": _sorted({**view.rendered.parameters, "seed": rec.seed}),
-            "inputs": {role: _input_dict(f) for role, f in sorted(view.inputs.items())},
+            "function": function,
+            "prompt": prompt,
+            "parameters": _sorted({**parameters, "seed": rec.seed}),
+            "inputs": {role: dict(inputs[role]) for role in sorted(inputs)},
             "key": rec.key,
             "task_id": task_id,
             "backend": made_by.backend if made_by else record.backend,
@@ -192,16 +199,14 @@ def _locked_dict(step: LockedStep) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _input_dict(facts: InputFacts) -> dict[str, Any]:
-    if facts.sha256 is None:
-        # A URL the service fetches: identified by the sha256 of the URL, not of its bytes.
-        return {"source": facts.source, "url_sha256": facts.digest}
+def _placeholders(record: RunRecord, run_dir: Path) -> dict[str, list[StepImage]]:
     return {
-        "source": facts.source,
-        "sha256": facts.sha256,
-        "size": facts.size,
-        "width": facts.width,
-        "height": facts.height,
+        sid: [
+            placeholder(sid, r.index, r.sha256, r.size, r.width, r.height, run_dir / r.path)
+            for r in rec.results
+        ]
+        for sid, rec in record.steps.items()
+        if rec.state in ("done", "cached")
     }
 
 

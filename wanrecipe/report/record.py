@@ -81,6 +81,12 @@ class StepRecord:
     cached_from: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    #: What was asked, as the lock file keeps it: the rendered prompt, the parameters with
+    #: the seed sent, and each input (source, sha256 or url_sha256, size, dimensions). Filled
+    #: in when the step's request is prepared, so the lock needs no re-render or re-read.
+    prompt: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: dict[str, dict[str, Any]] | None = None
 
     @property
     def cost_usd(self) -> Decimal:

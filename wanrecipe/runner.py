@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
 import os
 import signal
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -22,7 +21,6 @@ from urllib.parse import urlsplit
 from . import wire
 from .errors import UsageError
 from .report.events import Event, EventSink, discard
-from .report.files import write_text_atomic
 from .report.record import RunRecord, StepRecord
 
 BackendKind = Literal["local", "dashscope", "url"]
@@ -298,32 +296,18 @@ async def _execute(
     return record
 
 
-_DURATIONS = "durations.json"
-
-
 def _load_durations(state_path: Path, label: str, policy: Any) -> Any:
-    """What earlier runs on this backend learned about task durations, so the first tasks of
-    a run are polled as well as the last ones."""
-    from .executor.polling import DurationModel
+    """What earlier runs in this backend's realm learned about task durations, so the first
+    tasks of a run are polled as well as the last ones."""
+    from .executor.learned import DurationModel, load_durations
 
-    model = DurationModel(policy)
-    try:
-        data = json.loads((state_path / _DURATIONS).read_text(encoding="utf-8"))
-        model.restore(data.get("backends", {}).get(label, {}))
-    except (OSError, ValueError, AttributeError):
-        pass  # nothing learned yet, or a damaged file: start from the prior
-    return model
+    return load_durations(state_path, label, DurationModel(policy))
 
 
 def _save_durations(state_path: Path, label: str, model: Any) -> None:
-    path = state_path / _DURATIONS
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        backends = data.get("backends", {}) if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        backends = {}
-    backends[label] = model.snapshot()
-    write_text_atomic(path, json.dumps({"version": 1, "backends": backends}, indent=1))
+    from .executor.learned import save_durations
+
+    save_durations(state_path, label, model)
 
 
 def _collect_outputs(

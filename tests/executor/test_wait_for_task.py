@@ -86,14 +86,16 @@ async def test_learns_and_notices_within_a_fraction_of_a_second(pool: ThreadPool
     model = DurationModel()
     async with emulator_client(pool, latency=1.1) as client:
         delays = []
-        for _ in range(3):
+        for number in range(3):
             state, stats = await submit_and_wait(client, gate, model)
             assert state.status == "SUCCEEDED"
             total = state.total_seconds
             assert total is not None and 1.05 < total < 2.0
-            assert stats.queries <= sdk_queries_for(total)
+            # cold: the SDK's own times (the prior window, 5-15 s, is never reached)
+            extra = 0 if number == 0 else PollPolicy().dense_cap
+            assert stats.queries <= sdk_queries_for(total) + extra
             delays.append(stats.times[-1] - total)
-    assert len(model.samples(FN)) == 3
+    assert len(model.samples(FN)[0]) == 3
     # After the first task the model knows: later ones are seen right after they end (the
     # SDK, polling at 1 s and 2 s, sees a 1.1 s task 0.9 s late).
     assert max(delays[1:]) < 0.3, delays
@@ -147,4 +149,4 @@ async def test_failed_task_is_returned_not_raised(pool: ThreadPoolExecutor) -> N
     async with emulator_client(pool, faults="task.timeout=first:1", latency=0.1) as client:
         state, _ = await submit_and_wait(client, QuotaGate(), model)
     assert state.status == "FAILED" and state.code == "InternalError.Timeout"
-    assert model.samples(FN) == ()  # failures do not teach durations
+    assert model.samples(FN) == ((), False)  # failures do not teach durations

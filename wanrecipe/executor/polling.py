@@ -1,32 +1,61 @@
-"""When to ask about a task again: learn how long tasks take, poll densely around the expected
-finish and sparsely elsewhere, never more often in total than the official SDK would.
+"""When to ask about a task again: never later than the official SDK, and densely where the
+task is likely to end, spending the account's query quota rather than the SDK's count.
 
-The budget rule: our k-th query of a task is never sent before the SDK's k-th query time
-(0, 1, 2, 4, 6, 8, 12, 16, 20, 25 s, then every 5 s). Whatever the task's duration D, we then
-make at most as many queries as the SDK makes before it sees D; we only move them to where
-the task is likely to end. Times count from the moment the submit answer arrived, like the
-SDK's first poll; the model learns durations from the server's own timestamps (differences
-only: the server's clock and zone are not ours).
+The schedule of one task (times count from the moment the submit answer arrived, like the
+SDK's first poll):
+
+- **The SDK's times**: 0, 1, 2, 4, 6, 8, 12, 16, 20, 25 s, then every 5 s (``dashscope``'s
+  ``BaseAsyncApi.wait``: 1 s sleeps, doubled every 3 polls up to 5 s). While nothing is
+  learned about the task's function every one of them is kept, so a task is never noticed
+  later than the SDK would notice it. Once the function's durations are known, those before
+  the likely window are skipped (they would find the task still running).
+- **The likely window** [low, high] of the learned distribution (:mod:`.learned`; the prior
+  5-15 s when nothing is known): queries spread by probability, at most one per ``spacing``
+  seconds. ``spacing`` defaults to ``concurrency / query_qps`` of the run's quota: with 2
+  running tasks and 10 queries/s each task may ask every 0.2 s, so a finish inside the window
+  is noticed within about 0.2 s.
+- **Past the window** (the task overran): queries back off in proportion to the time taken,
+  up to the SDK's 5 s.
+
+**Hard cap**: the queries outside the SDK's times are at most ``dense_cap`` (default 60) per
+task; after that only the SDK's times remain. So a task never costs more than the SDK's
+queries for it plus ``dense_cap``, and the run's quota gate keeps the sum of all tasks under
+``query_qps`` whatever the schedule. Durations are learned from the server's own timestamps
+(differences only: the server's clock and zone are not ours).
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import itertools
 import math
 import random
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from .. import wire
 from ..backends.models import TaskState
 from ..errors import BackendError, TaskWaitTimeout
+from .learned import Distribution, DurationKey, DurationModel, duration_key
 from .quota import QuotaGate
 from .retry import DEFAULT_POLICY, ErrorClass, RetryPolicy, classify
+
+__all__ = [
+    "Distribution",
+    "DurationKey",
+    "DurationModel",
+    "PollPlan",
+    "PollPolicy",
+    "PollStats",
+    "duration_key",
+    "sdk_poll_time",
+    "sdk_poll_times",
+    "sdk_polls_by",
+    "sdk_queries_for",
+    "wait_for_task",
+]
 
 
 def sdk_poll_times() -> Iterator[float]:
@@ -38,28 +67,35 @@ def sdk_poll_times() -> Iterator[float]:
         yield t
 
 
+_SDK_HEAD = tuple(itertools.islice(sdk_poll_times(), len(wire.SDK_POLL_SLEEPS) + 1))
+
+
 def sdk_poll_time(k: int) -> float:
     """When the SDK sends its k-th query (0-based)."""
-    return next(itertools.islice(sdk_poll_times(), k, None))
+    if k < len(_SDK_HEAD):
+        return _SDK_HEAD[k]
+    return _SDK_HEAD[-1] + (k - len(_SDK_HEAD) + 1) * wire.SDK_POLL_SLEEP_MAX
 
 
 def sdk_polls_by(t: float) -> int:
     """How many queries the SDK has sent by time ``t`` (inclusive)."""
     if t < 0:
         return 0
-    for count, when in enumerate(sdk_poll_times()):
-        if when > t:
-            return count
-    raise AssertionError("unreachable")  # pragma: no cover
+    if t < _SDK_HEAD[-1]:
+        return next(k for k, when in enumerate(_SDK_HEAD) if when > t)
+    return len(_SDK_HEAD) + math.floor((t - _SDK_HEAD[-1]) / wire.SDK_POLL_SLEEP_MAX)
+
+
+def sdk_next_time(t: float) -> float:
+    """The SDK's first poll time strictly after ``t``."""
+    return sdk_poll_time(sdk_polls_by(t))
 
 
 def sdk_queries_for(duration: float) -> int:
     """Queries the SDK makes for a task that ends ``duration`` s after submit (the first
     poll at or after the end sees it)."""
-    return sdk_polls_by(duration) + (0 if duration in _SDK_TIMES_SET else 1)
-
-
-_SDK_TIMES_SET = frozenset(itertools.islice(sdk_poll_times(), 200))
+    count = sdk_polls_by(duration)
+    return count if sdk_poll_time(count - 1) == duration else count + 1
 
 
 @dataclass(frozen=True)
@@ -73,13 +109,18 @@ class PollPolicy:
     #: when the model has seen few tasks.
     margin: float = 0.05
     rel_margin: float = 0.02
-    #: Shortest gap between two queries of one task.
+    #: Shortest gap between two queries of one task, whatever the quota allows.
     min_interval: float = 0.05
-    #: Sparse looks before the prior's range, while nothing is learned yet.
-    early_checks: tuple[float, ...] = (1.0, 3.0)
+    #: Gap between queries inside the likely window; None: concurrency / query_qps of the
+    #: run's quota (each running task's share of the query rate).
+    spacing: float | None = None
+    #: Hard cap: queries per task beyond the SDK's own poll times.
+    dense_cap: int = 60
+    #: Extra looks (seconds after submit) while nothing is learned, besides the SDK's.
+    early_checks: tuple[float, ...] = ()
     #: Longest gap once the task overran the window (the SDK's own maximum).
     max_interval: float = float(wire.SDK_POLL_SLEEP_MAX)
-    #: Keep at most this many durations per function.
+    #: Keep at most this many durations per key.
     history: int = 64
     #: Failed queries: ``attempts`` consecutive 5xx/network failures, ``throttle_*`` for 429s.
     retry: RetryPolicy = DEFAULT_POLICY
@@ -89,143 +130,93 @@ class PollPolicy:
             raise ValueError("need 0 < prior_low <= prior_high")
         if self.min_interval <= 0 or self.max_interval < self.min_interval:
             raise ValueError("need 0 < min_interval <= max_interval")
+        if self.spacing is not None and self.spacing <= 0:
+            raise ValueError("spacing must be > 0")
+        if self.dense_cap < 0:
+            raise ValueError("dense_cap must be >= 0")
+
+    def spacing_for(self, concurrency: int, query_qps: float) -> float:
+        """The gap between one task's queries in its window."""
+        if self.spacing is not None:
+            return max(self.min_interval, self.spacing)
+        return min(1.0, max(self.min_interval, concurrency / query_qps))
 
 
-class DurationModel:
-    """Per-function running durations, learned as tasks finish; shared by a whole run."""
+class PollPlan:
+    """The poll times of one task, decided one at a time as its state comes in."""
 
-    def __init__(self, policy: PollPolicy | None = None) -> None:
-        self.policy = policy or PollPolicy()
-        self._by_function: dict[str, deque[float]] = {}
-        self._pooled: deque[float] = deque(maxlen=self.policy.history)
-
-    def observe(self, function: str, seconds: float) -> None:
-        if not math.isfinite(seconds) or seconds < 0:
-            return
-        samples = self._by_function.setdefault(function, deque(maxlen=self.policy.history))
-        samples.append(seconds)
-        self._pooled.append(seconds)
-
-    def observe_task(self, function: str, state: TaskState) -> None:
-        """Learn from a SUCCEEDED task's server timestamps (FAILED ones often end at once)."""
-        if state.status != "SUCCEEDED":
-            return
-        seconds = state.run_seconds if state.run_seconds is not None else state.total_seconds
-        if seconds is not None:
-            self.observe(function, seconds)
-
-    def snapshot(self) -> dict[str, list[float]]:
-        """The learned durations per function, to keep for the next run."""
-        return {fn: [round(x, 4) for x in samples] for fn, samples in self._by_function.items()}
-
-    def restore(self, data: Mapping[str, Sequence[float]]) -> None:
-        """Learn what an earlier run saw (see :meth:`snapshot`); bad entries are skipped."""
-        for function, samples in data.items():
-            if isinstance(function, str) and isinstance(samples, list | tuple):
-                for seconds in samples[-self.policy.history :]:
-                    if isinstance(seconds, int | float) and not isinstance(seconds, bool):
-                        self.observe(function, float(seconds))
-
-    def samples(self, function: str) -> tuple[float, ...]:
-        """What the estimate rests on: this function's durations, else all functions'."""
-        own = self._by_function.get(function)
-        return tuple(own) if own else tuple(self._pooled)
-
-    def distribution(self, function: str, policy: PollPolicy | None = None) -> Distribution:
-        """Running time as a piecewise-linear quantile function: each sample at its plotting
-        position, widened by a margin at both ends; the prior (uniform) when nothing is known."""
-        p = policy or self.policy
-        data = sorted(self.samples(function))
-        if not data:
-            return Distribution((0.0, 1.0), (p.prior_low, p.prior_high), prior=True)
-        n = len(data)
-        margin = max(p.margin, p.rel_margin * _median(data)) * (1.0 + 2.0 / n)
-        levels = (0.0, *((i + 0.5) / n for i in range(n)), 1.0)
-        return Distribution(
-            levels,
-            (max(0.0, data[0] - margin), *data, data[-1] + margin),
-            # Other functions' durations are a better prior than none, but only a prior.
-            prior=not self._by_function.get(function),
-        )
-
-    def window(self, function: str, policy: PollPolicy | None = None) -> tuple[float, float]:
-        """[low, high] seconds of RUNNING time within which the task most likely ends."""
-        dist = self.distribution(function, policy)
-        return dist.seconds[0], dist.seconds[-1]
-
-    def expected(self, function: str) -> float:
-        return self.distribution(function).quantile(0.5)
-
-    def next_poll_delay(
+    def __init__(
         self,
-        function: str,
-        elapsed: float,
-        attempt: int,
-        *,
-        started: float = 0.0,
-        policy: PollPolicy | None = None,
-    ) -> float:
-        """Seconds from ``elapsed`` (since submit) until query number ``attempt`` (0-based).
+        model: DurationModel,
+        key: DurationKey | str,
+        policy: PollPolicy,
+        spacing: float,
+    ) -> None:
+        self.model = model
+        self.key = key
+        self.policy = policy
+        self.spacing = spacing
+        self.dense_left = policy.dense_cap
+        self.sent = 0
+        self._last: float | None = None  # seconds since submit of the last query sent
+        self._pending_dense = False
 
-        ``started``: when the task began RUNNING, in the same seconds-since-submit (a lower
-        bound while it is PENDING). ``policy`` overrides the model's own for this task.
-        """
-        p = policy or self.policy
-        dist = self.distribution(function, p)
-        lo, hi = started + dist.seconds[0], started + dist.seconds[-1]
-        earliest = max(sdk_poll_time(attempt), elapsed + p.min_interval)
-        if elapsed < hi:
-            # Split the probability still ahead into equal parts, one per query the budget
-            # allows by the end of the range: dense where tasks usually end, sparse elsewhere.
-            affordable = max(1, sdk_polls_by(hi) - attempt)
-            done = dist.cdf(elapsed - started)
-            target = started + dist.quantile(done + (1.0 - done) / affordable)
-            # Before anything is known, a look or two early catches tasks far faster than
-            # the prior (and failures at submit time); once durations are known, every query
-            # goes where tasks end.
-            checks = p.early_checks if dist.prior else ()
-            for check in checks:
-                if elapsed + p.min_interval <= check < min(lo, target) - p.min_interval:
-                    target = check
-                    break
-        else:
-            # Overran the range: back off in proportion to the time taken, the SDK's way.
-            target = elapsed + min(p.max_interval, max(p.min_interval, 0.1 * elapsed))
-        return max(earliest, target) - elapsed
+    def next_time(self, elapsed: float, started: float = 0.0) -> float:
+        """When to send the next query, in seconds since submit (``elapsed`` is now).
 
+        ``started``: when the task began RUNNING, in the same seconds (a lower bound while it
+        is PENDING)."""
+        p, spacing = self.policy, self.spacing
+        dist = self.model.distribution(self.key)
+        cold = dist.prior
+        lo, hi = started + dist.low, started + dist.high
+        last = self._last
+        floor = elapsed if last is None else max(elapsed, last + spacing)
+        # The SDK's next time: always while cold; once warm only past the window (inside it
+        # the grid below is denser).
+        sdk = 0.0 if last is None else sdk_next_time(last)
+        if not cold and sdk < hi:
+            sdk = sdk_next_time(hi)
+        dense = math.inf
+        if self.dense_left > 0:
+            if elapsed < hi:
+                at = max(floor, lo)
+                steps = max(0, math.floor((hi - at) / spacing + 1e-9))
+                if steps < self.dense_left:
+                    # The cap covers the rest of the window: one query per spacing on a grid
+                    # that ends at the window's end (a narrow window gets a single query
+                    # there), so a finish anywhere inside is seen within ``spacing``.
+                    dense = hi - steps * spacing
+                else:
+                    # It does not: split the probability still ahead into equal parts, one
+                    # per query left, dense where tasks usually end.
+                    done = dist.cdf(at - started)
+                    dense = started + dist.quantile(done + (1.0 - done) / self.dense_left)
+                if cold:
+                    for check in p.early_checks:
+                        if floor <= check < dense:
+                            dense = check
+                            break
+            else:
+                # Overran the window: back off in proportion to the time taken.
+                dense = elapsed + min(p.max_interval, max(spacing, 0.1 * elapsed))
+            dense = max(dense, floor)
+        if dense < sdk and sdk - dense >= spacing:
+            self._pending_dense = True
+            return dense
+        self._pending_dense = False
+        return max(sdk, elapsed)
 
-@dataclass(frozen=True)
-class Distribution:
-    """A quantile function through the points (levels[i], seconds[i]); levels strictly
-    increasing from 0 to 1, seconds non-decreasing."""
+    def sent_at(self, elapsed: float) -> None:
+        """A query went out at ``elapsed``: count it against the cap if it was not the SDK's."""
+        if self._pending_dense:
+            self.dense_left -= 1
+        self._pending_dense = False
+        self._last = elapsed
+        self.sent += 1
 
-    levels: tuple[float, ...]
-    seconds: tuple[float, ...]
-    #: Nothing learned about this function yet (the policy's prior, or other functions').
-    prior: bool = False
-
-    def quantile(self, level: float) -> float:
-        level = min(1.0, max(0.0, level))
-        j = min(max(1, bisect.bisect_right(self.levels, level)), len(self.levels) - 1)
-        p0, p1 = self.levels[j - 1], self.levels[j]
-        x0, x1 = self.seconds[j - 1], self.seconds[j]
-        return x0 + (x1 - x0) * (level - p0) / (p1 - p0)
-
-    def cdf(self, seconds: float) -> float:
-        """The share of tasks done by ``seconds`` (the inverse of :meth:`quantile`)."""
-        xs = self.seconds
-        if seconds < xs[0]:
-            return 0.0
-        if seconds >= xs[-1]:
-            return 1.0
-        j = bisect.bisect_right(xs, seconds)  # xs[j-1] <= seconds < xs[j]
-        p0, p1 = self.levels[j - 1], self.levels[j]
-        return p0 + (p1 - p0) * (seconds - xs[j - 1]) / (xs[j] - xs[j - 1])
-
-
-def _median(data: list[float]) -> float:
-    mid = len(data) // 2
-    return data[mid] if len(data) % 2 else (data[mid - 1] + data[mid]) / 2
+    def delay(self, elapsed: float, started: float = 0.0) -> float:
+        return max(0.0, self.next_time(elapsed, started) - elapsed)
 
 
 class TaskQuerier(Protocol):
@@ -246,7 +237,7 @@ class PollStats:
 async def wait_for_task(
     client: TaskQuerier,
     task_id: str,
-    function: str,
+    function: DurationKey | str,
     *,
     gate: QuotaGate,
     model: DurationModel,
@@ -260,6 +251,7 @@ async def wait_for_task(
     """Poll ``task_id`` until it is terminal and return its last state (any terminal status:
     the caller decides what FAILED means).
 
+    ``function``: the task's function, or its :class:`DurationKey` (what drives its duration).
     ``deadline`` and ``submitted_at`` are ``time.monotonic()`` values; ``submitted_at`` is when
     the submit answer arrived (default: now). ``on_status`` hears every change of status.
     Raises :class:`TaskWaitTimeout` at the deadline, or the query's own error once its retry
@@ -268,11 +260,13 @@ async def wait_for_task(
     policy = policy or model.policy
     retry = policy.retry
     stats = stats if stats is not None else PollStats()
+    quota: Any = gate.quota
+    plan = PollPlan(model, function, policy, policy.spacing_for(quota.concurrency, quota.query_qps))
     t0 = time.monotonic() if submitted_at is None else submitted_at
     started = 0.0
     failures = throttles = 0
     last_status: str | None = None
-    delay = model.next_poll_delay(function, time.monotonic() - t0, 0, policy=policy)
+    delay = plan.delay(time.monotonic() - t0)
     while True:
         now = time.monotonic()
         wake = now + delay
@@ -284,16 +278,17 @@ async def wait_for_task(
                     task_id=task_id,
                 )
             wake = deadline  # one last look at the deadline itself
-        await asyncio.sleep(max(0.0, wake - now))
+        if wake > now:
+            await asyncio.sleep(wake - now)
         try:
             async with gate.query():
+                sent = time.monotonic() - t0
+                plan.sent_at(sent)
                 stats.queries += 1
-                stats.times.append(time.monotonic() - t0)
+                stats.times.append(sent)
                 state = await client.query(task_id)
         except BackendError as exc:
             kind = classify(exc)
-            elapsed = time.monotonic() - t0
-            budget_wait = sdk_poll_time(stats.queries) - elapsed
             if kind is ErrorClass.THROTTLED:
                 throttles += 1
                 stats.throttled += 1
@@ -301,13 +296,13 @@ async def wait_for_task(
                     raise
                 backoff = retry.throttle_delay(throttles, rng)
                 gate.back_off_queries(backoff)  # every waiter backs off, not just this one
-                delay = max(budget_wait, backoff)
+                delay = max(plan.delay(time.monotonic() - t0, started), backoff)
             elif kind in (ErrorClass.SERVER, ErrorClass.UNCERTAIN, ErrorClass.NOT_SENT):
                 failures += 1
                 stats.failed_queries += 1
                 if failures >= retry.attempts:
                     raise
-                delay = max(budget_wait, retry.delay(failures, rng))
+                delay = max(plan.delay(time.monotonic() - t0, started), retry.delay(failures, rng))
             else:
                 raise
             continue
@@ -324,6 +319,4 @@ async def wait_for_task(
             started = max(0.0, state.queue_seconds)
         elif state.status == "PENDING":
             started = max(started, elapsed)
-        delay = model.next_poll_delay(
-            function, elapsed, stats.queries, started=started, policy=policy
-        )
+        delay = plan.delay(elapsed, started)

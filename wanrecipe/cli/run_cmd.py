@@ -181,8 +181,7 @@ def run(
             )
         )
     finally:
-        if not isinstance(sink, JsonLines):
-            sink.close()
+        sink.close()  # also writes what a buffered sink still holds
     try:
         with StateDir.open(state_path) as state:
             lock = write_lock(loaded, record, state.journal)

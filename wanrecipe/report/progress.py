@@ -5,6 +5,7 @@ Every renderer is an event sink (``Callable[[Event], None]``) with ``close()``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -30,34 +31,65 @@ _STYLE = {
 }
 
 
-class JsonLines:
-    """One JSON object per event, one per line (``--json``)."""
+class _BufferedLines:
+    """Lines written in batches: at most ``max_delay`` seconds late (a timer on the running
+    event loop), at once for the events a reader waits for (start, warnings, the end), and
+    on :meth:`close` (the CLI closes its sink on every way out, Ctrl-C included). One write
+    and one flush per batch instead of one per event."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    #: Events written at once.
+    urgent: frozenset[str] = frozenset({"run_started", "warning", "run_finished"})
+
+    def __init__(self, stream: IO[str], *, max_delay: float = 0.1, max_lines: int = 512) -> None:
         self.stream = stream
+        self.max_delay = max_delay
+        self.max_lines = max_lines
+        self._lines: list[str] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _line(self, event: Event) -> str:
+        raise NotImplementedError
 
     def __call__(self, event: Event) -> None:
-        self.stream.write(json.dumps(event.to_json(), ensure_ascii=False, default=str) + "\n")
-        self.stream.flush()
+        line = self._line(event)
+        if not line:
+            return
+        self._lines.append(line)
+        if event.kind in self.urgent or len(self._lines) >= self.max_lines:
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop to wake us: write now
+                self.flush()
+                return
+            self._timer = loop.call_later(self.max_delay, self.flush)
 
-    def close(self) -> None:
-        pass
-
-
-class PlainLines:
-    """A line per state change, for logs and pipes."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-
-    def __call__(self, event: Event) -> None:
-        line = _describe(event)
-        if line:
-            self.stream.write(line + "\n")
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._lines:
+            self.stream.write("\n".join(self._lines) + "\n")
+            self._lines.clear()
             self.stream.flush()
 
     def close(self) -> None:
-        pass
+        self.flush()
+
+
+class JsonLines(_BufferedLines):
+    """One JSON object per event, one per line (``--json``)."""
+
+    def _line(self, event: Event) -> str:
+        return json.dumps(event.to_json(), ensure_ascii=False, default=str)
+
+
+class PlainLines(_BufferedLines):
+    """A line per state change, for logs and pipes."""
+
+    def _line(self, event: Event) -> str:
+        return _describe(event)
 
 
 @dataclass

@@ -79,6 +79,22 @@ def load_file(path: Path) -> tuple[bytes | None, ImageInfo]:
         raise ImageInputError(f"{path}: {exc}") from exc
 
 
+def inspect_header(path: Path) -> ImageInfo:
+    """Format and sides from the file's first bytes (the header Pillow needs), without reading
+    the rest: for files we wrote ourselves, such as downloaded results. Raises
+    ImageInputError if it is not an image."""
+    try:
+        size = path.stat().st_size
+        with Image.open(path) as im:
+            return ImageInfo(im.format or "UNKNOWN", im.size[0], im.size[1], size)
+    except FileNotFoundError as exc:
+        raise ImageInputError(f"{path}: no such file") from exc
+    except Image.DecompressionBombError as exc:
+        raise ImageInputError(f"{path}: image declares too many pixels: {exc}") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageInputError(f"{path}: not a readable image") from exc
+
+
 def _size_only(path: Path, size: int) -> ImageInfo:
     # Too big to send anyway; still report format and sides when the header says them.
     try:

@@ -168,6 +168,39 @@ class BlobStore:
             tmp.unlink(missing_ok=True)
             raise
 
+    @property
+    def staging_dir(self) -> Path:
+        """Where a writer streams a new blob before :meth:`adopt` (same filesystem as the
+        store, so adopting is one rename)."""
+        return self._tmp
+
+    def adopt(self, src: Path, sha256: str, size: int) -> Blob:
+        """Take ownership of ``src``, a file whose sha256 and size the caller computed while
+        streaming it in, and which it has already fsynced (a download into
+        :attr:`staging_dir`): renamed into place, never read or hashed again.
+
+        Only for files this process wrote and nobody else can change (the digest is trusted);
+        anything else goes through :meth:`put_file`. Raises StoreError when ``src`` is not
+        ``size`` bytes (a truncated or foreign file)."""
+        _check_digest(sha256)
+        src = Path(src)
+        try:
+            actual = src.stat().st_size
+        except FileNotFoundError:
+            raise StoreError(f"{src}: nothing to store (the file is gone)") from None
+        if actual != size:
+            raise StoreError(f"{src}: {actual} bytes on disk, {size} were written")
+        existing = self._existing(sha256, size)
+        if existing is not None:
+            src.unlink()
+            return existing
+        try:
+            return self._commit(src, sha256, size)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            return self.put_file(src, move=True)  # another filesystem: copy and hash
+
     def _stage_by_copy(self, src: Path) -> tuple[Path, str, int]:
         fd, name = tempfile.mkstemp(dir=self._tmp, suffix=".part")
         tmp = Path(name)

@@ -15,7 +15,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from .. import images
 from ..errors import ImageInputError
@@ -61,6 +61,9 @@ class PreparedInput:
     shown: str  # what the run record shows (no secrets, no payloads)
     info: ImageInfo | None  # None for remote URLs we did not fetch
     sha256: str | None
+    #: Set while only identified: the local file whose value is built when the step's slot
+    #: is granted (``payloads.Pending``; ``value`` is empty until then).
+    pending: Any = None
 
     @property
     def is_oss(self) -> bool:

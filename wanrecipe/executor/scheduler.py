@@ -22,11 +22,13 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..errors import BackendError, ImageInputError, RecipeError
 from ..report.record import ErrorInfo, RunRecord, StepRecord
 from .identity import input_digest, recorded_seed, step_identity, step_key
-from .inputs import PreparedInput, StepImage, check_mask, prepare_input
+from .inputs import PreparedInput, StepImage, check_mask
+from .preview import facts_dict, prepared_facts
 from .recovery import Recovery
 from .retry import task_failure_is_transient
 from .stepbase import Request, RunOptions, StepFailed, Stopped, error_info
@@ -118,6 +120,7 @@ class Scheduler(Recovery):
                 )
                 self._emit_step(rec)
         finally:
+            self._submitted(sid)  # whatever it still held (it ended before submitting)
             self._slots.left(sid)
             rec.finished_at = self.elapsed()
             self._outputs.setdefault(sid, None)
@@ -154,14 +157,20 @@ class Scheduler(Recovery):
         except RecipeError as exc:
             raise StepFailed(ErrorInfo("InvalidRecipe", str(exc))) from exc
         try:
-            image = await self._input(step.image)
-            mask = await self._input(step.mask) if step.mask is not None else None
+            # Identified only (sha256 and header): the request value is built when the
+            # slot is granted, and shared with every step over the same input.
+            image = await self._input(sid, step.image)
+            mask = await self._input(sid, step.mask) if step.mask is not None else None
             if mask is not None:
                 check_mask(image, mask)
         except ImageInputError as exc:
             raise StepFailed(ErrorInfo("InvalidInput", str(exc))) from exc
         except BackendError as exc:
             raise StepFailed(error_info(exc)) from exc
+        rec.prompt = step.prompt
+        rec.inputs = {"base_image_url": self._facts(step.image, image)}
+        if mask is not None:
+            rec.inputs["mask_image_url"] = self._facts(step.mask, mask)
 
         inputs = {"base_image_url": input_digest(image.sha256, image.value)}
         if mask is not None:
@@ -186,17 +195,19 @@ class Scheduler(Recovery):
             )
         key = step_key(step.function, step.prompt, parameters, inputs, self._realm)
         rec.key, rec.seed = key, int(parameters["seed"])
+        rec.parameters = dict(parameters)
         forced = self.options.no_cache or sid in self.options.force
         meta = {"identity": identity, "seed_drawn": drawn}
         return Request(step, image, mask, parameters, key, meta, forced)
 
-    async def _input(self, ref: object) -> PreparedInput:
-        return await prepare_input(
-            ref,
-            backend=self.backend,
-            uploader=self.client,
-            upload_threshold=self.options.upload_threshold,
-        )
+    async def _input(self, sid: str, ref: object) -> PreparedInput:
+        prepared = await self._payloads.identify(ref)
+        self._claimed.setdefault(sid, []).append(prepared)
+        return prepared
+
+    def _facts(self, ref: object, prepared: PreparedInput) -> dict[str, Any]:
+        """The input as the lock file keeps it, from what identifying it found."""
+        return facts_dict(prepared_facts(self.recipe, ref, prepared.sha256, prepared.info))
 
     # -- interrupt -------------------------------------------------------------------------
 

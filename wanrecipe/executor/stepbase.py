@@ -29,6 +29,7 @@ from ..store import KeyBusy, StateDir
 from .identity import realm_of
 from .inputs import DEFAULT_UPLOAD_THRESHOLD, PreparedInput, StepImage
 from .lost import LostTaskFinder
+from .payloads import Payloads
 from .polling import DurationModel, PollPolicy
 from .quota import Quota, QuotaGate
 from .retry import RetryPolicy
@@ -130,6 +131,15 @@ class StepBase:
         # the service's 2 submits/s: a submit takes a round trip and two fsyncs.
         self._submitting = asyncio.Lock()
         self._incoming = state.path / "incoming"
+        #: Inputs: identified when a step is ready, built when its slot is granted, shared
+        #: per digest; what each step still holds (see ``payloads``).
+        self._payloads = Payloads(
+            backend=backend, uploader=client, upload_threshold=options.upload_threshold
+        )
+        self._claimed: dict[str, list[PreparedInput]] = {}
+        #: Billed images per step as last emitted, and their sum (see ``_emit_step``).
+        self._billed: dict[str, int] = {}
+        self._billed_total = 0
         self._slots = PrioritySlots(
             self.gate, priorities(recipe), [s.id for s in recipe.steps if not recipe.deps(s.id)]
         )
@@ -169,11 +179,15 @@ class StepBase:
     def _emit_step(
         self, rec: StepRecord, *, message: str = "", data: dict[str, Any] | None = None
     ) -> None:
+        # Running totals: a step's billed images only change before its own next event, so
+        # the run's total is kept up to date here in O(1) (not summed over every step).
+        self._billed_total += rec.images_billed - self._billed.get(rec.id, 0)
+        self._billed[rec.id] = rec.images_billed
         payload = {
             "images": rec.images_billed,
             "cost_usd": str(rec.cost_usd),
-            "run_images": self.record.images_billed,
-            "run_cost_usd": str(self.record.cost_usd),
+            "run_images": self._billed_total,
+            "run_cost_usd": str(wire.PRICE_PER_IMAGE_USD * self._billed_total),
         }
         if data:
             payload.update(data)

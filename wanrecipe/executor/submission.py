@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..backends.models import TaskState
-from ..errors import BackendError, TransportError
+from ..errors import BackendError, ImageInputError, TransportError
 from ..report.record import Attempt, ErrorInfo, StepRecord
 from ..store import KeyBusy
 from .downloads import Downloads
-from .polling import PollStats, wait_for_task
+from .polling import PollStats, duration_key, wait_for_task
 from .retry import submit_is_retryable
 from .stepbase import Request, StepFailed, Stopped, error_info, request_summary, service_time
 
@@ -27,7 +27,10 @@ class Submission(Downloads):
         async with self._slots.slot(sid):
             if self._stopping:
                 raise Stopped()
+            req = await self._materialize(sid, req)
+            attempt.request = request_summary(req)
             attempt_id, submitted = await self._submit(sid, rec, req)
+            self._submitted(sid)
             task_id = submitted.task_id
             attempt.task_id, attempt.request_id = task_id, submitted.request_id
             attempt.submitted_at = self.elapsed()
@@ -35,6 +38,28 @@ class Submission(Downloads):
             self._emit_step(rec, data={"task_id": task_id, "attempt": number})
             state = await self._wait(rec, attempt, req, task_id, attempt_id)
         return state, attempt_id
+
+    async def _materialize(self, sid: str, req: Request) -> Request:
+        """The request with its input values, built now that the slot is granted (or shared
+        with a step over the same input). A retry after a release claims them again."""
+        if sid not in self._claimed:
+            self._claimed[sid] = [
+                self._payloads.reclaim(p) for p in (req.image, req.mask) if p is not None
+            ]
+        try:
+            image = await self._payloads.acquire(req.image)
+            mask = await self._payloads.acquire(req.mask) if req.mask is not None else None
+        except ImageInputError as exc:
+            raise StepFailed(ErrorInfo("InvalidInput", str(exc))) from exc
+        except BackendError as exc:
+            raise StepFailed(error_info(exc)) from exc
+        return replace(req, image=image, mask=mask)
+
+    def _submitted(self, sid: str) -> None:
+        """The step's inputs went out (or it ended): it no longer holds them, and an input
+        no step still needs is dropped."""
+        for prepared in self._claimed.pop(sid, ()):
+            self._payloads.release(prepared)
 
     async def _wait(
         self, rec: StepRecord, attempt: Attempt, req: Request, task_id: str, attempt_id: int
@@ -44,10 +69,17 @@ class Submission(Downloads):
         stats = PollStats()
         try:
             deadline = time.monotonic() + float(req.step.timeout)
+            info = req.image.info
             state: TaskState = await wait_for_task(
                 self.client,
                 task_id,
-                req.step.function,
+                # What drives its duration: function, output size, n, upscale factor.
+                duration_key(
+                    req.step.function,
+                    req.parameters,
+                    info.width if info else None,
+                    info.height if info else None,
+                ),
                 gate=self.gate,
                 model=self.durations,
                 policy=self.options.poll,

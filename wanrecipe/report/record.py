@@ -7,7 +7,7 @@ secret goes in: requests are stored redacted (signed URL query strings, data URI
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -123,7 +123,7 @@ class RunRecord:
         return [s for s in self.steps.values() if s.state == "failed"]
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data: dict[str, Any] = _plain(self)
         data["images_billed"] = self.images_billed
         data["cost_usd"] = str(self.cost_usd)
         for sid, step in self.steps.items():
@@ -131,6 +131,33 @@ class RunRecord:
         return data
 
     def write(self, path: Path) -> None:
-        """Write atomically, so a crash never leaves a torn run.json."""
-        text = json.dumps(self.to_json(), indent=2, ensure_ascii=False, default=str) + "\n"
+        """Write atomically, so a crash never leaves a torn run.json.
+
+        Indented, except that each step is one line: the C JSON encoder only writes compact
+        JSON, and a run of thousands of steps must not spend seconds here."""
+        data = self.to_json()
+        steps = data["steps"]
+        data["steps"] = _STEPS
+        head = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+        body = ",\n".join(
+            f"    {json.dumps(sid, ensure_ascii=False)}: "
+            + json.dumps(step, ensure_ascii=False, default=str)
+            for sid, step in steps.items()
+        )
+        block = "{\n" + body + "\n  }" if steps else "{}"
+        text = head.replace(json.dumps(_STEPS), block, 1) + "\n"
         write_text_atomic(path, text)
+
+
+_STEPS = "\x00steps\x00"
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict`` without its deep copies (the record is written, not kept)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value

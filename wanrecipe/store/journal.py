@@ -9,10 +9,14 @@ Durability choices:
 
 - WAL mode: readers never block the writer and a crash mid-transaction leaves the last committed
   state; the WAL is replayed on the next open.
-- ``synchronous=FULL``: every commit fsyncs the WAL. ``NORMAL`` would already survive ``kill -9``
-  (committed pages are in the OS cache), but may lose the last commits on power loss or an OS
-  crash, and a lost intent is exactly the double bill this module exists to prevent. The cost is
-  one fsync per commit, three commits per task that itself takes 5-15 s: negligible.
+- One fsync per task, for the intent: ``record_intent`` commits with ``synchronous=FULL`` (it
+  fsyncs the WAL), because a lost intent is exactly the double bill this module exists to
+  prevent. The later commits of a task (task id, done, failed, abandoned) use ``NORMAL``: they
+  survive ``kill -9`` (committed pages are in the OS cache) and the next intent's fsync makes
+  them durable; on a power loss before that, what they said is recovered from what stays: a
+  lost task id leaves the intent, which the task list reconciles; a lost done mark leaves the
+  task id, and the re-run re-attaches and finds the blob (stored and fsynced before the mark).
+  See docs/state.md ("Why each fsync").
 - Writes use ``BEGIN IMMEDIATE`` so a second process waits for the write lock (busy timeout, 30 s
   by default) instead of failing with "database is locked" on a read-to-write upgrade.
 - ``record_done`` refuses results whose blob is not in the store with its size: the caller stores
@@ -295,17 +299,25 @@ class Journal:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction; ``durable=False`` commits without the WAL fsync (see the
+        module docstring for which commits may)."""
         with self._lock, self._translated():
-            self._conn.execute("BEGIN IMMEDIATE")
+            if not durable:
+                self._conn.execute("PRAGMA synchronous = NORMAL")
             try:
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except BaseException:
-                # Some errors (disk full, I/O) have rolled back already; do not mask them.
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    # Some errors (disk full, I/O) have rolled back already; do not mask them.
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+            finally:
+                if not durable:
+                    self._conn.execute("PRAGMA synchronous = FULL")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -395,7 +407,7 @@ class Journal:
         """The service accepted the submit: remember the task id at once."""
         if not task_id:
             raise ValueError("a submitted attempt needs the task id the service returned")
-        with self._write() as db:
+        with self._write(durable=False) as db:
             self._transition(
                 db,
                 attempt_id,
@@ -421,7 +433,7 @@ class Journal:
                     f"result {r.index} of attempt {attempt_id}: blob {r.sha256} is not in the "
                     f"store with {r.size} bytes; store the image before marking it done"
                 )
-        with self._write() as db:
+        with self._write(durable=False) as db:
             if self._state(db, attempt_id) == "done":
                 return
             self._transition(
@@ -441,7 +453,7 @@ class Journal:
             )
 
     def record_failed(self, attempt_id: int, code: str, message: str) -> None:
-        with self._write() as db:
+        with self._write(durable=False) as db:
             self._transition(
                 db,
                 attempt_id,
@@ -452,7 +464,7 @@ class Journal:
 
     def record_abandoned(self, attempt_id: int, reason: str) -> None:
         """We stop waiting for this attempt (expired, budget, gave up reconciling)."""
-        with self._write() as db:
+        with self._write(durable=False) as db:
             self._transition(
                 db,
                 attempt_id,

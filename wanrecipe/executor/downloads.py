@@ -134,9 +134,15 @@ class Downloads(StepBase):
                         )
                     ) from exc
                 await asyncio.sleep(policy.delay(number))
-        info = await asyncio.to_thread(images.inspect_file, got.path)
-        blob = await asyncio.to_thread(self.state.blobs.put_file, got.path, move=True)
+        # One thread call: the header (not the whole file), then the file becomes its blob
+        # under the digest computed while it streamed in (no re-read, no re-hash).
+        info, blob = await asyncio.to_thread(_adopt, self.state.blobs, got)
         return blob.sha256, blob.size, info
+
+
+def _adopt(blobs: Any, got: Any) -> tuple[images.ImageInfo, Any]:
+    info = images.inspect_header(got.path)
+    return info, blobs.adopt(got.path, got.sha256, got.size)
 
 
 def url_valid_until(url: str) -> float:

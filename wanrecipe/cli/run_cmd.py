@@ -19,7 +19,14 @@ from ..executor.scheduler import RunOptions
 from ..report.lock import check_lock, lock_path, read_lock, write_lock
 from ..report.progress import JsonLines, LiveTable, PlainLines
 from ..report.record import RunRecord
-from ..runner import choose_backend, default_run_dir, default_state_dir, execute, with_dependants
+from ..runner import (
+    choose_backend,
+    default_run_dir,
+    default_state_dir,
+    execute,
+    start_engines_early,
+    with_dependants,
+)
 from ..store import StateDir
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, main
 from .common import echo_diagnostics, param_option, params_file_option, parse_params
@@ -145,6 +152,7 @@ def run(
         choice = choose_backend(backend, base_url=base_url, region=region)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from exc
+    start_engines_early(choice)  # the embedded emulator's workers start while we check
     loaded = _load_checked(recipe, parse_params(param_items), params_files)
     run_dir = out_dir or default_run_dir(loaded.name)
     try:

@@ -244,9 +244,8 @@ class DashScopeClient:
                         raise
                     raise map_error(exc, what, sent=probe.sent) from exc
                 out.flush()
-                await asyncio.to_thread(os.fsync, out.fileno())
-            tmp.replace(dest)
-            await asyncio.to_thread(_fsync_dir, dest.parent)
+                # One thread call: the bytes to disk, then the name, then the name to disk.
+                await asyncio.to_thread(_sync_and_place, out.fileno(), tmp, dest)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()
@@ -386,6 +385,12 @@ def _too_large(what: str, size: int, limit: int) -> BackendError:
     return BackendError(
         "DownloadTooLarge", f"{what}: {size} bytes is over the limit of {limit} bytes"
     )
+
+
+def _sync_and_place(fd: int, tmp: Path, dest: Path) -> None:
+    os.fsync(fd)
+    tmp.replace(dest)
+    _fsync_dir(dest.parent)
 
 
 def _fsync_dir(path: Path) -> None:

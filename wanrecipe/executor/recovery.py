@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from ..report.record import Attempt, StepRecord
 from ..store import Attempt as JournalAttempt
@@ -14,9 +15,13 @@ from .submission import Submission
 
 
 class Recovery(Submission):
-    async def _resume(self, sid: str, rec: StepRecord, req: Request) -> list[StepImage] | None:
-        """Pick up what an earlier run left in flight for this key, if anything."""
-        flights = await asyncio.to_thread(self._journal.in_flight, req.key)
+    async def _resume(
+        self, sid: str, rec: StepRecord, req: Request, flights: Any = None
+    ) -> list[StepImage] | None:
+        """Pick up what an earlier run left in flight for this key, if anything (``flights``:
+        the journal's in-flight attempts when the caller has just read them)."""
+        if flights is None:
+            flights = await asyncio.to_thread(self._journal.in_flight, req.key)
         for old in sorted(flights, key=lambda a: a.created_at):
             if old.owner_pid and old.owner_alive() and not is_mine(old):
                 # Another live run is on it right now: wait for its outcome.

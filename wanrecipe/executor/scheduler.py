@@ -130,11 +130,11 @@ class Scheduler(Recovery):
         self, sid: str, rec: StepRecord, upstream: Mapping[str, Sequence[StepImage]]
     ) -> list[StepImage]:
         req = await self._prepare(sid, rec, upstream)
-        if not req.forced:
-            entry = await asyncio.to_thread(self._journal.lookup_done, req.key)
-            if entry is not None:
-                return await self._from_cache(sid, rec, entry)
-        resumed = await self._resume(sid, rec, req)
+        # One thread call for both questions: a stored result, and what is in flight.
+        entry, flights = await asyncio.to_thread(self._lookup, req.key, req.forced)
+        if entry is not None:
+            return await self._from_cache(sid, rec, entry)
+        resumed = await self._resume(sid, rec, req, flights)
         if resumed is not None:
             return resumed
         step = req.step
@@ -199,6 +199,10 @@ class Scheduler(Recovery):
         forced = self.options.no_cache or sid in self.options.force
         meta = {"identity": identity, "seed_drawn": drawn}
         return Request(step, image, mask, parameters, key, meta, forced)
+
+    def _lookup(self, key: str, forced: bool) -> tuple[Any, Any]:
+        entry = None if forced else self._journal.lookup_done(key)
+        return entry, (self._journal.in_flight(key) if entry is None else None)
 
     async def _input(self, sid: str, ref: object) -> PreparedInput:
         prepared = await self._payloads.identify(ref)

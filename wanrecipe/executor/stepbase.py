@@ -156,6 +156,15 @@ class StepBase:
         except StoreError as exc:
             raise StepFailed(ErrorInfo("StateError", str(exc))) from exc
 
+    def _journal_now(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """A short journal write (no fsync) on the event loop itself."""
+        try:
+            return fn(*args, **kwargs)
+        except KeyBusy:
+            raise
+        except StoreError as exc:
+            raise StepFailed(ErrorInfo("StateError", str(exc))) from exc
+
     async def _sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
         if self._stopping:

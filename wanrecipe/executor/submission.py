@@ -160,7 +160,9 @@ class Submission(Downloads):
                 except BackendError as exc:
                     error = exc
                 else:
-                    await self._journal_call(
+                    # On the loop, no thread hand-off: a commit without fsync (see
+                    # store/journal.py), and no other intent can hold the journal now.
+                    self._journal_now(
                         self._journal.record_submitted,
                         attempt_id,
                         submitted.task_id,

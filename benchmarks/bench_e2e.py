@@ -121,8 +121,8 @@ def photo(path: Path, size: tuple[int, int] = (640, 512), *, megabytes: float = 
 
 def recipe(folder: Path, name: str, steps: int, *, image: str = "in.png", seed0: int = 0) -> Path:
     lines = [
-        f"  s{i:04d}: {{function: super_resolution, image: {image}, prompt: x, "
-        f"parameters: {{seed: {seed0 + i}, upscale_factor: 1}}}}"
+        f"  s{i:04d}: {{function: remove_watermark, image: {image}, prompt: x, "
+        f"parameters: {{seed: {seed0 + i}}}}}"
         for i in range(steps)
     ]
     path = folder / f"{name}.yaml"
@@ -140,9 +140,9 @@ dashscope.base_http_api_url = sys.argv[1]
 uri = to_data_uri(open(sys.argv[2], "rb").read(), "image/png")
 tasks = int(sys.argv[3])
 def one(i):
-    rsp = ImageSynthesis.call(model="wanx2.1-imageedit", function="super_resolution", prompt="x",
+    rsp = ImageSynthesis.call(model="wanx2.1-imageedit", function="remove_watermark", prompt="x",
                               base_image_url=uri, api_key="sk-bench", seed=10_000 + i, n=1,
-                              upscale_factor=1)
+                              )
     assert rsp.status_code == 200 and rsp.output.task_status == "SUCCEEDED", rsp
 with ThreadPoolExecutor(2) as pool:
     list(pool.map(one, range(tasks)))

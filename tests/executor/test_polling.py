@@ -110,7 +110,7 @@ def test_the_schedule_keeps_the_quota_and_the_cap(
     for d in history:
         model.observe("expand", d)
     spacing = policy.spacing_for(concurrency, query_qps)
-    assert spacing >= min(1.0, concurrency / query_qps) - 1e-12
+    assert spacing >= min(1.0, concurrency / query_qps) - 1e-12  # within each task's share
     end = started + run
     times = simulate(model, "expand", end, started=started, latency=latency, spacing=spacing)
     gaps = [b - a for a, b in itertools_pairwise(times)]
@@ -339,7 +339,7 @@ def test_cold_keeps_the_sdk_times_and_warm_skips_those_before_the_window() -> No
 
 
 def test_policy_spacing() -> None:
-    assert PollPolicy().spacing_for(2, 10.0) == pytest.approx(0.2)
+    assert PollPolicy().spacing_for(2, 10.0) == pytest.approx(0.2 / 0.9)
     assert PollPolicy().spacing_for(50, 20.0) == 1.0  # never sparser than the SDK's first gap
     assert PollPolicy().spacing_for(1, 1000.0) == PollPolicy().min_interval
     assert PollPolicy(spacing=0.3).spacing_for(2, 10.0) == 0.3

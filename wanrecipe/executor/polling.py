@@ -11,9 +11,9 @@ SDK's first poll):
   the likely window are skipped (they would find the task still running).
 - **The likely window** [low, high] of the learned distribution (:mod:`.learned`; the prior
   5-15 s when nothing is known): queries spread by probability, at most one per ``spacing``
-  seconds. ``spacing`` defaults to ``concurrency / query_qps`` of the run's quota: with 2
-  running tasks and 10 queries/s each task may ask every 0.2 s, so a finish inside the window
-  is noticed within about 0.2 s.
+  seconds. ``spacing`` defaults to ``concurrency / (0.9 * query_qps)`` of the run's quota:
+  with 2 running tasks and 10 queries/s each task asks every 0.22 s, so a finish inside the
+  window is noticed within about 0.2 s.
 - **Past the window** (the task overran): queries back off in proportion to the time taken,
   up to the SDK's 5 s.
 
@@ -136,10 +136,16 @@ class PollPolicy:
             raise ValueError("dense_cap must be >= 0")
 
     def spacing_for(self, concurrency: int, query_qps: float) -> float:
-        """The gap between one task's queries in its window."""
+        """The gap between one task's queries in its window: each running task's share of
+        the query rate, with a tenth left over (the SDK's own times and retries come on top,
+        and a gate kept full makes every query wait)."""
         if self.spacing is not None:
             return max(self.min_interval, self.spacing)
-        return min(1.0, max(self.min_interval, concurrency / query_qps))
+        return min(1.0, max(self.min_interval, concurrency / (_HEADROOM * query_qps)))
+
+
+#: The share of the query rate the dense queries plan to use.
+_HEADROOM = 0.9
 
 
 class PollPlan:

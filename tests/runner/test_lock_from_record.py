@@ -7,6 +7,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from wanrecipe.api import load_recipe
 from wanrecipe.report.lock import build_lock, dump_lock, write_lock
 from wanrecipe.report.record import RunRecord, StepRecord
@@ -67,3 +70,35 @@ async def test_the_lock_needs_neither_a_render_nor_the_inputs(emulator, recipe_f
     assert written is not None and written.read_text() == from_record
     assert isinstance(record.steps["side"], StepRecord)
     assert Path(written).name == "recipe.lock"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(
+        alphabet=st.characters(
+            min_codepoint=0x20, max_codepoint=0x10FFFF, blacklist_categories=("Cs",)
+        ),
+        max_size=30,
+    )
+    | st.text(max_size=30),
+    number=st.floats(allow_nan=False) | st.integers() | st.none() | st.booleans(),
+)
+def test_the_fast_emitter_writes_the_same_bytes(text: str, number: object) -> None:
+    """Whichever emitter writes a lock, its bytes are those of the pure-Python one."""
+    import yaml
+
+    document = {
+        "version": 1,
+        "recipe": text,
+        "params": {text[:3] or "p": number},
+        "steps": {"a": {"prompt": text, "parameters": {"seed": 7, "x": number}}},
+    }
+    slow = yaml.dump(
+        document,
+        Dumper=yaml.SafeDumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=10_000,
+    )
+    assert dump_lock(document, "r.yaml").split("\n", 3)[3] == slow

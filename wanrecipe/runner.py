@@ -211,7 +211,7 @@ async def _execute(
         base_url="",
         run_dir=str(run_dir),
         started=datetime.now(UTC).isoformat(timespec="seconds"),
-        steps={s.id: StepRecord(s.id, s.function) for s in recipe.steps},
+        steps=_step_records(recipe),
     )
     loop = asyncio.get_running_loop()
     async with open_backend(backend) as base_url:
@@ -296,6 +296,27 @@ async def _execute(
         )
     )
     return record
+
+
+def _step_records(recipe: Any) -> dict[str, StepRecord]:
+    """One record per step that runs, and one per step ``if:`` (or a skipped dependency)
+    leaves out, already ``skipped`` with its reason; fanned-out instances carry their values."""
+    records = {s.id: StepRecord(s.id, s.function, fanout=_fanout(s)) for s in recipe.steps}
+    for skip in getattr(recipe, "skipped", {}).values():
+        records[skip.id] = StepRecord(
+            skip.id,
+            skip.function,
+            state="skipped",
+            skipped_because=skip.reason,
+            fanout=_fanout(skip),
+        )
+    return records
+
+
+def _fanout(step: Any) -> dict[str, Any] | None:
+    if step.fanout is None:
+        return None
+    return {"group": step.group, **json.loads(json.dumps(step.fanout.describe(), default=str))}
 
 
 _DURATIONS = "durations.json"

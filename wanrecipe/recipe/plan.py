@@ -60,6 +60,10 @@ class PlannedStep:
     input: str
     prompt: str
     description: str = ""
+    #: The step as written (``styles`` for ``styles.2``).
+    group: str = ""
+    #: For an instance of a foreach/matrix step: ``{"index", "item"}`` or ``{"index", "matrix"}``.
+    fanout: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,12 +102,25 @@ class Plan:
                         "input": s.input,
                         "prompt": s.prompt,
                         "description": s.description,
+                        "group": s.group,
+                        "fanout": _jsonable(s.fanout) if s.fanout is not None else None,
                     }
                     for s in level
                 ]
                 for level in self.levels
             ],
             "steps": len(self.steps),
+            "steps_as_written": len(self.recipe.steps_as_written),
+            "skipped": [
+                {
+                    "id": k.id,
+                    "group": k.group,
+                    "function": k.function,
+                    "reason": k.reason,
+                    "fanout": _jsonable(k.fanout.describe()) if k.fanout else None,
+                }
+                for k in self.recipe.skipped.values()
+            ],
             "billed_images": self.billed_images,
             "price_per_image_usd": str(wire.PRICE_PER_IMAGE_USD),
             "cost_usd": str(self.cost_usd),
@@ -256,6 +273,8 @@ def _planned(recipe: Recipe, rendered: RenderedStep, level: int) -> PlannedStep:
         input=_describe_input(recipe, rendered.image),
         prompt=rendered.prompt,
         description=step.description,
+        group=step.name,
+        fanout=step.fanout.describe() if step.fanout is not None else None,
     )
 
 
@@ -273,6 +292,8 @@ def _jsonable(value: object) -> object:
         return value
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
     return str(value)
 
 
@@ -303,15 +324,27 @@ def format_plan(plan: Plan) -> str:
         lines.append(f"params: {shown}")
     for index, level in enumerate(plan.levels):
         lines.append(f"level {index + 1}:")
-        for s in level:
+        for s in _elided(level):
+            if isinstance(s, str):
+                lines.append(s)
+                continue
             params = ", ".join(f"{k}={v}" for k, v in s.parameters.items())
             extra = f" [{params}]" if params else ""
-            lines.append(f"  {s.id:<16} {s.function:<27} <- {s.input}{extra}")
+            lines.append(f"  {s.id:<16} {s.function:<27} <- {s.input}{extra}{_fanout_text(s)}")
+    if plan.recipe.skipped:
+        lines.append("skipped:")
+        for k in plan.recipe.skipped.values():
+            lines.append(f"  {k.id:<16} {k.function:<27} {k.reason}")
     q = plan.quota
     steps, levels = len(plan.steps), len(plan.levels)
+    written = len(plan.recipe.steps_as_written)
+    origin = ""
+    if written != steps or plan.recipe.skipped:
+        origin = f" (from {written} as written"
+        origin += f", {len(plan.recipe.skipped)} skipped)" if plan.recipe.skipped else ")"
     lines.append(
-        f"{steps} step{'s' if steps != 1 else ''} in {levels} level{'s' if levels != 1 else ''}, "
-        f"{plan.billed_images} billed images, "
+        f"{steps} step{'s' if steps != 1 else ''} in {levels} level{'s' if levels != 1 else ''}"
+        f"{origin}, {plan.billed_images} billed images, "
         f"est. ${plan.cost_usd:.6f} at ${wire.PRICE_PER_IMAGE_USD}/image"
     )
     lines.append(
@@ -320,6 +353,40 @@ def format_plan(plan: Plan) -> str:
         f"~{q.task_seconds:g}s per task)"
     )
     return "\n".join(lines)
+
+
+_SHOWN_PER_GROUP = 6
+
+
+def _elided(level: Sequence[PlannedStep]) -> list[PlannedStep | str]:
+    """The level's steps, a long run of one fanned-out step's instances cut in the middle."""
+    out: list[PlannedStep | str] = []
+    i = 0
+    while i < len(level):
+        j = i
+        while j < len(level) and level[j].group == level[i].group:
+            j += 1
+        run = level[i:j]
+        if level[i].fanout is not None and len(run) > _SHOWN_PER_GROUP:
+            head = _SHOWN_PER_GROUP - 2
+            out.extend(run[:head])
+            out.append(f"  ... {len(run) - head - 1} more instances of {level[i].group}")
+            out.append(run[-1])
+        else:
+            out.extend(run)
+        i = j
+    return out
+
+
+def _fanout_text(step: PlannedStep) -> str:
+    if step.fanout is None:
+        return ""
+    if "matrix" in step.fanout:
+        values = step.fanout["matrix"]
+        assert isinstance(values, Mapping)
+        return " {" + ", ".join(f"{k}={_short(v)}" for k, v in values.items()) + "}"
+    item = step.fanout.get("item")
+    return " {item=" + _short(item if isinstance(item, str) else repr(item)) + "}"
 
 
 def _param_text(recipe: Recipe, name: str, value: object) -> str:

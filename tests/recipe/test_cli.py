@@ -122,6 +122,8 @@ def test_plan_json_shape(tmp_path: Path):
         "wall_seconds",
         "quota",
         "warnings",
+        "steps_as_written",
+        "skipped",
     }
     assert data["params"]["factor"] == 4
     assert [[s["id"] for s in level] for level in data["levels"]] == [

@@ -16,13 +16,13 @@ from typing import Any, cast
 from .. import wire
 from ..durations import DEFAULT_TIMEOUT_SECONDS, parse_duration
 from ..errors import Diagnostic, RecipeError
+from .build_fanout import FanoutFields, fanout_names
 from .dag import Graph
+from .expand import expand, names_used
 from .loader import Document, Location, PathKey, SourceMap
 from .model import Budget, Param, ParamType, Recipe, Step
 from .params import GivenValue, bind
 from .schema import check_document
-from .build_fanout import FanoutFields, fanout_names
-from .expand import expand, names_used
 from .schema_build import DEFAULT_MAX_INSTANCES
 from .templating import Template, TemplateProblem, compile_template
 

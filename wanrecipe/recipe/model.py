@@ -74,7 +74,7 @@ class Fanout:
         }
 
     def describe(self) -> dict[str, object]:
-        """For records and plans: ``{"index": 2, "item": ...}`` or ``{"index": 2, "matrix": ...}``."""
+        """For records and plans: ``{"index": 2, "item": ...}`` or ``{..., "matrix": {...}}``."""
         out: dict[str, object] = {"index": self.index}
         if self.kind == "matrix":
             out["matrix"] = dict(self.matrix or {})

@@ -152,14 +152,17 @@ def default_state_dir(recipe_path: Path, env: Mapping[str, str] | None = None) -
 
 
 def with_dependants(recipe: Any, steps: Sequence[str]) -> frozenset[str]:
-    """The steps and everything downstream of them. Raises UsageError for unknown ids."""
-    unknown = [s for s in steps if s not in recipe.step_ids]
+    """The steps and everything downstream of them. Raises UsageError for unknown ids.
+
+    A step with foreach:/matrix: may be named as written (``styles``: all its instances)."""
+    ids = [i for s in steps for i in (recipe.instances(s) or (s,))]
+    unknown = [s for s in ids if s not in recipe.step_ids]
     if unknown:
         raise UsageError(
             f"no step {unknown[0]!r} in {recipe.name}; steps: {', '.join(recipe.step_ids)}"
         )
     found: set[str] = set()
-    todo = list(steps)
+    todo = list(ids)
     while todo:
         sid = todo.pop()
         if sid not in found:

@@ -75,10 +75,12 @@ def to_dot(recipe: Recipe) -> str:
     ]
     for step in recipe.steps_as_written:
         name, function = _label(recipe, step)
-        attrs = f"label={json.dumps(name + chr(10) + function)}"
+        text = name + "\n" + function
+        style = ""
         if recipe.is_skipped(step.id):
-            attrs = f"label={json.dumps(name + chr(10) + function + chr(10) + 'skipped')}"
-            attrs += ", style=dashed, fontcolor=gray"
+            text += "\nskipped"
+            style = ", style=dashed, fontcolor=gray"
+        attrs = f"label={json.dumps(text, ensure_ascii=False)}{style}"
         lines.append(f"    {json.dumps(step.id)} [{attrs}];")
     for up, down, kind in _edges(recipe):
         style = {"needs": " [style=dashed]", "foreach": ' [label="foreach"]'}.get(kind, "")

@@ -167,8 +167,8 @@ def test_matrix_runs_the_product_last_name_fastest(write_recipe, make_image):
     assert str(plan.cost_usd) == "0.120420"
     text = format_plan(plan)
     assert (
-        "grid.4           stylization_all             <- in.png [strength=0.6] {style=oil, strength=0.6}"
-        in text
+        "grid.4           stylization_all             <- in.png [strength=0.6] "
+        "{style=oil, strength=0.6}" in text
     )
     assert "6 steps in 1 level (from 1 as written), 6 billed images" in text
     assert "grid ×6<br/><i>stylization_all</i>" in to_mermaid(recipe)
@@ -359,3 +359,26 @@ def test_a_thousand_instances_by_default_at_most(write_recipe, make_image):
         RecipeError, match=r"matrix gives 1200 instances, more than max_instances \(1000\)"
     ):
         load_recipe(path)
+
+
+def test_a_mistake_in_many_instances_is_reported_a_few_times(write_recipe, make_image):
+    make_image()
+    path = write_recipe(
+        HEAD
+        + """
+  st:
+    foreach: "{{ range(50) | list }}"
+    function: stylization_all
+    image: in.png
+    prompt: "{{ params.styles }} {{ params.upscale }}"
+    parameters: {strength: "{{ item + 2 }}"}
+"""
+    )
+    report = validate_recipe(path)
+    messages = [d.message for d in report.errors]
+    assert messages == [
+        "47 more instances of st fail to render (st.3, st.4, st.5, ...)",  # at the step's line
+        "2 is greater than the maximum of 1.0",
+        "3 is greater than the maximum of 1.0",
+        "4 is greater than the maximum of 1.0",
+    ]

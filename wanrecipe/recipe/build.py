@@ -294,7 +294,9 @@ class _Builder:
                 where,
                 dotted,
                 f"{name!r} is only defined in a step with {needs}",
-                f"add {needs} to the step, or use params" if allowed or name != "loop" else None,
+                None
+                if dotted.startswith("outputs.") or name == "loop"
+                else f"add {needs} to the step, or use params",
             )
 
     def check_params_known(self, template: Template, where: Location, dotted: str) -> None:

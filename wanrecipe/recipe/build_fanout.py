@@ -74,6 +74,14 @@ class FanoutFields:
             self.static_list(value, f"matrix.{name}", (*here, "matrix", name))
         if isinstance(raw.get("if"), str):
             self.condition(raw["if"], fanout_names(raw))
+            source = condition_source(raw["if"]) or ""
+            if self.source is not None and "item" in names_used(source):
+                builder.error(
+                    sources["if"],
+                    f"steps.{sid}.if",
+                    "if: cannot use item here: the items are step outputs, known only at run time",
+                    "decide with params or loop; every if: is decided before the run",
+                )
 
     def foreach(self, value: object, path: PathKey) -> None:
         dotted = f"steps.{self.sid}.foreach"

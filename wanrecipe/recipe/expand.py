@@ -288,15 +288,6 @@ class Expander:
             return None if raw else "if: false"
         source = condition_source(raw)
         assert source is not None
-        fanout = step.fanout
-        if fanout is not None and fanout.item_from is not None and "item" in names_used(source):
-            self.error(
-                step.location_of("if"),
-                f"steps.{step.name}.if",
-                "if: cannot use item here: the items are step outputs, known only at run time",
-                "decide with params, loop or matrix; every if: is decided before the run",
-            )
-            return None
         value = self.render(source, context, step.location_of("if"), f"steps.{step.name}.if")
         if value is _FAILED or _truthy(value):
             return None

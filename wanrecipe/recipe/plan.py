@@ -23,6 +23,7 @@ from .preflight import InputChecker
 from .render import RenderedStep, render_step
 
 _MAX_N = int(wire.PARAMS["n"].maximum or 4)
+_SHOWN_FAILING_INSTANCES = 3
 #: Parameters shown in the plan (all of them except the ones every step has).
 _QUIET_PARAMETERS = frozenset({"watermark"})
 
@@ -140,11 +141,16 @@ def check_rendering(recipe: Recipe) -> tuple[dict[str, RenderedStep], list[Diagn
     problems: list[Diagnostic] = []
     outputs: dict[str, list[object]] = {}
     checker = InputChecker(recipe)
+    failing: dict[str, list[str]] = {}
     for sid in recipe.graph.topological_order():
         try:
             step = render_step(recipe, sid, outputs)
         except RecipeError as exc:
-            problems.extend(exc.diagnostics)
+            # A mistake in a fanned-out step shows in the first instances, not in all 1,000.
+            failed = failing.setdefault(recipe.step(sid).name, [])
+            failed.append(sid)
+            if len(failed) <= _SHOWN_FAILING_INSTANCES:
+                problems.extend(exc.diagnostics)
             # n is unknown: assume the most, so `images[3]` downstream is no cascade error.
             outputs[sid] = [PlannedImage(sid, i) for i in range(_MAX_N)]
             continue
@@ -152,6 +158,19 @@ def check_rendering(recipe: Recipe) -> tuple[dict[str, RenderedStep], list[Diagn
         problems.extend(step.warnings)
         problems.extend(checker.check(step))
         outputs[sid] = [PlannedImage(sid, i) for i in range(step.n)]
+    for group, failed in failing.items():
+        if len(failed) > _SHOWN_FAILING_INSTANCES:
+            where = recipe.step(failed[0]).location
+            problems.append(
+                Diagnostic(
+                    where.file,
+                    where.line,
+                    where.column,
+                    f"steps.{group}",
+                    f"{len(failed) - _SHOWN_FAILING_INSTANCES} more instances of {group} fail "
+                    f"to render ({', '.join(failed[_SHOWN_FAILING_INSTANCES:][:3])}, ...)",
+                )
+            )
     return rendered, sorted(problems)
 
 

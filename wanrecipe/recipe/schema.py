@@ -288,7 +288,8 @@ def _pattern(path: PathKey, instance: str) -> tuple[str, str | None]:
     if name == "foreach" or (len(path) >= 2 and path[-2] == "matrix"):
         return (
             f"expected a list or a template giving one, got {instance!r}",
-            f'write a YAML list ([{instance}, ...]) or a template such as "{{{{ params.styles }}}}"',
+            f"write a YAML list ([{instance}, ...]) or a template such as "
+            '"{{ params.styles }}"',
         )
     return (f"{instance!r} does not have the expected form", None)
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from PIL import Image
 
 from wanrecipe.api import load_recipe

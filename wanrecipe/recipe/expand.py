@@ -292,7 +292,9 @@ class Expander:
         if value is _FAILED or _truthy(value):
             return None
         shown = str(raw).strip()
-        return f"if: {shown} is false" + (f" ({_describe(step.fanout)})" if step.fanout else "")
+        if step.fanout is None or not names_used(source):
+            return f"if: {shown} is false"
+        return f"if: {shown} is false ({_describe(step.fanout)})"
 
     def count(self, step: Step, context: Mapping[str, Any]) -> int | None:
         raw = step.parameters.get("n", 1)
@@ -367,7 +369,7 @@ def _truthy(value: object) -> bool:
 def _describe(fanout: Fanout) -> str:
     if fanout.kind == "matrix":
         return ", ".join(f"{k}={v}" for k, v in (fanout.matrix or {}).items())
-    return f"item={fanout.item!r}"
+    return f"item={fanout.describe()['item']!r}"
 
 
 _INSTANCE = re.compile(r"^(?P<group>[a-z][a-z0-9_-]*)\.(?P<index>\d+)$")

@@ -405,6 +405,8 @@ def _fanout_text(step: PlannedStep) -> str:
         assert isinstance(values, Mapping)
         return " {" + ", ".join(f"{k}={_short(v)}" for k, v in values.items()) + "}"
     item = step.fanout.get("item")
+    if step.input == item or (isinstance(item, str) and item.startswith("steps.")):
+        return ""  # the input column already says it
     return " {item=" + _short(item if isinstance(item, str) else repr(item)) + "}"
 
 

@@ -108,8 +108,7 @@ class Expander:
         self.recipe = recipe
         self.max_instances = max_instances
         self.out = Expansion()
-        #: Images each instance makes, when known before the run (None: it depends on steps).
-        self.counts: dict[str, int | None] = {}
+        self.instances: dict[str, Step] = {}
         self._reported: set[tuple[str, str]] = set()
 
     def run(self) -> Expansion:
@@ -137,8 +136,7 @@ class Expander:
             instance = (
                 step if fanout is None else replace(step, id=sid, group=step.id, fanout=fanout)
             )
-            context = static_context(self.params, self.recipe, instance, fanout)
-            reason = self.condition(instance, context)
+            reason = self.condition(instance)
             deps: set[str] = set()
             skipped_refs: list[str] = []
             for ref in sorted(step.references | set(step.needs)):
@@ -159,7 +157,7 @@ class Expander:
             kept.append(sid)
             self.out.steps.append(instance)
             self.out.deps[sid] = deps
-            self.counts[sid] = self.count(instance, context)
+            self.instances[sid] = instance
         self.out.groups[step.id] = tuple(kept)
 
     def bindings(self, step: Step) -> list[Fanout | None] | None:
@@ -181,7 +179,7 @@ class Expander:
                 return []
             refs: list[tuple[str, int]] = []
             for sid in ids:
-                count = self.counts.get(sid)
+                count = self.count(self.instances[sid])
                 if count is None:
                     self.error(
                         where,
@@ -279,13 +277,14 @@ class Expander:
             return None
         return list(value)
 
-    def condition(self, step: Step, context: Mapping[str, Any]) -> str | None:
+    def condition(self, step: Step) -> str | None:
         """The reason to skip, or None to run."""
         raw = step.condition
         if raw is None:
             return None
         if isinstance(raw, bool):
             return None if raw else "if: false"
+        context = static_context(self.params, self.recipe, step, step.fanout)
         source = condition_source(raw)
         assert source is not None
         value = self.render(source, context, step.location_of("if"), f"steps.{step.name}.if")
@@ -296,9 +295,11 @@ class Expander:
             return f"if: {shown} is false"
         return f"if: {shown} is false ({_describe(step.fanout)})"
 
-    def count(self, step: Step, context: Mapping[str, Any]) -> int | None:
+    def count(self, step: Step) -> int | None:
+        """Images ``step`` (an instance that runs) makes, when known before the run."""
         raw = step.parameters.get("n", 1)
         if isinstance(raw, str):
+            context = static_context(self.params, self.recipe, step, step.fanout)
             try:
                 template = compile_template(raw)
             except TemplateProblem:

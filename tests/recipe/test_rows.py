@@ -233,3 +233,25 @@ def test_unknown_file_type_and_missing_file(tmp_path: Path):
         load_rows(decls, tmp_path / "rows.txt")
     with pytest.raises(RecipeError, match="no such file"):
         load_rows(decls, tmp_path / "rows.csv")
+
+
+def test_tsv_with_a_bom_and_json_lists(tmp_path: Path):
+    tsv = _batch(tmp_path, "rows.tsv", "\ufeffphoto\tstyles\nimages/ok.png\tink, oil\n")
+    (row,) = load_rows(param_declarations(RECIPE), tsv)
+    assert row.params["styles"] == ["ink", "oil"] and row.origin.line == 2
+    as_json = _batch(
+        tmp_path, "rows.json", '[\n  {"photo": "images/ok.png", "night": true, "factor": 1}\n]\n'
+    )
+    (row,) = load_rows(param_declarations(RECIPE), as_json)
+    assert row.params == {"photo": str(tmp_path / "images" / "ok.png"), "night": True, "factor": 1}
+    assert row.origin.line == 2
+
+
+def test_a_rows_file_elsewhere_resolves_images_beside_it(tmp_path: Path, monkeypatch):
+    sub = tmp_path / "batch"
+    sub.mkdir()
+    _batch(sub, "rows.csv", "photo\nimages/ok.png\n")
+    monkeypatch.chdir(tmp_path)
+    (row,) = load_rows(param_declarations(RECIPE), "batch/rows.csv")
+    assert row.params["photo"] == str(sub / "images" / "ok.png")
+    assert row.origin.file == "batch/rows.csv"

@@ -186,6 +186,9 @@ def graph(
 ) -> None:
     """Print the step graph. Solid edges come from template references, dashed ones from needs.
 
+    A foreach:/matrix: step is drawn once with its multiplicity (styles ×6); skipped steps are
+    dashed.
+
     \b
     Example:
       wanrecipe graph recipes/old-photo.yaml

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from wanrecipe import RecipeError, load_recipe, plan_recipe, validate_recipe
 from wanrecipe.recipe.graph_export import to_dot, to_mermaid
@@ -382,3 +384,68 @@ def test_a_mistake_in_many_instances_is_reported_a_few_times(write_recipe, make_
         "3 is greater than the maximum of 1.0",
         "4 is greater than the maximum of 1.0",
     ]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    items=st.integers(0, 5),
+    n=st.integers(1, 4),
+    dims=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+    keep_every=st.integers(1, 3),
+)
+def test_expansion_counts_and_edges_hold(write_recipe, make_image, items, n, dims, keep_every):
+    make_image()
+    matrix = ", ".join(f"d{i}: {list(range(k))}" for i, k in enumerate(dims))
+    path = write_recipe(
+        f"""
+version: 1
+params:
+  items: {{type: list, items: {{type: integer}}, default: {list(range(items))}}}
+steps:
+  gen:
+    foreach: "{{{{ params.items }}}}"
+    if: "{{{{ loop.index0 % {keep_every} == 0 }}}}"
+    function: stylization_all
+    image: in.png
+    prompt: "{{{{ item }}}}"
+    parameters: {{n: {n}}}
+  each:
+    foreach: "{{{{ steps.gen.images }}}}"
+    on_skipped: run
+    function: super_resolution
+    image: "{{{{ item }}}}"
+    prompt: x
+  grid:
+    matrix: {{{matrix}}}
+    function: stylization_all
+    image: in.png
+    prompt: "{{{{ loop.index }}}}"
+  join:
+    on_skipped: run
+    function: expand
+    image: "{{{{ steps.grid.image }}}}"
+    prompt: "{{{{ steps.each.images | length }}}}"
+"""
+    )
+    recipe = load_recipe(path)
+    kept = len(range(0, items, keep_every))
+    grid = 1
+    for k in dims:
+        grid *= k
+    assert len(recipe.groups["gen"]) == kept
+    assert len(recipe.groups["each"]) == kept * n
+    assert len(recipe.groups["grid"]) == grid
+    assert len(recipe.steps) == kept + kept * n + grid + 1
+    # Every instance of each waits for exactly the gen instance that makes its image.
+    for sid in recipe.groups["each"]:
+        (dep,) = recipe.deps(sid)
+        fanout = recipe.step(sid).fanout
+        assert fanout is not None and fanout.item_from is not None
+        assert dep == fanout.item_from[0] and dep in recipe.groups["gen"]
+    assert set(recipe.deps("join")) == set(recipe.groups["grid"]) | set(recipe.groups["each"])
+    plan = plan_recipe(path)
+    assert plan.billed_images == kept * n + kept * n + grid + 1
+    order = {sid: i for i, sid in enumerate(recipe.graph.topological_order())}
+    assert all(order[d] < order[s] for s in recipe.step_ids for d in recipe.deps(s))

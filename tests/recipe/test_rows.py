@@ -255,3 +255,16 @@ def test_a_rows_file_elsewhere_resolves_images_beside_it(tmp_path: Path, monkeyp
     (row,) = load_rows(param_declarations(RECIPE), "batch/rows.csv")
     assert row.params["photo"] == str(sub / "images" / "ok.png")
     assert row.origin.file == "batch/rows.csv"
+
+
+def test_row_values_build_the_recipe_and_point_at_their_cells(tmp_path: Path):
+    from wanrecipe.recipe.build import build_recipe
+    from wanrecipe.recipe.loader import load_file
+
+    path = _batch(tmp_path, "rows.csv", "photo,factor\nimages/ok.png,3\n")
+    (row,) = load_rows(param_declarations(RECIPE), path)
+    recipe, problems = build_recipe(load_file(RECIPE), RECIPE, row.given())
+    assert not [d for d in problems if d.severity == "error"]
+    assert recipe is not None and recipe.params["factor"] == 3
+    assert recipe.params["photo"] == str(tmp_path / "images" / "ok.png")
+    assert {g.name: g.location.line for g in row.given()} == {"photo": 2, "factor": 2}

@@ -158,9 +158,8 @@ def with_dependants(recipe: Any, steps: Sequence[str]) -> frozenset[str]:
     ids = [i for s in steps for i in (recipe.instances(s) or (s,))]
     unknown = [s for s in ids if s not in recipe.step_ids]
     if unknown:
-        raise UsageError(
-            f"no step {unknown[0]!r} in {recipe.name}; steps: {', '.join(recipe.step_ids)}"
-        )
+        written = [s.id for s in getattr(recipe, "steps_as_written", recipe.steps)]
+        raise UsageError(f"no step {unknown[0]!r} in {recipe.name}; steps: {', '.join(written)}")
     found: set[str] = set()
     todo = list(ids)
     while todo:

@@ -449,3 +449,21 @@ steps:
     assert plan.billed_images == kept * n + kept * n + grid + 1
     order = {sid: i for i, sid in enumerate(recipe.graph.topological_order())}
     assert all(order[d] < order[s] for s in recipe.step_ids for d in recipe.deps(s))
+
+
+def test_force_of_an_unknown_step_lists_the_steps_as_written(write_recipe, make_image):
+    from wanrecipe.errors import UsageError
+
+    recipe = _recipe(
+        write_recipe,
+        make_image,
+        """
+  st:
+    foreach: "{{ range(30) | list }}"
+    function: stylization_all
+    image: in.png
+    prompt: "{{ item }} {{ params.styles }} {{ params.upscale }}"
+""",
+    )
+    with pytest.raises(UsageError, match=r"no step 'sx' in recipe; steps: st$"):
+        with_dependants(recipe, ["sx"])

@@ -18,7 +18,7 @@ from ..durations import DEFAULT_TIMEOUT_SECONDS, parse_duration
 from ..errors import Diagnostic, RecipeError
 from .build_fanout import FanoutFields, fanout_names
 from .dag import Graph
-from .expand import expand, names_used
+from .expand import Expansion, expand, names_used
 from .loader import Document, Location, PathKey, SourceMap
 from .model import Budget, Param, ParamType, Recipe, Step
 from .params import GivenValue, bind
@@ -153,13 +153,21 @@ class _Builder:
             steps=tuple(expansion.steps),
             outputs=outputs,
             output_locations=output_locations,
-            graph=Graph([s.id for s in expansion.steps], expansion.deps),
+            graph=self.instance_graph(graph, expansion),
             warnings=tuple(self.diagnostics),
             budget=self.budget(),
             groups=expansion.groups,
             skipped=expansion.skipped,
             declared=tuple(steps.values()),
         )
+
+    @staticmethod
+    def instance_graph(written: Graph, expansion: Expansion) -> Graph:
+        # Without fan-out or skips the instances are the steps as written: same graph.
+        same = not expansion.skipped and len(expansion.steps) == len(written.nodes)
+        if same and all(s.fanout is None for s in expansion.steps):
+            return written
+        return Graph([s.id for s in expansion.steps], expansion.deps)
 
     def budget(self) -> Budget | None:
         raw = self.data.get("budget")

@@ -75,8 +75,13 @@ def template_context(
     """
     wanted = list(outputs) if names is None else names
     steps: dict[str, Scope] = {}
+    groups = recipe.groups
     for name in wanted:
-        images = [image for sid in recipe.instances(name) for image in outputs.get(sid, ())]
+        ids = groups.get(name)
+        if ids is None or ids == (name,):
+            images = list(outputs.get(name, ()))
+        else:
+            images = [image for sid in ids for image in outputs.get(sid, ())]
         steps[name] = Scope(
             f"steps.{name}", {"image": images[0] if images else None, "images": images}
         )

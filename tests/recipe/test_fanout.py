@@ -467,3 +467,24 @@ def test_force_of_an_unknown_step_lists_the_steps_as_written(write_recipe, make_
     )
     with pytest.raises(UsageError, match=r"no step 'sx' in recipe; steps: st$"):
         with_dependants(recipe, ["sx"])
+
+
+def test_needs_on_a_fanned_out_step_waits_for_every_instance(write_recipe, make_image):
+    recipe = _recipe(
+        write_recipe,
+        make_image,
+        """
+  st:
+    matrix: {a: [1, 2], b: [x, y]}
+    function: stylization_all
+    image: in.png
+    prompt: "{{ matrix.a }}{{ matrix.b }}"
+  last:
+    needs: st
+    function: super_resolution
+    image: in.png
+    prompt: after all of them {{ params.styles }} {{ params.upscale }}
+""",
+    )
+    assert recipe.deps("last") == ("st.0", "st.1", "st.2", "st.3")
+    assert "s1 -.-> s2" in to_mermaid(recipe)  # needs only: dashed, drawn once

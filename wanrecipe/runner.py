@@ -333,7 +333,8 @@ def _collect_outputs(
 
     done: dict[str, list[StepImage]] = {}
     for sid, step in record.steps.items():
-        if step.state == "done":
+        # A step taken from the cache has its files in the run directory like one that ran.
+        if step.state in ("done", "cached") and step.results:
             done[sid] = [
                 StepImage(
                     sid,

@@ -16,7 +16,7 @@ from ..report.lock import Lock, lock_path, read_lock
 from ..runner import default_state_dir
 from ..store import Attempt, StateDir, sha256_file
 from . import EXIT_INVALID, main
-from .common import echo_diagnostics
+from .common import echo_diagnostics, shown_path
 
 _state_dir_option = click.option(
     "--state-dir",
@@ -37,7 +37,9 @@ def _state_path(state_dir: Path | None, recipes: tuple[Path, ...] = ()) -> Path:
 
 def _open(path: Path, *, must_exist: bool = True) -> StateDir:
     if must_exist and not (path / "state.db").exists():
-        raise click.UsageError(f"no state directory at {path} (nothing has run there yet)")
+        raise click.UsageError(
+            f"no state directory at {shown_path(path)} (nothing has run there yet)"
+        )
     try:
         return StateDir.open(path)
     except WanRecipeError as exc:
@@ -287,7 +289,7 @@ def cache_clear(
         if not yes:
             click.confirm(
                 f"Forget {stats.keys_cached} cached results ({stats.blobs} images, "
-                f"{_size(stats.blob_bytes)}) in {path}?",
+                f"{_size(stats.blob_bytes)}) in {shown_path(path)}?",
                 abort=True,
             )
         report = state.journal.clear(include_unfinished=include_unfinished)

@@ -112,6 +112,9 @@ def test_verify_run_dir_reports_steps_without_outputs(recipe_file, tmp_path):
 
 
 def test_verify_refuses_what_is_not_a_run_directory(tmp_path):
+    nothing = verify(str(tmp_path / "runs" / "nothing"))
+    assert nothing.exit_code == 2
+    assert "does not exist: name a run directory" in nothing.output
     empty = verify(str(tmp_path))
     assert empty.exit_code == 2
     assert f"{tmp_path} has no run.json" in empty.output

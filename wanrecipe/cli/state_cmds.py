@@ -89,14 +89,19 @@ def verify(target: Path, run_dir: Path | None, state_dir: Path | None) -> None:
     verify RECIPE    every output the lock file <recipe>.lock names (written by `wanrecipe
                      run`), in the image store, and with --run-dir in that directory too.
 
-    Exit 0 when every output is intact, 1 when one is missing or damaged, 2 when TARGET is
-    neither a run directory nor a recipe with a lock file.
+    Exit 0 when every output is intact, 1 when one is missing or damaged, 2 when the
+    argument is neither a run directory nor a recipe with a lock file.
 
     \b
     Examples:
       wanrecipe verify runs/old-photo/20260101-120000
       wanrecipe verify recipes/old-photo.yaml --run-dir runs/old-photo/20260101-120000
     """
+    if not target.exists() and not lock_path(target).exists():
+        raise click.UsageError(
+            f"{shown_path(target)} does not exist: name a run directory "
+            "(runs/<name>/<timestamp>) or a recipe with a lock file"
+        )
     if target.is_dir() or target.name == "run.json":
         if run_dir is not None:
             raise click.UsageError("--run-dir goes with a RECIPE; to check a run, name its dir")

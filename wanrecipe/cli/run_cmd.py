@@ -240,6 +240,22 @@ def _backend_line(kind: str, label: str) -> str:
     return f"backend: {label}"
 
 
+def _cost(record: RunRecord) -> str:
+    """What the run cost: money only where it was spent (DashScope); an emulator's images are
+    free, and priced as DashScope would have billed them."""
+    images = record.images_billed
+    kind, _, _ = record.backend.partition(":")
+    counted = f"{images} image{'s' if images != 1 else ''}"
+    if images == 0 and record.steps and all(s.state == "cached" for s in record.steps.values()):
+        counted += " (every step from the cache)"
+    if kind == "dashscope":
+        return f"{counted} billed, ${record.cost_usd} spent on DashScope"
+    priced = f"${record.cost_usd} at DashScope prices"
+    if kind == "local":
+        return f"{counted}, free on the embedded emulator ({priced})"
+    return f"{counted} on {record.backend}, not the paid service ({priced})"
+
+
 def _summary(console: Console, record: RunRecord) -> None:
     console.print(
         f"run {record.status} in {record.elapsed_s or 0.0:.1f}s: {_cost(record)}; "
@@ -260,22 +276,6 @@ def _summary(console: Console, record: RunRecord) -> None:
             )
     for name, paths in record.outputs.items():
         console.print(f"output {name}: {escape(', '.join(paths))}")
-
-
-def _cost(record: RunRecord) -> str:
-    """What the run cost: money only where it was spent (DashScope); an emulator's images are
-    free, and priced as DashScope would have billed them."""
-    images = record.images_billed
-    kind, _, _ = record.backend.partition(":")
-    counted = f"{images} image{'s' if images != 1 else ''}"
-    if images == 0 and record.steps and all(s.state == "cached" for s in record.steps.values()):
-        counted += " (every step from the cache)"
-    if kind == "dashscope":
-        return f"{counted} billed, ${record.cost_usd} spent on DashScope"
-    priced = f"${record.cost_usd} at DashScope prices"
-    if kind == "local":
-        return f"{counted}, free on the embedded emulator ({priced})"
-    return f"{counted} on {record.backend}, not the paid service ({priced})"
 
 
 def _exit_code(record: RunRecord) -> int:

@@ -12,7 +12,10 @@ from wanrecipe import wire
 from wanrecipe.emulator.config import EmulatorConfig
 from wanrecipe.emulator.server import EmulatorThread
 
-from .test_cli_run import ENV
+from .test_cli_run import ENV as CLI_ENV
+
+#: The state directory beside the recipe (the default), whatever the environment says.
+ENV = {k: v for k, v in CLI_ENV.items() if k != "WANRECIPE_STATE_DIR"}
 
 RECIPE = """\
     version: 1

@@ -167,3 +167,46 @@ def test_only_the_engine_workers_start_without_main() -> None:
     with engine_pool._without_main():
         hidden = spawn.get_preparation_data("other")
     assert not set(hidden) & set(engine_pool._MAIN_ENTRIES)
+
+
+#: A host that runs an event loop in the main thread and calls the sync API from a coroutine
+#: (as a Jupyter cell does), then an interrupt (what the kernel's "interrupt" sends).
+INTERRUPTED = """\
+import asyncio, json, os, signal
+from wanrecipe import run_recipe
+from wanrecipe.emulator import EmulatorConfig, EmulatorThread
+from wanrecipe.runner import BackendChoice
+
+def on_event(event):
+    if event.kind == "step" and event.state == "submitted":
+        os.kill(os.getpid(), signal.SIGINT)
+
+async def cell(emu):
+    try:
+        run_recipe("recipe.yaml", run_dir="out", on_event=on_event,
+                   backend=BackendChoice("url", emu.base_url))
+    except KeyboardInterrupt:
+        print("RAISED KeyboardInterrupt")
+
+with EmulatorThread(EmulatorConfig(latency=60.0)) as emu:
+    asyncio.new_event_loop().run_until_complete(cell(emu))
+print("STATUS " + json.load(open("out/run.json"))["status"])
+"""
+
+
+def test_an_interrupt_under_a_running_loop_stops_the_run(project: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED],
+        cwd=project,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines == ["RAISED KeyboardInterrupt", "STATUS interrupted"], done.stdout + done.stderr
+    with StateDir.open(project / ".wanrecipe") as state:
+        attempts = state.journal.attempts()
+    # The task it had submitted stays in the journal for the next run to pick up.
+    assert [(a.step, a.state) for a in attempts] == [("colorize", "submitted")], attempts

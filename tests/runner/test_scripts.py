@@ -87,6 +87,21 @@ def test_a_plain_script_without_a_main_guard(project: Path) -> None:
     check_ran_once(project, done.stdout)
 
 
+def test_python_dash_m_of_a_module_without_a_main_guard(project: Path) -> None:
+    # multiprocessing re-runs a module by name (init_main_from_name), a script by path.
+    (project / "make_it_mod.py").write_text(USER_CODE, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "make_it_mod"],
+        cwd=project,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr
+    check_ran_once(project, done.stdout)
+
+
 def test_python_dash_c(project: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", USER_CODE],

@@ -335,8 +335,7 @@ def _collect_outputs(
 
     done: dict[str, list[StepImage]] = {}
     for sid, step in record.steps.items():
-        # A step taken from the cache has its files in the run directory like one that ran.
-        if step.state in ("done", "cached") and step.results:
+        if step.state in ("done", "cached"):
             done[sid] = [
                 StepImage(
                     sid,

@@ -237,6 +237,7 @@ _STATUS_NOTES = {
     "failed": "the run itself failed",
     "interrupted": "the run was interrupted",
     "running": "the run did not finish",
+    "budget": "the run stopped at its budget",
 }
 
 

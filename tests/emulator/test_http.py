@@ -359,7 +359,9 @@ async def test_results_urls_are_signed(start: Start, http: aiohttp.ClientSession
 
 
 async def test_cancel_only_pending(start: Start, http: aiohttp.ClientSession):
-    async with start(concurrency=1, latency=0.6) as emu:
+    # The latency has to outlast the requests before the last wait:
+    # generous, so a busy machine cannot finish the running task before its cancel.
+    async with start(concurrency=1, latency=5.0) as emu:
         api = Api(http, emu)
         running = await api.task_id(body())
         pending = await api.task_id(body())

@@ -12,11 +12,12 @@ import ipaddress
 import json
 import os
 import signal
-from collections.abc import AsyncIterator, Mapping, Sequence
+import threading
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from . import wire
@@ -28,6 +29,7 @@ from .report.record import RunRecord, StepRecord
 BackendKind = Literal["local", "dashscope", "url"]
 #: The key sent to servers that are not DashScope when the user has none: never a real one.
 LOCAL_API_KEY = "sk-wanrecipe-local"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -356,7 +358,7 @@ def _collect_outputs(
 
     done: dict[str, list[StepImage]] = {}
     for sid, step in record.steps.items():
-        if step.state == "done":
+        if step.state in ("done", "cached"):
             done[sid] = [
                 StepImage(
                     sid,
@@ -401,7 +403,7 @@ def run_recipe(
     recipe = load_recipe(path, params, param_files)
     choice = backend if isinstance(backend, BackendChoice) else choose_backend(backend)
     out = Path(run_dir) if run_dir is not None else default_run_dir(recipe.name)
-    return asyncio.run(
+    return run_blocking(
         execute(
             recipe,
             backend=choice,
@@ -411,3 +413,47 @@ def run_recipe(
             state_dir=Path(state_dir) if state_dir is not None else None,
         )
     )
+
+
+def run_blocking(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to the end from synchronous code and return its result.
+
+    Where this thread already runs an event loop (a Jupyter kernel, an async web framework
+    calling sync code) ``asyncio.run`` would refuse; the run then gets a fresh loop in a
+    thread of its own, and this thread waits for it. A KeyboardInterrupt while waiting (the
+    kernel's "interrupt") cancels the run, which records itself as interrupted, and is then
+    raised here.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main)
+    box: dict[str, Any] = {}
+    started = threading.Event()
+
+    async def wrapper() -> T:
+        box["loop"], box["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        started.set()
+        return await main
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(wrapper())
+        except BaseException as exc:  # handed to the waiting thread below
+            box["error"] = exc
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=target, name="wanrecipe-run", daemon=True)
+    thread.start()
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        started.wait()
+        if "task" in box:
+            box["loop"].call_soon_threadsafe(box["task"].cancel)
+        thread.join()
+        raise
+    if "error" in box:
+        raise box["error"]
+    return cast(T, box["value"])

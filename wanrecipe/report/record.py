@@ -87,6 +87,9 @@ class StepRecord:
     prompt: str | None = None
     parameters: dict[str, Any] | None = None
     inputs: dict[str, dict[str, Any]] | None = None
+    #: For an instance of a foreach:/matrix: step: the step as written and its values
+    #: (``{"group": "styles", "index": 2, "item": "ink"}`` or ``..., "matrix": {...}}``).
+    fanout: dict[str, Any] | None = None
 
     @property
     def cost_usd(self) -> Decimal:

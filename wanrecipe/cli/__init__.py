@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "serve_cmd",
         "Run the local DashScope image-edit emulator (base URL http://HOST:PORT/api/v1).",
     ),
-    "verify": ("state_cmds", "Check stored outputs against the lock file."),
+    "verify": ("state_cmds", "Check that a run's outputs (or a lock file's) are intact."),
     "cache": ("state_cmds", "List, prune or empty the stored results."),
 }
 

@@ -251,8 +251,16 @@ def _summary(console: Console, record: RunRecord) -> None:
                 f"[bold red]failed[/] {step.id}: {escape(step.error.code)}: "
                 f"{escape(step.error.message)}"
             )
+        elif step.state == "unavailable" and step.error:
+            console.print(
+                f"[bold magenta]paid, result unavailable[/] {step.id}: task "
+                f"{escape(step.error.task_id or '?')}: {escape(step.error.message)}"
+            )
         elif step.state == "skipped":
             console.print(f"[yellow]skipped[/] {step.id}: {escape(step.skipped_because or '')}")
+        labels = _labels(step)
+        if labels:
+            console.print(f"[cyan]emulated[/] {step.id}: {escape(labels)}")
         for bad in step.failed_outputs:
             console.print(
                 f"[yellow]partial[/] {step.id}: one output failed: {escape(bad.code)}: "
@@ -260,6 +268,19 @@ def _summary(console: Console, record: RunRecord) -> None:
             )
     for name, paths in record.outputs.items():
         console.print(f"output {name}: {escape(', '.join(paths))}")
+
+
+def _labels(step: Any) -> str:
+    """``placeholder, input returned unchanged`` for a step whose result is not ``real``."""
+    parts = []
+    for r in step.results:
+        if r.fidelity is not None and r.fidelity != "real":
+            text = r.fidelity + (f", {r.note}" if r.note else "")
+            if r.engine:
+                text += f" ({r.engine})"
+            if text not in parts:
+                parts.append(text)
+    return "; ".join(parts)
 
 
 def _exit_code(record: RunRecord) -> int:

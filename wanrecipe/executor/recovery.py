@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from ..report.record import Attempt, StepRecord
+from ..report.record import Attempt, ErrorInfo, StepRecord
 from ..store import Attempt as JournalAttempt
 from .inputs import StepImage
-from .stepbase import Request, is_mine, request_summary
+from .lost import AFTER_S
+from .stepbase import Request, StepFailed, is_mine, request_summary
 from .submission import Submission
 
 
@@ -38,13 +39,41 @@ class Recovery(Submission):
                     f"{sid}: an earlier run stopped while submitting (attempt {old.id}): a task "
                     "may have been created and billed; looking for it in the task list"
                 )
-                task_id = await self._lost.find(old.created_at)
-                if task_id is None:
+                # Under the submit lock: no submit of this run can add an unknown task to
+                # the list meanwhile. The old run's submit ended before it died, so before
+                # this run started.
+                n = int(req.parameters.get("n", 1) or 1)
+                until = min(old.created_at + AFTER_S, self._started_wall)
+                async with self._submitting:
+                    found = await self._lost.find(old.created_at, until, n)
+                if found.verdict == "none":
                     self._warn(f"{sid}: no such task in the task list; submitting")
                     await self._journal_call(
                         self._journal.record_abandoned, old.id, "no task found in the task list"
                     )
                     continue
+                if found.verdict == "unsure" or found.task_id is None:
+                    why = found.reason or "the task list cannot tell"
+                    if self.options.lost_submit != "resubmit":
+                        raise StepFailed(
+                            ErrorInfo(
+                                "LostSubmit",
+                                f"an earlier run's submit (attempt {old.id}) may have created "
+                                f"a task and the task list cannot tell ({why}); not "
+                                "submitting again, as that could pay twice. Use "
+                                "--resubmit-lost to submit anyway",
+                            )
+                        )
+                    self._warn(
+                        f"{sid}: cannot tell whether attempt {old.id} created a task ({why}); "
+                        "submitting again as lost_submit=resubmit says: this may pay twice"
+                    )
+                    self._possibly_billed.update(found.candidates)
+                    await self._journal_call(
+                        self._journal.record_abandoned, old.id, f"resubmitted: {why}"
+                    )
+                    continue
+                task_id = found.task_id
                 self._warn(f"{sid}: found task {task_id}; picking up its result")
                 await self._journal_call(self._journal.record_submitted, old.id, task_id, None)
             elif old.task_id is None:
@@ -71,7 +100,7 @@ class Recovery(Submission):
             self._emit_step(rec, message=f"re-attached to task {task_id}")
             state = await self._wait(rec, attempt, req, task_id, attempt_id)
         if state.status == "SUCCEEDED":
-            return await self._download(sid, rec, state, attempt_id)
+            return await self._download(sid, rec, state, attempt_id, float(req.step.timeout))
         if state.status == "UNKNOWN":
             self._warn(f"{sid}: task {task_id} is unknown to the service (expired?); submitting")
             await self._journal_call(

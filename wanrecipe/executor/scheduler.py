@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 
 from ..errors import BackendError, ImageInputError, RecipeError
 from ..report.record import ErrorInfo, RunRecord, StepRecord
+from .downloads import ResultUnavailable
 from .identity import input_digest, recorded_seed, step_identity, step_key
 from .inputs import PreparedInput, StepImage, check_mask, prepare_input
 from .recovery import Recovery
@@ -101,6 +102,13 @@ class Scheduler(Recovery):
             if rec.state != "cached":
                 rec.state = "done"
             self._emit_step(rec)
+        except ResultUnavailable as exc:
+            # Paid for, not lost: the task id is in the error and the journal; a re-run
+            # re-attaches to it. Dependants are skipped as for a failure.
+            rec.state, rec.error = "unavailable", exc.error
+            self._emit_step(rec, message=exc.error.message, data={"task_id": exc.error.task_id})
+            if self.options.fail_fast:
+                self.stop(f"step {sid}: result unavailable (--fail-fast)")
         except StepFailed as exc:
             rec.state, rec.error = "failed", exc.error
             self._emit_step(rec, message=f"{exc.error.code}: {exc.error.message}")
@@ -109,7 +117,7 @@ class Scheduler(Recovery):
         except Stopped:
             self._skip(rec, self._stopping or "stopped")
         except asyncio.CancelledError:
-            if rec.state not in ("done", "cached", "failed", "skipped"):
+            if rec.state not in ("done", "cached", "failed", "skipped", "unavailable"):
                 rec.state = "failed"
                 rec.error = ErrorInfo(
                     "Interrupted",
@@ -139,7 +147,7 @@ class Scheduler(Recovery):
         for number in range(1, attempts + 1):
             state, attempt_id = await self._attempt(sid, rec, req, number)
             if state.status == "SUCCEEDED":
-                return await self._download(sid, rec, state, attempt_id)
+                return await self._download(sid, rec, state, attempt_id, float(step.timeout))
             error = rec.attempts[-1].error or ErrorInfo("Unknown", "task did not succeed")
             if number == attempts or not task_failure_is_transient(error.code) or self._stopping:
                 raise StepFailed(error)

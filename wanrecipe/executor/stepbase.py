@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .. import wire
 from ..errors import BackendError, StoreError
@@ -59,6 +59,10 @@ class RunOptions:
     #: Zone of the service's task timestamps, for finding a lost task in the task list
     #: (DashScope: Beijing time [UNC]; the emulator's default too).
     server_utc_offset_hours: float = 8.0
+    #: A submit got no answer and the task list cannot tell whether it created a task:
+    #: ``stop`` fails the step (a re-run looks again), ``resubmit`` submits again, warning
+    #: that this may pay twice (``run --resubmit-lost``).
+    lost_submit: Literal["stop", "resubmit"] = "stop"
 
 
 class StepFailed(Exception):
@@ -114,6 +118,7 @@ class StepBase:
         self.gate = QuotaGate(options.quota)
         self.durations = durations or DurationModel(options.poll)
         self._t0 = time.monotonic()
+        self._started_wall = time.time()
         self._finished: dict[str, asyncio.Event] = {}
         self._outputs: dict[str, list[StepImage] | None] = {}
         self._stopping: str | None = None
@@ -129,6 +134,9 @@ class StepBase:
         # without doubt (two lost submits at once could not be told apart). Costs nothing at
         # the service's 2 submits/s: a submit takes a round trip and two fsyncs.
         self._submitting = asyncio.Lock()
+        #: Tasks that may be ours (a lost submit sent again under ``lost_submit=resubmit``):
+        #: their billed images are added to the record at the end of the run.
+        self._possibly_billed: set[str] = set()
         self._incoming = state.path / "incoming"
         self._slots = PrioritySlots(
             self.gate, priorities(recipe), [s.id for s in recipe.steps if not recipe.deps(s.id)]
@@ -177,8 +185,13 @@ class StepBase:
         }
         if data:
             payload.update(data)
-        if rec.state in ("done", "cached"):
+        if rec.state in ("done", "cached", "unavailable"):
             payload["files"] = [r.path for r in rec.results]
+            # The emulator's engine labels, per file (None for a DashScope result).
+            payload["results"] = [
+                {"path": r.path, "fidelity": r.fidelity, "engine": r.engine, "note": r.note}
+                for r in rec.results
+            ]
         self._emit(
             Event(
                 "step", self.elapsed(), step=rec.id, state=rec.state, message=message, data=payload

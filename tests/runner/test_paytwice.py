@@ -4,6 +4,7 @@ result URLs, a service that goes away for a few seconds."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from wanrecipe.emulator.config import EmulatorConfig
 from wanrecipe.emulator.server import running_emulator
+from wanrecipe.errors import BackendError
 from wanrecipe.report.events import Event
 
 from .test_run import run
@@ -182,3 +184,52 @@ async def test_a_service_restart_mid_run_is_ridden_out(recipe_file, runner_pool)
     assert record.status == "ok", {k: s.error for k, s in record.steps.items()}
     assert Path(path.parent / "run" / "b.png").exists()
     assert any(w.startswith("b: submit failed") for w in record.warnings), record.warnings
+
+
+ONE = """\
+    version: 1
+    name: one
+    steps:
+      a: {function: colorization, image: in.png, prompt: "", parameters: {seed: 1}}
+"""
+
+
+async def _foreign_task(emu: object, image: Path) -> None:
+    """Another program on the same account submits a task (our journal knows nothing of it)."""
+    import base64
+
+    from wanrecipe.backends.dashscope import DashScopeClient
+
+    uri = "data:image/png;base64," + base64.b64encode(image.read_bytes()).decode()
+    async with DashScopeClient(emu.base_url, "sk-someone-else") as client:  # type: ignore[attr-defined]
+        # Its answer is lost too; the task exists all the same.
+        with contextlib.suppress(BackendError):
+            await client.submit("colorization", "", uri, None, {"seed": 5})
+
+
+async def test_a_lost_submit_the_task_list_cannot_tell_is_not_sent_again(emulator, recipe_file):
+    # A foreign task in the same seconds: two unknown tasks in the window. Guessing could wait
+    # for someone else's image; submitting again could pay twice. The step stops and says so.
+    path = recipe_file(ONE)
+    async with emulator(faults="submit.lost=first:2") as emu:
+        await _foreign_task(emu, path.parent / "in.png")  # lost too: first of the two
+        record = await run(path, emu)
+        stats = emu.stats()
+    a = record.steps["a"]
+    assert a.state == "failed" and a.error is not None
+    assert a.error.code == "LostSubmit"
+    assert "not submitting again" in a.error.message
+    assert stats["submissions"]["accepted"] == 2, "sent again although it may have been billed"
+
+
+async def test_resubmit_lost_sends_again_says_so_and_counts_the_cost(emulator, recipe_file):
+    path = recipe_file(ONE)
+    async with emulator(faults="submit.lost=first:2") as emu:
+        await _foreign_task(emu, path.parent / "in.png")
+        record = await run(path, emu, lost_submit="resubmit")
+        stats = emu.stats()
+    assert record.steps["a"].state == "done"
+    assert stats["submissions"]["accepted"] == 3
+    assert any("this may pay twice" in w for w in record.warnings)
+    # Our lost task and the foreign one may both be ours: both counted, never too few.
+    assert record.images_billed == 3 and len(record.unattributed_tasks) == 2

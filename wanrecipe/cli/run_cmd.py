@@ -103,6 +103,12 @@ from .common import echo_diagnostics, param_option, params_file_option, parse_pa
     help="Replay the seeds and parameters of <recipe>.lock exactly; refuse (exit 2, nothing "
     "sent) if the recipe no longer matches it.",
 )
+@click.option(
+    "--resubmit-lost",
+    is_flag=True,
+    help="When a submit got no answer and the task list cannot tell whether it created a "
+    "task, submit again anyway (may pay twice; by default the step stops and says so).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
 def run(
     recipe: Path,
@@ -120,6 +126,7 @@ def run(
     no_cache: bool,
     force_steps: tuple[str, ...],
     locked: bool,
+    resubmit_lost: bool,
     as_json: bool,
 ) -> None:
     """Run RECIPE: every step, each output feeding the next.
@@ -158,6 +165,7 @@ def run(
         fail_fast=fail_fast,
         quota=Quota(submit_rps=rps, concurrency=concurrency, query_qps=query_qps),
         poll=PollPolicy(),
+        lost_submit="resubmit" if resubmit_lost else "stop",
     )
     if as_json:
         sink: Any = JsonLines(sys.stdout)

@@ -10,7 +10,7 @@ from ..report.record import Attempt, ErrorInfo, StepRecord
 from ..store import Attempt as JournalAttempt
 from .inputs import StepImage
 from .lost import AFTER_S
-from .stepbase import Request, StepFailed, is_mine, request_summary
+from .stepbase import Busy, Request, StepFailed, is_mine, request_summary
 from .submission import Submission
 
 
@@ -19,12 +19,9 @@ class Recovery(Submission):
         """Pick up what an earlier run left in flight for this key, if anything."""
         flights = await asyncio.to_thread(self._journal.in_flight, req.key)
         for old in sorted(flights, key=lambda a: a.created_at):
-            if old.owner_pid and old.owner_alive() and not is_mine(old):
-                # Another live run is on it right now: wait for its outcome.
-                outputs = await self._wait_for_other_run(sid, rec, req, old)
-                if outputs is not None:
-                    return outputs
-                continue
+            if not is_mine(old) and await asyncio.to_thread(self._journal.owner_live, old):
+                # Another live run is on it right now: the caller waits for its outcome.
+                raise Busy((old,))
             if old.backend != self.backend:
                 self._warn(
                     f"{sid}: an earlier run left task {old.task_id or '(unknown)'} on "
@@ -109,16 +106,43 @@ class Recovery(Submission):
         return None
 
     async def _wait_for_other_run(
-        self, sid: str, rec: StepRecord, req: Request, old: JournalAttempt
-    ) -> list[StepImage] | None:
-        self._warn(f"{sid}: another run (pid {old.owner_pid}) is submitting this step; waiting")
-        deadline = time.monotonic() + float(req.step.timeout)
-        while time.monotonic() < deadline:
-            await self._sleep(1.0)
-            entry = await asyncio.to_thread(self._journal.lookup_done, req.key)
-            if entry is not None:
-                return await self._from_cache(sid, rec, entry)
-            now = await asyncio.to_thread(self._journal.get, old.id)
-            if now.finished or (now.task_id and not now.owner_alive()):
-                return None
-        return None
+        self, sid: str, req: Request, blockers: tuple[JournalAttempt, ...], deadline: float
+    ) -> None:
+        """Wait until another run's attempts on this key are over: done (its result is in the
+        store), finished otherwise, or their owner is gone (a pid check on this host, else
+        its heartbeat). Raises StepFailed at ``deadline`` (the step's timeout)."""
+        who = ", ".join(sorted({f"pid {a.owner_pid} on {a.owner_host}" for a in blockers}))
+        self._warn(f"{sid}: another run ({who}) is working on this step; waiting for it")
+        ids = [a.id for a in blockers]
+        while True:
+            if not req.forced:
+                entry = await asyncio.to_thread(self._journal.lookup_done, req.key)
+                if entry is not None:
+                    return
+            current = await asyncio.to_thread(lambda: [self._journal.get(i) for i in ids])
+            if any(a.state == "done" for a in current):
+                return
+            live = [
+                a
+                for a in current
+                if not a.finished and await asyncio.to_thread(self._journal.owner_live, a)
+            ]
+            if not live:
+                if any(not a.finished for a in current):
+                    self._warn(f"{sid}: the other run ({who}) is gone; taking over this step")
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StepFailed(
+                    ErrorInfo(
+                        "Busy",
+                        f"another run ({who}) was still working on this step at its timeout "
+                        f"({req.step.timeout:g} s); once it finishes, its result is in the "
+                        "cache: run again to use it",
+                    )
+                )
+            await self._sleep(min(WAIT_POLL_S, left))
+
+
+#: How often a run waiting on another run's step looks at the journal.
+WAIT_POLL_S = 0.5

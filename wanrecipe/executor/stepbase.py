@@ -28,7 +28,7 @@ from ..store import Attempt as JournalAttempt
 from ..store import KeyBusy, StateDir
 from .identity import realm_of
 from .inputs import DEFAULT_UPLOAD_THRESHOLD, PreparedInput, StepImage
-from .lost import LostTaskFinder
+from .lost import LIST_RETRY_DELAYS, LostTaskFinder
 from .polling import DurationModel, PollPolicy
 from .quota import Quota, QuotaGate
 from .retry import RetryPolicy
@@ -63,12 +63,22 @@ class RunOptions:
     #: ``stop`` fails the step (a re-run looks again), ``resubmit`` submits again, warning
     #: that this may pay twice (``run --resubmit-lost``).
     lost_submit: Literal["stop", "resubmit"] = "stop"
+    #: Waits before asking the task list again when it does not show a lost submit's task yet.
+    lost_list_delays: tuple[float, ...] = LIST_RETRY_DELAYS
 
 
 class StepFailed(Exception):
     def __init__(self, error: ErrorInfo) -> None:
         super().__init__(f"{error.code}: {error.message}")
         self.error = error
+
+
+class Busy(Exception):
+    """Another live run is working on this step's key (``attempts``): wait for it."""
+
+    def __init__(self, attempts: tuple[JournalAttempt, ...]) -> None:
+        super().__init__(f"busy: {len(attempts)} attempt(s) of another run")
+        self.attempts = attempts
 
 
 class Stopped(Exception):
@@ -127,7 +137,7 @@ class StepBase:
         self._wind_down_task: asyncio.Task[None] | None = None
         self._lost = LostTaskFinder(
             client, state.journal, utc_offset_hours=options.server_utc_offset_hours,
-            warn=self._warn,
+            warn=self._warn, retry_delays=options.lost_list_delays,
         )  # fmt: skip
         # One submit in flight at a time (intent -> submit -> task id journaled): a crash then
         # leaves at most one intent without its task id, and the task list names its task

@@ -3,7 +3,6 @@ created no task, looking a lost submit up in the task list), poll until terminal
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +14,7 @@ from ..store import KeyBusy
 from .downloads import Downloads
 from .polling import PollStats, wait_for_task
 from .retry import out_of_time, submit_is_retryable
-from .stepbase import Request, StepFailed, Stopped, error_info, request_summary, service_time
+from .stepbase import Busy, Request, StepFailed, Stopped, error_info, request_summary, service_time
 
 
 class Submission(Downloads):
@@ -28,7 +27,11 @@ class Submission(Downloads):
             if self._stopping:
                 raise Stopped()
             deadline = time.monotonic() + float(req.step.timeout)
-            attempt_id, submitted = await self._submit(sid, rec, req, deadline)
+            try:
+                attempt_id, submitted = await self._submit(sid, rec, req, deadline)
+            except Busy:
+                rec.attempts.remove(attempt)  # nothing was sent
+                raise
             task_id = submitted.task_id
             attempt.task_id, attempt.request_id = task_id, submitted.request_id
             attempt.submitted_at = self.elapsed()
@@ -227,28 +230,22 @@ class Submission(Downloads):
 
     async def _intent(self, sid: str, req: Request) -> int:
         request = {**request_summary(req), **req.meta}
-        while True:
-            try:
-                attempt_id: int = await self._journal_call(
-                    self._journal.record_intent,
-                    req.key,
-                    step=sid,
-                    recipe=self._recipe_id,
-                    backend=self.backend,
-                    request=request,
-                    seed=int(req.parameters["seed"]),
-                    exclusive=not req.forced,
-                )
-                return attempt_id
-            except KeyBusy:
-                # Another run took the key between our lookup and now: wait for it.
-                self._warn(f"{sid}: another run is working on this step; waiting")
-                await self._sleep(1.0)
-                entry = await asyncio.to_thread(self._journal.lookup_done, req.key)
-                if entry is not None:
-                    raise StepFailed(
-                        ErrorInfo("Busy", "another run finished this step; run again to use it")
-                    ) from None
+        try:
+            attempt_id: int = await self._journal_call(
+                self._journal.record_intent,
+                req.key,
+                step=sid,
+                recipe=self._recipe_id,
+                backend=self.backend,
+                request=request,
+                seed=int(req.parameters["seed"]),
+                exclusive=not req.forced,
+            )
+            return attempt_id
+        except KeyBusy as exc:
+            # Another run took the key between our lookup and now: wait for it (the
+            # caller does, outside the slot and the submit lock).
+            raise Busy(exc.attempts) from None
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from .blobs import BlobStore
 AttemptState = Literal["intent", "submitted", "done", "failed", "abandoned"]
 CacheVerdict = Literal["cached", "reattach", "dangling", "miss"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 DEFAULT_MAX_AGE_S: Final = 24 * 3600.0
 UNFINISHED: Final = ("intent", "submitted")
@@ -101,6 +101,23 @@ CREATE TABLE results (
 ) WITHOUT ROWID;
 CREATE INDEX results_by_sha ON results (sha256);
 """
+
+
+# v2: each running process's last heartbeat, so a run waiting on another run's step can tell
+# a dead owner (no heartbeat for HEARTBEAT_STALE_S) even where a pid check cannot (another host).
+_SCHEMA_V2: Final = """
+CREATE TABLE IF NOT EXISTS owners (
+    host     TEXT NOT NULL,
+    pid      INTEGER NOT NULL,
+    started  REAL NOT NULL,
+    seen_at  REAL NOT NULL,
+    PRIMARY KEY (host, pid)
+) WITHOUT ROWID;
+"""
+#: A run writes its heartbeat this often...
+HEARTBEAT_S: Final = 5.0
+#: ...and one not seen for this long is taken for dead.
+HEARTBEAT_STALE_S: Final = 30.0
 
 
 class InvalidTransition(StoreError):
@@ -292,7 +309,9 @@ class Journal:
                 for statement in _SCHEMA_V1.split(";"):
                     if statement.strip():
                         db.execute(statement)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version < 2:
+                db.execute(_SCHEMA_V2)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -485,6 +504,43 @@ class Journal:
             return
         current = self._state(db, attempt_id)
         raise InvalidTransition(f"attempt {attempt_id} is {current}; it cannot become {new}")
+
+    # -- liveness -----------------------------------------------------------------------------
+
+    def heartbeat(self) -> None:
+        """This process is alive and running (every ``HEARTBEAT_S`` while a run goes on)."""
+        now = self._clock()
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO owners (host, pid, started, seen_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (host, pid) DO UPDATE SET seen_at = excluded.seen_at",
+                (self._host, os.getpid(), now, now),
+            )
+
+    def sign_off(self) -> None:
+        """This process's run is over: its heartbeat row goes."""
+        with self._write() as db:
+            db.execute("DELETE FROM owners WHERE host = ? AND pid = ?", (self._host, os.getpid()))
+
+    def owner_seen(self, host: str, pid: int) -> float | None:
+        """When the process ``pid`` on ``host`` last wrote its heartbeat (None: never, or it
+        signed off)."""
+        with self._read() as db:
+            row = db.execute(
+                "SELECT seen_at FROM owners WHERE host = ? AND pid = ?", (host, pid)
+            ).fetchone()
+        return None if row is None else float(row[0])
+
+    def owner_live(self, attempt: Attempt) -> bool:
+        """Whether the process that owns ``attempt`` is still working on it: a pid check on this
+        host (False is reliable), else a heartbeat younger than ``HEARTBEAT_STALE_S``."""
+        alive = attempt.owner_alive()
+        if alive is False:
+            return False
+        seen = self.owner_seen(attempt.owner_host, attempt.owner_pid)
+        if seen is not None and self._clock() - seen > HEARTBEAT_STALE_S:
+            return False  # a reused pid, or a hung process
+        return alive is True or seen is not None
 
     # -- queries ------------------------------------------------------------------------------
 

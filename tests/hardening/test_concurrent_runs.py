@@ -30,11 +30,13 @@ steps:
   a: {function: description_edit, image: in.png, prompt: brighter, parameters: {seed: 1}}
   b: {function: super_resolution, image: "{{ steps.a.image }}", prompt: sharper,
       parameters: {seed: 2, upscale_factor: 1}}
-  c: {function: remove_watermark, image: in.png, prompt: remove the text, parameters: {seed: 3}}
+  c: {function: remove_watermark, image: in.png, prompt: remove the text}
   d: {function: expand, image: "{{ steps.c.image }}", prompt: a field,
       parameters: {seed: 4, left_scale: 1.2}}
 """
 STEPS = ("a", "b", "c", "d")
+# c has no seed of its own: both runs must draw the same one (the first claimed), or each
+# would pay for its own image.
 
 
 def _image(path: Path) -> None:

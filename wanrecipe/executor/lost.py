@@ -20,6 +20,7 @@ or the list cannot be read): the caller must not guess.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -61,11 +62,15 @@ class LostTaskFinder:
 
     async def find(self, created_at: float, until: float | None = None, n: int = 1) -> Lookup:
         """The task a submit sent between ``created_at`` and ``until`` (epoch s; unknown end:
-        up to ``AFTER_S`` later) created, asking for ``n`` images."""
+        up to ``AFTER_S`` later) created, asking for ``n`` images. ``created_at`` is when the
+        request was sent (live) or the intent recorded (after a crash)."""
         lo = created_at - SKEW_S
         hi = (until if until is not None else created_at + AFTER_S) + SKEW_S
         last: Lookup = Lookup("unsure", reason="the task list was not read")
-        for delay in (0.0, *self.retry_delays):
+        # The list may lag a submit by a moment: an empty answer is asked again, but only
+        # while the submit is that recent (an intent left by a crash has had its time).
+        fresh = time.time() - created_at < sum(self.retry_delays) + SKEW_S
+        for delay in (0.0, *(self.retry_delays if fresh else ())):
             if delay:
                 await asyncio.sleep(delay)
             last = await self._look(lo, hi, n)

@@ -238,9 +238,15 @@ class Scheduler(Recovery):
                     step=sid,
                     identity=identity,
                 )
-            parameters["seed"] = (
-                seed if seed is not None else random.SystemRandom().randint(0, _SEED_MAX)
-            )
+            if seed is None:
+                seed = await self._journal_call(
+                    self._journal.claim_seed,
+                    recipe=self._recipe_id,
+                    step=sid,
+                    identity=identity,
+                    seed=random.SystemRandom().randint(0, _SEED_MAX),
+                )
+            parameters["seed"] = seed
         key = step_key(step.function, step.prompt, parameters, inputs, self._realm)
         rec.key, rec.seed = key, int(parameters["seed"])
         forced = self.options.no_cache or sid in self.options.force

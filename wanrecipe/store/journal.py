@@ -104,7 +104,8 @@ CREATE INDEX results_by_sha ON results (sha256);
 
 
 # v2: each running process's last heartbeat, so a run waiting on another run's step can tell
-# a dead owner (no heartbeat for HEARTBEAT_STALE_S) even where a pid check cannot (another host).
+# a dead owner (no heartbeat for HEARTBEAT_STALE_S) even where a pid check cannot (another host);
+# and the seed first drawn for a step, so two runs started at once draw the same one.
 _SCHEMA_V2: Final = """
 CREATE TABLE IF NOT EXISTS owners (
     host     TEXT NOT NULL,
@@ -112,6 +113,13 @@ CREATE TABLE IF NOT EXISTS owners (
     started  REAL NOT NULL,
     seen_at  REAL NOT NULL,
     PRIMARY KEY (host, pid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seeds (
+    recipe    TEXT NOT NULL,
+    step      TEXT NOT NULL,
+    identity  TEXT NOT NULL,
+    seed      INTEGER NOT NULL,
+    PRIMARY KEY (recipe, step, identity)
 ) WITHOUT ROWID;
 """
 #: A run writes its heartbeat this often...
@@ -310,7 +318,9 @@ class Journal:
                     if statement.strip():
                         db.execute(statement)
             if version < 2:
-                db.execute(_SCHEMA_V2)
+                for statement in _SCHEMA_V2.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
@@ -504,6 +514,21 @@ class Journal:
             return
         current = self._state(db, attempt_id)
         raise InvalidTransition(f"attempt {attempt_id} is {current}; it cannot become {new}")
+
+    def claim_seed(self, *, recipe: str, step: str, identity: str, seed: int) -> int:
+        """The seed of this step and identity: ``seed`` if none was claimed before, else the
+        one claimed first (two runs started at once then send the same request, and the
+        second finds the first's work instead of paying for another image)."""
+        with self._write() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO seeds (recipe, step, identity, seed) VALUES (?, ?, ?, ?)",
+                (recipe, step, identity, int(seed)),
+            )
+            row = db.execute(
+                "SELECT seed FROM seeds WHERE recipe = ? AND step = ? AND identity = ?",
+                (recipe, step, identity),
+            ).fetchone()
+        return int(row[0])
 
     # -- liveness -----------------------------------------------------------------------------
 

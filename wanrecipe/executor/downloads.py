@@ -59,14 +59,14 @@ class Downloads(StepBase):
         """Every image of a SUCCEEDED (billed) task into the store and the run directory.
 
         A transient failure never costs a paid image: downloads retry with backoff for up to
-        the step's timeout (at least ``MIN_DOWNLOAD_S``), and a 403 (an expired URL) queries the
-        task again for a fresh one. What still cannot be had makes the step ``unavailable``
+        the step's timeout (at least ``RunOptions.download_min_s``), and a 403 (an expired
+        URL) queries the task again for a fresh one. What still cannot be had makes the step ``unavailable``
         (paid, result unavailable) with its task id; the attempt stays ``submitted`` in the
         journal, so a re-run within 24 h re-attaches to the task and downloads again.
         """
         rec.state = "downloading"
         self._emit_step(rec)
-        deadline = time.monotonic() + max(float(timeout), MIN_DOWNLOAD_S)
+        deadline = time.monotonic() + max(float(timeout), self.options.download_min_s)
         urls = _FreshUrls(self, state)
         jobs = []
         for index, result in enumerate(state.results):
@@ -153,16 +153,20 @@ class Downloads(StepBase):
             except BackendError as exc:
                 failures += 1
                 delay = policy.delay(failures)
-                if exc.status == 403 and refreshed < MAX_URL_REFRESHES:
-                    # An expired (or expiring) signed URL: ask the task for a fresh one.
+                if time.monotonic() + delay >= deadline:
+                    raise
+                if exc.status == 403:
+                    # An expired (or expiring) signed URL: ask the task for a fresh one. One
+                    # that has expired by its own signature cannot work: give up at once.
                     refreshed += 1
                     fresh = await urls.get(index, deadline)
-                    if fresh is None:
+                    if fresh is None or url_valid_until(fresh) <= time.time():
                         raise
-                    self._warn(
-                        f"{sid}: result {index} URL refused ({exc.code}); queried task "
-                        f"{task_id} for a fresh URL"
-                    )
+                    if refreshed == 1:
+                        self._warn(
+                            f"{sid}: result {index} URL refused ({exc.code}); queried task "
+                            f"{task_id} for a fresh URL"
+                        )
                     url = fresh
                 elif (
                     exc.status == 403
@@ -178,12 +182,6 @@ class Downloads(StepBase):
 
 class ResultUnavailable(StepFailed):
     """The task succeeded and was billed, but its image could not be downloaded."""
-
-
-#: Downloads retry for at least this long, whatever the step's timeout.
-MIN_DOWNLOAD_S = 30.0
-#: Fresh-URL queries per result after a 403.
-MAX_URL_REFRESHES = 3
 
 
 class _FreshUrls:

@@ -63,6 +63,9 @@ class RunOptions:
     #: ``stop`` fails the step (a re-run looks again), ``resubmit`` submits again, warning
     #: that this may pay twice (``run --resubmit-lost``).
     lost_submit: Literal["stop", "resubmit"] = "stop"
+    #: Result downloads retry (and re-query expired URLs) for the step's timeout, but at
+    #: least this long.
+    download_min_s: float = 30.0
     #: Waits before asking the task list again when it does not show a lost submit's task yet.
     lost_list_delays: tuple[float, ...] = LIST_RETRY_DELAYS
 

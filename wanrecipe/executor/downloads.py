@@ -61,8 +61,9 @@ class Downloads(StepBase):
         A transient failure never costs a paid image: downloads retry with backoff for up to
         the step's timeout (at least ``RunOptions.download_min_s``), and a 403 (an expired
         URL) queries the task again for a fresh one. What still cannot be had makes the step
-        ``unavailable`` (paid, result unavailable) with its task id; the attempt stays ``submitted`` in the
-        journal, so a re-run within 24 h re-attaches to the task and downloads again.
+        ``unavailable`` (paid, result unavailable) with its task id; the attempt stays
+        ``submitted`` in the journal, so a re-run within 24 h re-attaches to the task and
+        downloads again.
         """
         rec.state = "downloading"
         self._emit_step(rec)

@@ -233,3 +233,36 @@ async def test_resubmit_lost_sends_again_says_so_and_counts_the_cost(emulator, r
     assert any("this may pay twice" in w for w in record.warnings)
     # Our lost task and the foreign one may both be ours: both counted, never too few.
     assert record.images_billed == 3 and len(record.unattributed_tasks) == 2
+
+
+async def test_two_runs_racing_for_the_same_steps_share_the_work(emulator, recipe_file, tmp_path):
+    # Both runs look the cache up at the same moment and find nothing; one records its
+    # intents first, the other meets KeyBusy. It waits for the first run's results and uses
+    # them ("cached"), instead of failing with Busy or paying again.
+    from wanrecipe.api import load_recipe
+    from wanrecipe.runner import BackendChoice, execute
+
+    from .conftest import fast_options
+
+    path = recipe_file(THREE)
+    state = tmp_path / "shared-state"
+    async with emulator(latency=0.5) as emu:
+        records = await asyncio.gather(
+            *(
+                execute(
+                    load_recipe(path),
+                    backend=BackendChoice("url", emu.base_url),
+                    run_dir=tmp_path / f"run{i}",
+                    options=fast_options(),
+                    state_dir=state,
+                )
+                for i in (1, 2)
+            )
+        )
+        stats = emu.stats()
+    for record in records:
+        assert record.status == "ok", {k: s.error for k, s in record.steps.items()}
+        assert all(len(s.results) == 1 for s in record.steps.values())
+    assert stats["submissions"]["accepted"] == 3, "a step was paid for twice"
+    states = sorted(s.state for r in records for s in r.steps.values())
+    assert states.count("cached") == 3 and states.count("done") == 3, states

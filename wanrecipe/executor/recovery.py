@@ -10,7 +10,7 @@ from ..report.record import Attempt, ErrorInfo, StepRecord
 from ..store import Attempt as JournalAttempt
 from .inputs import StepImage
 from .lost import AFTER_S
-from .stepbase import Busy, Request, StepFailed, is_mine, request_summary
+from .stepbase import Busy, Request, StepFailed, request_summary
 from .submission import Submission
 
 
@@ -19,8 +19,9 @@ class Recovery(Submission):
         """Pick up what an earlier run left in flight for this key, if anything."""
         flights = await asyncio.to_thread(self._journal.in_flight, req.key)
         for old in sorted(flights, key=lambda a: a.created_at):
-            if not is_mine(old) and await asyncio.to_thread(self._journal.owner_live, old):
-                # Another live run is on it right now: the caller waits for its outcome.
+            if await asyncio.to_thread(self._worked_on, old):
+                # A live run (another process, or another run in this one) is on it right
+                # now: the caller waits for its outcome.
                 raise Busy((old,))
             if old.backend != self.backend:
                 self._warn(
@@ -77,6 +78,7 @@ class Recovery(Submission):
                 continue
             else:
                 task_id = old.task_id
+            self._working_on(old.id)
             outputs = await self._reattach(sid, rec, req, old.id, task_id)
             if outputs is not None:
                 return outputs
@@ -123,9 +125,7 @@ class Recovery(Submission):
             if any(a.state == "done" for a in current):
                 return
             live = [
-                a
-                for a in current
-                if not a.finished and await asyncio.to_thread(self._journal.owner_live, a)
+                a for a in current if not a.finished and await asyncio.to_thread(self._worked_on, a)
             ]
             if not live:
                 if any(not a.finished for a in current):

@@ -58,6 +58,7 @@ class Scheduler(Recovery):
                 await heartbeat
             with contextlib.suppress(StoreError):
                 await asyncio.to_thread(self._journal.sign_off)
+            self._forget_mine()
             if self._wind_down_task is not None:
                 self._wind_down_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -150,10 +150,28 @@ class StepBase:
         #: Tasks that may be ours (a lost submit sent again under ``lost_submit=resubmit``):
         #: their billed images are added to the record at the end of the run.
         self._possibly_billed: set[str] = set()
+        self._journal_path = str(state.journal.path)
+        self._mine: set[int] = set()
         self._incoming = state.path / "incoming"
         self._slots = PrioritySlots(
             self.gate, priorities(recipe), [s.id for s in recipe.steps if not recipe.deps(s.id)]
         )
+
+    def _working_on(self, attempt_id: int) -> None:
+        """This run now works on ``attempt_id``: other runs on the state dir wait for it."""
+        LIVE_ATTEMPTS.add((self._journal_path, attempt_id))
+        self._mine.add(attempt_id)
+
+    def _forget_mine(self) -> None:
+        for attempt_id in self._mine:
+            LIVE_ATTEMPTS.discard((self._journal_path, attempt_id))
+
+    def _worked_on(self, attempt: JournalAttempt) -> bool:
+        """Whether some live run is working on ``attempt`` right now: in this process, one
+        that registered it; elsewhere, a live owner (pid check, else heartbeat)."""
+        if is_mine(attempt):
+            return (self._journal_path, attempt.id) in LIVE_ATTEMPTS
+        return self._journal.owner_live(attempt)
 
     def elapsed(self) -> float:
         return time.monotonic() - self._t0
@@ -220,7 +238,13 @@ def file_name(sid: str, index: int) -> str:
 
 
 def is_mine(attempt: JournalAttempt) -> bool:
+    """Recorded by this process (by any run in it)."""
     return attempt.owner_pid == os.getpid() and attempt.owner_host == socket.gethostname()
+
+
+#: (journal path, attempt id) of every attempt a run in this process is working on right now.
+#: Several runs may share a process (threads, a notebook); a pid check cannot tell them apart.
+LIVE_ATTEMPTS: set[tuple[str, int]] = set()
 
 
 def service_time(value: datetime | None) -> str | None:

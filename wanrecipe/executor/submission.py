@@ -241,6 +241,7 @@ class Submission(Downloads):
                 seed=int(req.parameters["seed"]),
                 exclusive=not req.forced,
             )
+            self._working_on(attempt_id)
             return attempt_id
         except KeyBusy as exc:
             # Another run took the key between our lookup and now: wait for it (the

@@ -266,3 +266,28 @@ async def test_two_runs_racing_for_the_same_steps_share_the_work(emulator, recip
     assert stats["submissions"]["accepted"] == 3, "a step was paid for twice"
     states = sorted(s.state for r in records for s in r.steps.values())
     assert states.count("cached") == 3 and states.count("done") == 3, states
+
+
+def test_the_cli_summary_says_paid_result_unavailable(recipe_file, tmp_path):
+    import subprocess
+    import sys
+
+    from wanrecipe.emulator.server import EmulatorThread
+
+    from .test_cli_run import ENV
+
+    path = recipe_file(ONE)
+    with EmulatorThread(EmulatorConfig(faults="download.expired=1.0")) as emu:
+        done = subprocess.run(
+            [sys.executable, "-m", "wanrecipe", "run", str(path), "--base-url", emu.base_url,
+             "--out", str(tmp_path / "out"), "--state-dir", str(tmp_path / "st")],
+            env=ENV, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 1
+    summary = [
+        line
+        for line in done.stderr.splitlines()
+        if line.startswith("unavailable a: paid, result unavailable: task ")
+    ]
+    assert len(summary) == 1, done.stderr
+    assert "failed a:" not in done.stderr

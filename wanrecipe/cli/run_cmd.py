@@ -260,10 +260,8 @@ def _summary(console: Console, record: RunRecord) -> None:
                 f"{escape(step.error.message)}"
             )
         elif step.state == "unavailable" and step.error:
-            console.print(
-                f"[bold magenta]paid, result unavailable[/] {step.id}: task "
-                f"{escape(step.error.task_id or '?')}: {escape(step.error.message)}"
-            )
+            # The message starts "paid, result unavailable: task <id> ...".
+            console.print(f"[bold magenta]unavailable[/] {step.id}: {escape(step.error.message)}")
         elif step.state == "skipped":
             console.print(f"[yellow]skipped[/] {step.id}: {escape(step.skipped_because or '')}")
         labels = _labels(step)

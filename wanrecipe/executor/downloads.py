@@ -158,7 +158,10 @@ class Downloads(StepBase):
                     raise
                 if exc.status == 403:
                     # An expired (or expiring) signed URL: ask the task for a fresh one. One
-                    # that has expired by its own signature cannot work: give up at once.
+                    # that has expired by its own signature cannot work: give up at once;
+                    # so does a URL refused again and again.
+                    if refreshed >= MAX_URL_REFRESHES:
+                        raise
                     refreshed += 1
                     fresh = await urls.get(index, deadline)
                     if fresh is None or url_valid_until(fresh) <= time.time():
@@ -179,6 +182,10 @@ class Downloads(StepBase):
         info = await asyncio.to_thread(images.inspect_file, got.path)
         blob = await asyncio.to_thread(self.state.blobs.put_file, got.path, move=True)
         return index, url, (blob.sha256, blob.size, info)
+
+
+#: Fresh-URL queries per image after a 403, before it counts as unavailable.
+MAX_URL_REFRESHES = 5
 
 
 class ResultUnavailable(StepFailed):

@@ -9,7 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from wanrecipe.store import BlobStore, Journal, content_key
-from wanrecipe.store.journal import HEARTBEAT_STALE_S, SCHEMA_VERSION
+from wanrecipe.store.journal import SCHEMA_VERSION
+from wanrecipe.store.liveness import HEARTBEAT_STALE_S
 
 from .test_store_journal import Clock
 

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 
 from ..errors import BackendError, ImageInputError, RecipeError, StoreError
 from ..report.record import ErrorInfo, RunRecord, StepRecord
-from ..store.journal import HEARTBEAT_S
+from ..store.liveness import HEARTBEAT_S
 from .downloads import ResultUnavailable
 from .identity import input_digest, recorded_seed, step_identity, step_key
 from .inputs import PreparedInput, StepImage, check_mask, prepare_input

@@ -44,6 +44,7 @@ from typing import Any, Final, Literal, cast
 
 from ..errors import StoreError
 from .blobs import BlobStore
+from .liveness import _SCHEMA_V2, Liveness
 
 AttemptState = Literal["intent", "submitted", "done", "failed", "abandoned"]
 CacheVerdict = Literal["cached", "reattach", "dangling", "miss"]
@@ -101,31 +102,6 @@ CREATE TABLE results (
 ) WITHOUT ROWID;
 CREATE INDEX results_by_sha ON results (sha256);
 """
-
-
-# v2: each running process's last heartbeat, so a run waiting on another run's step can tell
-# a dead owner (no heartbeat for HEARTBEAT_STALE_S) even where a pid check cannot (another host);
-# and the seed first drawn for a step, so two runs started at once draw the same one.
-_SCHEMA_V2: Final = """
-CREATE TABLE IF NOT EXISTS owners (
-    host     TEXT NOT NULL,
-    pid      INTEGER NOT NULL,
-    started  REAL NOT NULL,
-    seen_at  REAL NOT NULL,
-    PRIMARY KEY (host, pid)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS seeds (
-    recipe    TEXT NOT NULL,
-    step      TEXT NOT NULL,
-    identity  TEXT NOT NULL,
-    seed      INTEGER NOT NULL,
-    PRIMARY KEY (recipe, step, identity)
-) WITHOUT ROWID;
-"""
-#: A run writes its heartbeat this often...
-HEARTBEAT_S: Final = 5.0
-#: ...and one not seen for this long is taken for dead.
-HEARTBEAT_STALE_S: Final = 30.0
 
 
 class InvalidTransition(StoreError):
@@ -249,7 +225,7 @@ class JournalStats:
     blob_bytes: int
 
 
-class Journal:
+class Journal(Liveness):
     """The attempts database (``state.db``). See the module docstring for the guarantees."""
 
     def __init__(
@@ -514,58 +490,6 @@ class Journal:
             return
         current = self._state(db, attempt_id)
         raise InvalidTransition(f"attempt {attempt_id} is {current}; it cannot become {new}")
-
-    def claim_seed(self, *, recipe: str, step: str, identity: str, seed: int) -> int:
-        """The seed of this step and identity: ``seed`` if none was claimed before, else the
-        one claimed first (two runs started at once then send the same request, and the
-        second finds the first's work instead of paying for another image)."""
-        with self._write() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO seeds (recipe, step, identity, seed) VALUES (?, ?, ?, ?)",
-                (recipe, step, identity, int(seed)),
-            )
-            row = db.execute(
-                "SELECT seed FROM seeds WHERE recipe = ? AND step = ? AND identity = ?",
-                (recipe, step, identity),
-            ).fetchone()
-        return int(row[0])
-
-    # -- liveness -----------------------------------------------------------------------------
-
-    def heartbeat(self) -> None:
-        """This process is alive and running (every ``HEARTBEAT_S`` while a run goes on)."""
-        now = self._clock()
-        with self._write() as db:
-            db.execute(
-                "INSERT INTO owners (host, pid, started, seen_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (host, pid) DO UPDATE SET seen_at = excluded.seen_at",
-                (self._host, os.getpid(), now, now),
-            )
-
-    def sign_off(self) -> None:
-        """This process's run is over: its heartbeat row goes."""
-        with self._write() as db:
-            db.execute("DELETE FROM owners WHERE host = ? AND pid = ?", (self._host, os.getpid()))
-
-    def owner_seen(self, host: str, pid: int) -> float | None:
-        """When the process ``pid`` on ``host`` last wrote its heartbeat (None: never, or it
-        signed off)."""
-        with self._read() as db:
-            row = db.execute(
-                "SELECT seen_at FROM owners WHERE host = ? AND pid = ?", (host, pid)
-            ).fetchone()
-        return None if row is None else float(row[0])
-
-    def owner_live(self, attempt: Attempt) -> bool:
-        """Whether the process that owns ``attempt`` is still working on it: a pid check on this
-        host (False is reliable), else a heartbeat younger than ``HEARTBEAT_STALE_S``."""
-        alive = attempt.owner_alive()
-        if alive is False:
-            return False
-        seen = self.owner_seen(attempt.owner_host, attempt.owner_pid)
-        if seen is not None and self._clock() - seen > HEARTBEAT_STALE_S:
-            return False  # a reused pid, or a hung process
-        return alive is True or seen is not None
 
     # -- queries ------------------------------------------------------------------------------
 

@@ -104,6 +104,7 @@ from .common import echo_diagnostics, param_option, params_file_option, parse_pa
     "sent) if the recipe no longer matches it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
+@click.option("--open", "open_browser", is_flag=True, help="Open report.html in a browser after.")
 def run(
     recipe: Path,
     param_items: tuple[str, ...],
@@ -121,6 +122,7 @@ def run(
     force_steps: tuple[str, ...],
     locked: bool,
     as_json: bool,
+    open_browser: bool,
 ) -> None:
     """Run RECIPE: every step, each output feeding the next.
 
@@ -183,6 +185,9 @@ def run(
     finally:
         if not isinstance(sink, JsonLines):
             sink.close()
+        from .report_cmds import report_after_run  # the report, also after a failure
+
+        report_after_run(run_dir, err, open_browser)
     try:
         with StateDir.open(state_path) as state:
             lock = write_lock(loaded, record, state.journal)

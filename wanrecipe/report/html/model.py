@@ -188,7 +188,7 @@ def build_run_view(run_dir: Path, data: dict[str, Any], *, side: int = MAX_SIDE)
         steps[sid].inputs = _inputs(run_dir, s, info.rendered.get(sid), steps, results_by_url)
     deps = {sid: set(info.deps.get(sid, ())) for sid in ids}
     for sid, view in steps.items():
-        deps[sid].update(i.step for i in view.inputs if i.step and i.step in steps and i.step != sid)
+        deps[sid].update(i.step for i in view.inputs if i.step in steps and i.step != sid)
     graph_levels, edges = _graph(ids, deps)
     for n, level in enumerate(graph_levels):
         for sid in level:

@@ -54,14 +54,18 @@ def render(template: str, kind: str, **context: Any) -> str:
         "base-uri 'none'; form-action 'none'"
     )
     page_data = {"kind": kind, **context.pop("page_data", {})}
-    return environment().get_template(template).render(
-        css=Markup(css),
-        js=Markup(js),
-        csp=csp,
-        version=__version__,
-        generated=datetime.now(UTC).isoformat(timespec="seconds"),
-        page_data=page_data,
-        **context,
+    return (
+        environment()
+        .get_template(template)
+        .render(
+            css=Markup(css),
+            js=Markup(js),
+            csp=csp,
+            version=__version__,
+            generated=datetime.now(UTC).isoformat(timespec="seconds"),
+            page_data=page_data,
+            **context,
+        )
     )
 
 
@@ -75,7 +79,7 @@ def _seconds(value: object) -> str:
         return "–"
     if value < 60:
         return f"{value:.1f} s"
-    minutes, secs = divmod(int(round(value)), 60)
+    minutes, secs = divmod(round(value), 60)
     if minutes < 60:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)

@@ -15,14 +15,16 @@ from wanrecipe.emulator.config import EmulatorConfig
 from wanrecipe.emulator.server import EmulatorThread
 from wanrecipe.report.html import write_diff
 
-from .conftest import CHAIN, Page, run, thumb_size, write_recipe
+from .helpers import CHAIN, Page, run, thumb_size, write_recipe
 
 ENV = {**os.environ, "NO_PROXY": "127.0.0.1,localhost", "PYTHONUNBUFFERED": "1"}
 ENV.pop("DASHSCOPE_API_KEY", None)
 ENV.pop("WANRECIPE_BACKEND", None)
 
 
-def wanrecipe(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def wanrecipe(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "wanrecipe", *args],
         cwd=cwd,

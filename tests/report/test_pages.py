@@ -14,7 +14,7 @@ from wanrecipe.emulator.config import EmulatorConfig
 from wanrecipe.emulator.server import EmulatorThread
 from wanrecipe.report.html import write_report
 
-from .conftest import CHAIN, Page, make_batch, run, thumb_size, write_recipe
+from .helpers import CHAIN, Page, make_batch, make_image, run, thumb_size, write_recipe
 
 
 def _check_links(page: Page, page_dir: Path) -> None:
@@ -149,8 +149,6 @@ def test_a_placeholder_never_passes_for_a_real_edit(tmp_path, emu):
             prompt: the character waves hello
         """,
     )
-    from .conftest import make_image
-
     make_image(tmp_path / "work" / "in.png", gray=False)
     record = run(recipe, emu, tmp_path / "run")
     assert record.status == "ok"

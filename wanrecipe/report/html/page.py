@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import threading
 from datetime import UTC, datetime
 from functools import cache
 from importlib.resources import files
@@ -16,7 +18,6 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from ... import __version__
-from ..files import write_text_atomic
 
 REPORT_NAME = "report.html"
 
@@ -70,7 +71,15 @@ def render(template: str, kind: str, **context: Any) -> str:
 
 
 def write_page(path: Path, text: str) -> Path:
-    write_text_atomic(path, text)
+    """Replace ``path`` atomically (a reader never sees half a page). Not fsynced: a page is
+    rebuilt from run.json at will, and a batch writes hundreds of them."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -53,7 +53,12 @@ def thumbnail(path: Path, side: int = MAX_SIDE) -> Thumb | None:
     with _lock:
         if key in _cache:
             return _cache[key]
-    thumb = _make(path, side)
+    if side < MAX_SIDE:
+        # A batch grid shows what the row pages already made: shrink that, not the file.
+        big = thumbnail(path, MAX_SIDE)
+        thumb = _from_thumb(big, side) if big is not None else None
+    else:
+        thumb = _make(path, side)
     with _lock:
         _cache[key] = thumb
     return thumb
@@ -69,11 +74,21 @@ def _make(path: Path, side: int) -> Thumb | None:
     return Thumb(_jpeg_uri(small), small.width, small.height, full[0], full[1])
 
 
+def _from_thumb(big: Thumb, side: int) -> Thumb | None:
+    data = base64.b64decode(big.src.split(",", 1)[1])
+    with Image.open(io.BytesIO(data)) as im:
+        im.draft("RGB", (side, side))
+        small = im.convert("RGB")
+        small.thumbnail((side, side), Image.Resampling.BILINEAR)
+    return Thumb(_jpeg_uri(small), small.width, small.height, big.full_width, big.full_height)
+
+
 def shrink(im: Image.Image, side: int) -> Image.Image:
     """``im`` (still lazily opened) as an RGB image fitting ``side`` px."""
     if im.format == "JPEG":
         im.draft("RGB", (side, side))  # decode at 1/2, 1/4 or 1/8 scale
-    im = ImageOps.exif_transpose(im) or im
+    if im.format == "JPEG" and im.getexif().get(0x0112, 1) != 1:  # an EXIF orientation
+        im = ImageOps.exif_transpose(im) or im
     factor = max(1, min(im.width, im.height) // side, max(im.width, im.height) // (side * 2))
     if im.mode not in ("RGB", "L"):
         im = _flatten(im)

@@ -195,3 +195,20 @@ def test_report_rebuilds_from_run_json_alone(tmp_path, emu):
     text = Page(html).text
     assert "blue sky" in text and "make it brighter" in text
     assert html.count('class="dag-edge"') == 2  # edges from the recorded inputs
+
+
+def test_the_templates_ship_as_package_data():
+    import tomllib
+    from fnmatch import fnmatch
+    from importlib.resources import files
+
+    root = Path(__file__).parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
+        "setuptools"
+    ]["package-data"]["wanrecipe"]
+    templates = files("wanrecipe.report.html") / "templates"
+    names = sorted(p.name for p in templates.iterdir() if p.is_file())  # type: ignore[union-attr]
+    assert {"base.html.j2", "run.html.j2", "batch.html.j2", "diff.html.j2"} <= set(names)
+    for name in names:
+        rel = f"report/html/templates/{name}"
+        assert any(fnmatch(rel, pattern) for pattern in patterns), f"{rel} not package data"

@@ -70,6 +70,35 @@ def make_image(path: Path, size: tuple[int, int] = (512, 512), *, gray: bool = T
     return path
 
 
+def make_photo(path: Path, size: tuple[int, int] = (768, 512), seed: int = 0) -> Path:
+    """A photo-like picture (smooth shapes, texture and sensor-like noise): its JPEG
+    thumbnails weigh what a real photo's do, unlike a flat test pattern's."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.zeros((h, w, 3), np.float32)
+    for c in range(3):
+        img[..., c] = 90 + 60 * np.sin(x / (37 + 11 * c)) * np.cos(y / (23 + 7 * c))
+    for _ in range(12):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(20, 140)
+        blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * r * r))
+        img += blob[..., None] * rng.uniform(-90, 90, 3)
+    # Texture at the scale a 256 px thumbnail keeps (leaves, gravel, fabric), then sensor noise.
+    coarse = rng.normal(0, 40, (h // 3, w // 3, 3)).astype(np.float32)
+    img += (
+        np.asarray(
+            Image.fromarray(np.clip(coarse + 128, 0, 255).astype(np.uint8)).resize((w, h)),
+            np.float32,
+        )
+        - 128
+    )
+    img += rng.normal(0, 14, img.shape)
+    Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
 def write_recipe(folder: Path, text: str, name: str = "recipe.yaml") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if not (folder / "in.png").exists():

@@ -23,6 +23,9 @@ from ...redact import redact_text, redact_url
 from .recipe_info import InputRef, RecipeInfo, recipe_info
 from .thumbs import FIDELITIES, MAX_SIDE, Thumb, png_labels, thumbnail
 
+#: An input that is another step's output is shown smaller: its full thumbnail is at that step.
+INPUT_SIDE = 160
+
 
 @dataclass
 class ImageView:
@@ -329,15 +332,22 @@ def _input_from_ref(
     return ImageView(label, redact_url(ref.text) if "://" in ref.text else ref.text)
 
 
-def _step_output(label: str, sid: str, index: int, steps: dict[str, StepView]) -> ImageView:
+def _step_output(
+    label: str, sid: str, index: int, steps: dict[str, StepView], side: int = INPUT_SIDE
+) -> ImageView:
+    """Another step's output, shown again (as an input or a recipe output): at ``side`` px, as
+    the full-size thumbnail is already on the page at the step that made it."""
     upstream = steps.get(sid)
     if upstream is not None and index < len(upstream.outputs):
         made = upstream.outputs[index]
+        thumb = made.thumb
+        if thumb is not None and made.path is not None and side < max(thumb.width, thumb.height):
+            thumb = thumbnail(made.path, side) or thumb
         return ImageView(
             label,
             f"steps.{sid}" + (f".images[{index}]" if len(upstream.outputs) > 1 else ".image"),
             made.href,
-            made.thumb,
+            thumb,
             sid,
             made.fidelity,
             made.engine,
@@ -380,7 +390,8 @@ def _output_ref(run_dir: Path, shown: str, steps: dict[str, StepView], side: int
     for step in steps.values():
         for out in step.outputs:
             if out.path is not None and out.path.name == name:
-                return _step_output("output", step.id, step.outputs.index(out), steps)
+                index = step.outputs.index(out)
+                return _step_output("output", step.id, index, steps, side)
     return ImageView("output", redact_text(shown))
 
 

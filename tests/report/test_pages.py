@@ -181,6 +181,10 @@ def test_a_batch_report_has_a_row_per_row_linking_to_row_pages(tmp_path, emu):
         assert 'href="../report.html"' in row_html and "batch chain" in row_html
         _check_links(Page(row_html), row_page.parent)
     assert 'id="filter"' in html
+    # A row's page rebuilt on its own still links back to its batch.
+    (batch / "row-2" / "report.html").unlink()
+    write_report(batch / "row-2")
+    assert 'href="../report.html"' in (batch / "row-2" / "report.html").read_text()
     for img in page.imgs:
         assert img["loading"] == "lazy" and max(thumb_size(img["src"])) <= 128
     assert len(page.imgs) == 3 * 3  # final + two variants per row

@@ -11,6 +11,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ...errors import UsageError
 from .batch import build_batch_view, param_columns, row_dirs, shown
 from .model import build_run_view, read_record
 from .page import REPORT_NAME, render, write_page
@@ -29,7 +30,26 @@ def write_report(run_dir: str | os.PathLike[str]) -> Path:
     data = read_record(root)
     if data.get("kind") == "batch":
         return _write_batch(root, data)
-    return _write_run(root, data)
+    return _write_run(root, data, _batch_of(root))
+
+
+def _batch_of(row_dir: Path) -> dict[str, str] | None:
+    """The back link of a batch row's page rebuilt on its own: the batch one level up."""
+    parent = row_dir.resolve().parent
+    try:
+        batch = read_record(parent)
+    except UsageError:
+        return None
+    if batch.get("kind") != "batch":
+        return None
+    if row_dir.resolve() not in {d.resolve() for d in row_dirs(parent, batch)}:
+        return None
+    return _back(parent, row_dir, str(batch.get("name", parent.name)))
+
+
+def _back(batch_dir: Path, row_dir: Path, name: str) -> dict[str, str]:
+    rel = os.path.relpath(batch_dir.resolve() / REPORT_NAME, row_dir.resolve())
+    return {"href": rel.replace(os.sep, "/"), "text": f"batch {name}"}
 
 
 def _write_run(run_dir: Path, data: dict[str, object], back: dict[str, str] | None = None) -> Path:
@@ -57,11 +77,7 @@ def _write_batch(batch_dir: Path, data: dict[str, object]) -> Path:
     name = str(data.get("name", batch_dir.name))
 
     def one(row_dir: Path) -> Path:
-        back = {
-            "href": os.path.relpath(batch_dir / REPORT_NAME, row_dir).replace(os.sep, "/"),
-            "text": f"batch {name}",
-        }
-        return _write_run(row_dir, read_record(row_dir), back)
+        return _write_run(row_dir, read_record(row_dir), _back(batch_dir, row_dir, name))
 
     # Thumbnails are CPU work that Pillow does without the GIL: one thread per core.
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:

@@ -188,6 +188,14 @@ def test_a_batch_report_has_a_row_per_row_linking_to_row_pages(tmp_path, emu):
     for img in page.imgs:
         assert img["loading"] == "lazy" and max(thumb_size(img["src"])) <= 128
     assert len(page.imgs) == 3 * 3  # final + two variants per row
+    # Every grid thumbnail carries its engine label: a placeholder is never unmarked.
+    labels = []
+    for key, _, _ in rows:
+        for name in ("upscale.png", "variants.png", "variants-2.png"):
+            with Image.open(batch / key / name) as im:
+                labels.append(im.info["wanrecipe:fidelity"])
+    grid = html.split('<tbody>', 1)[1]
+    assert sorted(re.findall(r'class="badge fid-(\w+)"', grid)) == sorted(labels)
     _check_links(page, batch)
 
 

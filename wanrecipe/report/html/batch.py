@@ -74,6 +74,7 @@ def row_dirs(batch_dir: Path, data: dict[str, Any]) -> list[Path]:
 
 def build_batch_view(batch_dir: Path, data: dict[str, Any]) -> BatchView:
     rows: list[RowView] = []
+    emulator = not str(data.get("backend", "")).startswith("dashscope")
     for row in data.get("rows") or []:
         rel = str(row.get("dir") or "")
         safe = rel and not Path(rel).is_absolute() and ".." not in Path(rel).parts
@@ -87,7 +88,7 @@ def build_batch_view(batch_dir: Path, data: dict[str, Any]) -> BatchView:
                 status=str(row.get("status", "unknown")),
                 params={k: _param(v) for k, v in (row.get("params") or {}).items()},
                 href=href,
-                outputs=output_views(batch_dir, [str(p) for p in paths], GRID_SIDE),
+                outputs=output_views(batch_dir, [str(p) for p in paths], GRID_SIDE, emulator),
                 images_billed=int(row.get("images_billed") or 0),
                 cost_usd=_money(row.get("cost_usd")),
                 error=redact_text(str(row["error"])) if row.get("error") else None,

@@ -80,8 +80,10 @@ class StepDiff:
 class DiffView:
     a: RunView
     b: RunView
-    a_label: str
+    a_label: str  # the run directories as given
     b_label: str
+    a_href: str  # their reports, relative to the diff page
+    b_href: str
     params: list[Change]
     steps: list[StepDiff]
 
@@ -126,7 +128,10 @@ def build_diff(run_a: Path, run_b: Path, page_dir: Path) -> DiffView:
     by_a = {s.id: s for s in a.steps}
     by_b = {s.id: s for s in b.steps}
     steps = [_step_diff(sid, by_a.get(sid), by_b.get(sid)) for sid in ids]
-    return DiffView(a, b, _label(run_a, page_dir), _label(run_b, page_dir), params, steps)
+    return DiffView(
+        a, b, str(run_a), str(run_b), _report_href(run_a, page_dir), _report_href(run_b, page_dir),
+        params, steps,
+    )  # fmt: skip
 
 
 def _step_diff(sid: str, a: StepView | None, b: StepView | None) -> StepDiff:
@@ -182,11 +187,8 @@ def _same(a: ImageView, b: ImageView) -> bool:
         return False
 
 
-def _label(run: Path, page_dir: Path) -> str:
-    try:
-        return os.path.relpath(run.resolve(), page_dir.resolve())
-    except ValueError:
-        return str(run)
+def _report_href(run: Path, page_dir: Path) -> str:
+    return _href(os.path.relpath(run.resolve() / "report.html", page_dir.resolve()))
 
 
 def _slug(name: str) -> str:

@@ -395,9 +395,15 @@ def _output_ref(run_dir: Path, shown: str, steps: dict[str, StepView], side: int
     return ImageView("output", redact_text(shown))
 
 
-def output_views(run_dir: Path, paths: list[str], side: int) -> list[ImageView]:
-    """Thumbnails for paths relative to ``run_dir`` (a batch row's outputs)."""
-    return [_file_view(run_dir, p, Path(p).name, side) for p in paths]
+def output_views(run_dir: Path, paths: list[str], side: int, emulator: bool) -> list[ImageView]:
+    """Thumbnails for paths relative to ``run_dir`` (a batch row's outputs), with the engine
+    labels their files carry."""
+    views = [_file_view(run_dir, p, Path(p).name, side) for p in paths]
+    for view in views:
+        labels = png_labels(view.path) if view.path is not None else {}
+        view.fidelity = _fidelity(labels.get("fidelity"), emulator)
+        view.engine, view.note = labels.get("engine"), labels.get("note")
+    return views
 
 
 def _graph(

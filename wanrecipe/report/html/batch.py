@@ -11,9 +11,11 @@ from typing import Any
 from urllib.parse import quote
 
 from ...redact import redact_text, redact_url
-from .model import ImageView, _money, _param, output_views
+from .imagerefs import output_views
+from .model import money, param_value
 from .page import REPORT_NAME
 from .thumbs import GRID_SIDE
+from .views import ImageView
 
 
 @dataclass
@@ -86,11 +88,11 @@ def build_batch_view(batch_dir: Path, data: dict[str, Any]) -> BatchView:
                 key=str(row.get("key", "")),
                 index=int(row.get("index") or 0),
                 status=str(row.get("status", "unknown")),
-                params={k: _param(v) for k, v in (row.get("params") or {}).items()},
+                params={k: param_value(v) for k, v in (row.get("params") or {}).items()},
                 href=href,
                 outputs=output_views(batch_dir, [str(p) for p in paths], GRID_SIDE, emulator),
                 images_billed=int(row.get("images_billed") or 0),
-                cost_usd=_money(row.get("cost_usd")),
+                cost_usd=money(row.get("cost_usd")),
                 error=redact_text(str(row["error"])) if row.get("error") else None,
             )
         )
@@ -103,7 +105,7 @@ def build_batch_view(batch_dir: Path, data: dict[str, Any]) -> BatchView:
         finished=data.get("finished"),
         elapsed_s=data.get("elapsed_s"),
         images_billed=int(data.get("images_billed") or 0),
-        cost_usd=_money(data.get("cost_usd")),
+        cost_usd=money(data.get("cost_usd")),
         warnings=[redact_text(str(w)) for w in data.get("warnings") or []],
         rows=rows,
     )

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UsageError
-from .model import ImageView, RunView, StepView, _href, build_run_view, read_record
+from .imagerefs import href
+from .model import build_run_view, read_record
 from .page import render, write_page
 from .thumbs import PixelDiff, pixel_diff
+from .views import ImageView, RunView, StepView
 
 _MISSING = object()
 
@@ -129,7 +131,7 @@ def build_diff(run_a: Path, run_b: Path, page_dir: Path) -> DiffView:
     by_b = {s.id: s for s in b.steps}
     steps = [_step_diff(sid, by_a.get(sid), by_b.get(sid)) for sid in ids]
     return DiffView(
-        a, b, str(run_a), str(run_b), _report_href(run_a, page_dir), _report_href(run_b, page_dir),
+        a, b, str(run_a), str(run_b), _reporthref(run_a, page_dir), _reporthref(run_b, page_dir),
         params, steps,
     )  # fmt: skip
 
@@ -174,7 +176,7 @@ def _relink(view: RunView, page_dir: Path) -> None:
     images += [i for _, imgs in view.outputs for i in imgs]
     for img in images:
         if img.path is not None:
-            img.href = _href(os.path.relpath(img.path.resolve(), page_dir.resolve()))
+            img.href = href(os.path.relpath(img.path.resolve(), page_dir.resolve()))
 
 
 def _same(a: ImageView, b: ImageView) -> bool:
@@ -187,8 +189,8 @@ def _same(a: ImageView, b: ImageView) -> bool:
         return False
 
 
-def _report_href(run: Path, page_dir: Path) -> str:
-    return _href(os.path.relpath(run.resolve() / "report.html", page_dir.resolve()))
+def _reporthref(run: Path, page_dir: Path) -> str:
+    return href(os.path.relpath(run.resolve() / "report.html", page_dir.resolve()))
 
 
 def _slug(name: str) -> str:

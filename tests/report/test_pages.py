@@ -194,7 +194,7 @@ def test_a_batch_report_has_a_row_per_row_linking_to_row_pages(tmp_path, emu):
         for name in ("upscale.png", "variants.png", "variants-2.png"):
             with Image.open(batch / key / name) as im:
                 labels.append(im.info["wanrecipe:fidelity"])
-    grid = html.split('<tbody>', 1)[1]
+    grid = html.split("<tbody>", 1)[1]
     assert sorted(re.findall(r'class="badge fid-(\w+)"', grid)) == sorted(labels)
     _check_links(page, batch)
 

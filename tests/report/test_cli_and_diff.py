@@ -167,3 +167,13 @@ def test_diff_command_writes_where_asked(tmp_path, emu):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(Path("cmp") / "x.html")
     assert "1 of 2 steps differ" in Page((tmp_path / "cmp" / "x.html").read_text()).text
+
+
+def test_diff_of_a_directory_without_a_record_exits_2(tmp_path, emu):
+    recipe = write_recipe(tmp_path, DIFF)
+    run(recipe, emu, tmp_path / "a")
+    (tmp_path / "nothing").mkdir()
+    done = wanrecipe("diff", "a", "nothing", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "nothing/run.json" in done.stderr and "no run record" in done.stderr
+    assert not list((tmp_path / "nothing").iterdir()), "nothing written"

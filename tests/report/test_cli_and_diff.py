@@ -69,6 +69,13 @@ def test_report_of_a_directory_without_a_record_exits_2_naming_it(tmp_path):
     (tmp_path / "torn" / "run.json").write_text('{"steps": {', encoding="utf-8")
     done = wanrecipe("report", "torn", cwd=tmp_path)
     assert done.returncode == 2 and "torn/run.json:1: not valid JSON" in done.stderr
+    (tmp_path / "odd").mkdir()
+    odd = {"steps": {"a": {"function": "colorization", "results": [{"index": "zz"}]}}}
+    (tmp_path / "odd" / "run.json").write_text(json.dumps(odd), encoding="utf-8")
+    done = wanrecipe("report", "odd", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "odd/run.json: not a run record this version can read" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 SLOW = """\

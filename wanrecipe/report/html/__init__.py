@@ -28,9 +28,16 @@ def write_report(run_dir: str | os.PathLike[str]) -> Path:
     """
     root = Path(run_dir)
     data = read_record(root)
-    if data.get("kind") == "batch":
-        return _write_batch(root, data)
-    return _write_run(root, data, _batch_of(root))
+    try:
+        if data.get("kind") == "batch":
+            return _write_batch(root, data)
+        return _write_run(root, data, _batch_of(root))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        # A record edited by hand or written by another version: say which, not a traceback.
+        raise UsageError(
+            f"{root / 'run.json'}: not a run record this version can read "
+            f"({type(exc).__name__}: {exc}); rerun the recipe to rewrite it"
+        ) from exc
 
 
 def _batch_of(row_dir: Path) -> dict[str, str] | None:

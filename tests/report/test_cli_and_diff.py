@@ -184,3 +184,17 @@ def test_diff_of_a_directory_without_a_record_exits_2(tmp_path, emu):
     assert done.returncode == 2
     assert "nothing/run.json" in done.stderr and "no run record" in done.stderr
     assert not list((tmp_path / "nothing").iterdir()), "nothing written"
+
+
+def test_a_failed_cli_run_still_writes_its_report(tmp_path, report_pool):
+    recipe = write_recipe(tmp_path, SLOW)
+    config = EmulatorConfig(engine_time_budget=0.2, faults="task.inspection=first:1")
+    with EmulatorThread(config, executor=report_pool) as emu:
+        done = wanrecipe(
+            "run", str(recipe), "--base-url", emu.base_url, "--out", "out",
+            "--state-dir", "state", cwd=tmp_path,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "report out" in done.stderr
+    text = Page((tmp_path / "out" / "report.html").read_text(encoding="utf-8")).text
+    assert "DataInspectionFailed" in text and "a did not finish" in text

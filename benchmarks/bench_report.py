@@ -63,7 +63,9 @@ def main() -> None:
             run(chain, emu, base / "failed", state=base / "state-failed")
         sources.append(({"colors": "doomed"}, base / "failed"))
         rows = [(f"row-{n:03d}", *sources[n % len(sources)]) for n in range(args.rows)]
-        batch = make_batch(base / "batch", rows)
+        # Separate files per row, as rows that made different images have (hard links of one
+        # image would be thumbnailed once).
+        batch = make_batch(base / "batch", rows, copy=True)
 
         pages = []
         for label, folder in ((f"{args.steps}-step run", base / "many-run"),

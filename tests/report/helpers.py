@@ -128,10 +128,14 @@ def run(
     )
 
 
-def make_batch(batch_dir: Path, rows: list[tuple[str, dict[str, Any], Path]]) -> Path:
+def make_batch(
+    batch_dir: Path, rows: list[tuple[str, dict[str, Any], Path]], *, copy: bool = False
+) -> Path:
     """A batch directory laid out per the batch-record contract, from real single runs: each
     ``(key, params, run_dir)`` becomes ``batch_dir/<key>/`` (its run.json and images, paths
-    relative to it) and a row of the top-level ``"kind": "batch"`` run.json."""
+    relative to it) and a row of the top-level ``"kind": "batch"`` run.json. Images are hard
+    links (as the image store makes them), or with ``copy`` separate files (as rows that made
+    different images have)."""
     batch_dir.mkdir(parents=True, exist_ok=True)
     entries: list[dict[str, Any]] = []
     billed = 0
@@ -143,7 +147,10 @@ def make_batch(batch_dir: Path, rows: list[tuple[str, dict[str, Any], Path]]) ->
         row_dir.mkdir()
         for step in record["steps"].values():
             for result in step["results"]:
-                _link(source / result["path"], row_dir / result["path"])
+                if copy:
+                    shutil.copyfile(source / result["path"], row_dir / result["path"])
+                else:
+                    _link(source / result["path"], row_dir / result["path"])
         record["run_dir"] = str(row_dir)
         (row_dir / "run.json").write_text(json.dumps(record), encoding="utf-8")
         outputs: dict[str, list[str]] = {}

@@ -35,21 +35,22 @@ class Thumb:
     full_height: int
 
 
-_cache: dict[tuple[str, int, int, int], Thumb | None] = {}
+_cache: dict[tuple[int, int, int, int, int], Thumb | None] = {}
 _lock = threading.Lock()
 
 
 def thumbnail(path: Path, side: int = MAX_SIDE) -> Thumb | None:
     """A JPEG data URI of ``path`` fitting ``side`` px, or None when it cannot be read.
 
-    Remembered per (file, size, mtime) for the life of the process: a batch writes each row's
-    page and the grid from the same files.
+    Remembered per file (device and inode, so the hard links the image store makes into every
+    run and row directory count as one; size and mtime) for the life of the process: a batch
+    writes each row's page and the grid from the same files, rows sharing a step share images.
     """
     try:
         stat = path.stat()
     except OSError:
         return None
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, side)
+    key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, side)
     with _lock:
         if key in _cache:
             return _cache[key]

@@ -9,7 +9,7 @@ import os
 from PIL import Image, PngImagePlugin
 
 from wanrecipe.report.html.svg import dag_svg
-from wanrecipe.report.html.thumbs import png_labels, pixel_diff, thumbnail
+from wanrecipe.report.html.thumbs import pixel_diff, png_labels, thumbnail
 
 from .helpers import make_photo, thumb_size
 

@@ -69,10 +69,40 @@ def _make(path: Path, side: int) -> Thumb | None:
     try:
         with Image.open(path) as im:
             full = im.size
-            small = shrink(im, side)
+            small = _png_small(path, side) if im.format == "PNG" else None
+            if small is None:
+                small = shrink(im, side)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
     return Thumb(_jpeg_uri(small), small.width, small.height, full[0], full[1])
+
+
+def _png_small(path: Path, side: int) -> Image.Image | None:
+    """A PNG shrunk with OpenCV, whose PNG decoder is about 1.5x Pillow's (a PNG cannot be
+    decoded at a reduced scale, so decoding is most of the work). None: let Pillow do it."""
+    import cv2
+    import numpy as np
+
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.ndim not in (2, 3):
+        return None
+    if pixels.dtype == np.uint16:
+        pixels = (pixels / 257).astype(np.uint8)
+    elif pixels.dtype != np.uint8:
+        return None
+    h, w = pixels.shape[:2]
+    scale = min(1.0, side / max(w, h))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if scale < 1.0:
+        pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
+    if pixels.ndim == 2:
+        return Image.fromarray(pixels).convert("RGB")
+    if pixels.shape[2] == 4:  # transparent pixels over white, as _flatten does
+        alpha = pixels[..., 3:4].astype(np.float32) / 255
+        pixels = (pixels[..., :3] * alpha + 255 * (1 - alpha)).astype(np.uint8)
+    elif pixels.shape[2] != 3:
+        return None
+    return Image.fromarray(cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB))
 
 
 def _from_thumb(big: Thumb, side: int) -> Thumb | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from html import unescape
 from pathlib import Path
 from urllib.parse import unquote
@@ -224,3 +225,15 @@ def test_the_templates_ship_as_package_data():
     for name in names:
         rel = f"report/html/templates/{name}"
         assert any(fnmatch(rel, pattern) for pattern in patterns), f"{rel} not package data"
+
+
+def test_on_dashscope_the_cost_reads_spent(tmp_path, emu):
+    """The same record as a paid run would write it (backend dashscope:<region>)."""
+    recipe = write_recipe(tmp_path / "work", CHAIN)
+    run(recipe, emu, tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))
+    record["backend"], record["base_url"] = "dashscope:cn-beijing", "dashscope.aliyuncs.com"
+    (tmp_path / "run" / "run.json").write_text(json.dumps(record), encoding="utf-8")
+    text = Page(write_report(tmp_path / "run").read_text(encoding="utf-8")).text
+    assert f"${Decimal(record['cost_usd']):.4f} spent" in text
+    assert "at DashScope prices" not in text and "local emulator" not in text

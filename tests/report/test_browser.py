@@ -231,6 +231,17 @@ def test_the_filter_box_filters_the_batch_grid(batch_500, browser):
     box.clear()
     box.send_keys("colors=red")
     assert browser.execute_script(shown) == 125
+    # The lightbox steps through the rows the filter left: 125 rows, one image each.
+    first = browser.find_element(By.CSS_SELECTOR, "#rows tbody tr:not([hidden]) a.zoom")
+    first.click()
+    assert _wait(browser, "return document.getElementById('lightbox').classList.contains('open')")
+    seen = set()
+    for _ in range(130):
+        src = browser.execute_script("return document.querySelector('#lightbox img').src")
+        seen.add(src.rsplit("/", 2)[-2])
+        browser.find_element(By.ID, "lightbox").send_keys(Keys.ARROW_RIGHT)
+    assert len(seen) == 125 and all(int(k.split("-")[1]) % 4 == 1 for k in seen), "red rows"
+    browser.find_element(By.ID, "lightbox").send_keys(Keys.ESCAPE)
     # A row links to its own report, which loads cleanly and links back.
     link = browser.find_element(By.CSS_SELECTOR, "#rows tbody tr:not([hidden]) td a")
     link.click()

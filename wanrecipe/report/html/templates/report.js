@@ -24,7 +24,8 @@
   if (!box) { return; }
   var caption = box.querySelector("p");
   var big = null;
-  var links = Array.prototype.slice.call(document.querySelectorAll("a.zoom"));
+  var all = Array.prototype.slice.call(document.querySelectorAll("a.zoom"));
+  var links = all;
   var at = -1;
   var show = function (i) {
     at = (i + links.length) % links.length;
@@ -44,11 +45,13 @@
     if (big) { box.removeChild(big); big = null; }
     at = -1;
   };
-  links.forEach(function (link, i) {
+  all.forEach(function (link) {
     link.addEventListener("click", function (ev) {
       if (ev.ctrlKey || ev.metaKey || ev.shiftKey || ev.button !== 0) { return; }
       ev.preventDefault();
-      show(i);
+      // The arrows step through what is shown: rows the filter hid are left out.
+      links = all.filter(function (l) { return l.offsetParent !== null; });
+      show(links.indexOf(link));
     });
   });
   box.addEventListener("click", close);

@@ -78,10 +78,15 @@ def diff(run_a: Path, run_b: Path, out: Path | None, open_browser: bool) -> None
         _open(path)
 
 
-def report_after_run(run_dir: Path, console: Any, open_browser: bool = False) -> Path | None:
+def report_after_run(run_dir: Path, console: Any, open_browser: bool | None = None) -> Path | None:
     """What ``run`` does at the end (also after a failure or an interruption): write the
-    report, print its path, open it if asked. A report problem never fails the run."""
+    report, print its path, open it if asked (``open_browser``, else ``run --open`` from the
+    click context). A report problem never fails the run."""
     from rich.markup import escape
+
+    if open_browser is None:
+        ctx = click.get_current_context(silent=True)
+        open_browser = bool(ctx.meta.get("open_report")) if ctx is not None else False
 
     from ..errors import WanRecipeError
     from ..report.html import write_report

@@ -79,6 +79,14 @@ from .common import echo_diagnostics, param_option, params_file_option, parse_pa
 )
 @click.option("--fail-fast", is_flag=True, help="Stop submitting at the first failed step.")
 @click.option(
+    "--open",
+    "open_report",
+    is_flag=True,
+    expose_value=False,  # read by report_after_run from the click context
+    callback=lambda ctx, _param, value: ctx.meta.update(open_report=value),
+    help="Open the run's report.html in a web browser at the end.",
+)
+@click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -104,7 +112,6 @@ from .common import echo_diagnostics, param_option, params_file_option, parse_pa
     "sent) if the recipe no longer matches it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
-@click.option("--open", "open_browser", is_flag=True, help="Open report.html in a browser after.")
 def run(
     recipe: Path,
     param_items: tuple[str, ...],
@@ -122,7 +129,6 @@ def run(
     force_steps: tuple[str, ...],
     locked: bool,
     as_json: bool,
-    open_browser: bool,
 ) -> None:
     """Run RECIPE: every step, each output feeding the next.
 
@@ -187,7 +193,7 @@ def run(
             sink.close()
         from .report_cmds import report_after_run  # the report, also after a failure
 
-        report_after_run(run_dir, err, open_browser)
+        report_after_run(run_dir, err)
     try:
         with StateDir.open(state_path) as state:
             lock = write_lock(loaded, record, state.journal)

@@ -91,6 +91,10 @@ def test_a_run_report_shows_every_step_with_its_inputs_outputs_and_facts(tmp_pat
     assert data["kind"] == "run" and data["steps"] == ["colorize", "upscale", "variants"]
     assert "sk-" not in html and "?" not in "".join(page.links)
     assert "/results/" not in html and "Signature" not in html
+    # Nothing from outside the page: no stylesheet or script files, fonts or CSS URLs.
+    assert "<link" not in html and "@import" not in html and "@font-face" not in html
+    assert all(u.startswith("#") for u in re.findall(r"url\(([^)]*)\)", html))
+    assert all(s.get("src") is None for s in page.scripts)
     csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html)
     assert csp and "script-src 'sha256-" in unescape(csp.group(1))
 

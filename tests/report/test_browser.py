@@ -42,6 +42,10 @@ def test_a_real_run_report_loads_cleanly_and_its_lightbox_works(tmp_path, emu, b
     assert [i for i in images if i["naturalWidth"] == 0] == []
     assert console_errors(browser) == []
     assert browser.find_element(By.CSS_SELECTOR, "svg.dag").is_displayed()
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(function (e) { return e.name; })"
+    )
+    assert all(name.startswith(("file:", "data:")) for name in fetched), fetched
 
     # Keyboard lightbox: a thumbnail opens the full-size file (from file://), arrows move,
     # Escape closes; the page never navigates anywhere.

@@ -79,6 +79,14 @@ from .common import echo_diagnostics, param_option, params_file_option, parse_pa
 )
 @click.option("--fail-fast", is_flag=True, help="Stop submitting at the first failed step.")
 @click.option(
+    "--open",
+    "open_report",
+    is_flag=True,
+    expose_value=False,  # read by report_after_run from the click context
+    callback=lambda ctx, _param, value: ctx.meta.update(open_report=value),
+    help="Open the run's report.html in a web browser at the end.",
+)
+@click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -191,6 +199,9 @@ def run(
     finally:
         if not isinstance(sink, JsonLines):
             sink.close()
+        from .report_cmds import report_after_run  # the report, also after a failure
+
+        report_after_run(run_dir, err)
     try:
         with StateDir.open(state_path) as state:
             lock = write_lock(loaded, record, state.journal)

@@ -336,7 +336,7 @@ async def _execute(
     record.finished = datetime.now(UTC).isoformat(timespec="seconds")
     if interrupted:
         record.status = "interrupted"
-    elif record.failed:
+    elif record.failed or record.unavailable:
         record.status = "failed"
     else:
         record.status = "ok"

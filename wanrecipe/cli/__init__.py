@@ -34,6 +34,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "serve_cmd",
         "Run the local DashScope image-edit emulator (base URL http://HOST:PORT/api/v1).",
     ),
+    "report": ("report_cmds", "Rebuild RUN_DIR/report.html from RUN_DIR/run.json."),
+    "diff": ("report_cmds", "Compare two runs of a recipe on one page."),
     "verify": ("state_cmds", "Check that a run's outputs (or a lock file's) are intact."),
     "cache": ("state_cmds", "List, prune or empty the stored results."),
 }

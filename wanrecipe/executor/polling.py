@@ -306,9 +306,11 @@ async def wait_for_task(
             elif kind in (ErrorClass.SERVER, ErrorClass.UNCERTAIN, ErrorClass.NOT_SENT):
                 failures += 1
                 stats.failed_queries += 1
-                if failures >= retry.attempts:
-                    raise
                 delay = max(plan.delay(time.monotonic() - t0, started), retry.delay(failures, rng))
+                if failures >= retry.attempts and (
+                    not retry.until_deadline or time.monotonic() + delay >= deadline
+                ):
+                    raise
             else:
                 raise
             continue

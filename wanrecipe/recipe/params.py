@@ -153,6 +153,8 @@ def _typed(decl: Param, raw: object) -> object:
         raise ValueError(f"expected an integer, got {raw!r}")
     if kind == "number":
         if isinstance(raw, int | float) and not isinstance(raw, bool):
+            if isinstance(raw, float) and not math.isfinite(raw):
+                raise ValueError(f"expected a finite number, got {raw!r}")
             return float(raw)
         if isinstance(raw, str):
             try:

@@ -35,3 +35,23 @@ def redact_text(text: str) -> str:
     text = _BEARER.sub(r"\1<redacted>", text)
     text = _SK.sub("sk-<redacted>", text)
     return _URL.sub(lambda m: redact_url(m.group(0)), text)
+
+
+def redact_value(value: object) -> object:
+    """``redact_text`` applied to every string inside ``value`` (dicts, lists, tuples)."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v) for v in value]
+    return value
+
+
+def has_userinfo(url: str) -> bool:
+    """Whether ``url`` carries ``user[:password]@`` before its host."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.username is not None or parts.password is not None

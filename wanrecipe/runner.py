@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 from . import wire
 from .errors import RecipeError, UsageError
+from .redact import has_userinfo, redact_url, redact_value
 from .report.events import Event, EventSink, discard
 from .report.files import write_text_atomic
 from .report.record import RunRecord, StepRecord
@@ -98,9 +99,20 @@ def choose_backend(
 
 
 def _check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"base URL must be http(s)://HOST[:PORT]/api/v1, not {url!r}")
+    if has_userinfo(url):
+        # Never echoed: the password part is usually the key itself.
+        raise UsageError(
+            f"the base URL {redact_url(url)} carries a user name or password (user:...@HOST); "
+            "pass the key in DASHSCOPE_API_KEY instead"
+        )
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError when the port is not a number
+    except ValueError:
+        valid = False
+    if not valid:
+        raise UsageError(f"base URL must be http(s)://HOST[:PORT]/api/v1, not {redact_url(url)!r}")
     return url.rstrip("/")
 
 
@@ -206,7 +218,7 @@ async def _execute(
     record = RunRecord(
         recipe=str(recipe.path),
         name=recipe.name,
-        params=dict(recipe.params),
+        params=cast(dict[str, Any], redact_value(dict(recipe.params))),
         backend=backend.label,
         base_url="",
         run_dir=str(run_dir),
@@ -215,7 +227,7 @@ async def _execute(
     )
     loop = asyncio.get_running_loop()
     async with open_backend(backend) as base_url:
-        record.base_url = base_url if backend.kind != "dashscope" else _host(base_url)
+        record.base_url = redact_url(base_url) if backend.kind != "dashscope" else _host(base_url)
         on_event(
             Event(
                 "run_started",
@@ -272,13 +284,21 @@ async def _execute(
             elapsed = scheduler.elapsed()
             _save_durations(state.path, backend.label, scheduler.durations)
             interrupted = scheduler.stopping is not None and not options.fail_fast
-    outputs = _collect_outputs(recipe, record, run_dir, render_outputs)
+    outputs_failed = False
+    try:
+        outputs = _collect_outputs(recipe, record, run_dir, render_outputs)
+    except RecipeError as exc:
+        outputs_failed = True
+        # The steps' images are stored and linked: say what is wrong with `outputs:` in the
+        # record (the CLI prints its warnings) rather than losing run.json to a traceback.
+        outputs = {}
+        record.warnings.extend(d.format() for d in exc.diagnostics)
     record.outputs = outputs
     record.elapsed_s = round(elapsed, 3)
     record.finished = datetime.now(UTC).isoformat(timespec="seconds")
     if interrupted:
         record.status = "interrupted"
-    elif record.failed:
+    elif record.failed or outputs_failed:
         record.status = "failed"
     else:
         record.status = "ok"

@@ -260,6 +260,8 @@ def _summary(console: Console, record: RunRecord) -> None:
             )
     for name, paths in record.outputs.items():
         console.print(f"output {name}: {escape(', '.join(paths))}")
+    for warning in record.warnings:
+        console.print(f"[yellow]warning[/]: {escape(warning)}")
 
 
 def _exit_code(record: RunRecord) -> int:

@@ -19,7 +19,7 @@ from ..durations import format_duration
 from ..errors import Diagnostic, RecipeError
 from ..redact import redact_url
 from .model import Recipe
-from .preflight import InputChecker
+from .preflight import InputChecker, check_outputs
 from .render import RenderedStep, render_step
 
 _MAX_N = int(wire.PARAMS["n"].maximum or 4)
@@ -135,6 +135,7 @@ def check_rendering(recipe: Recipe) -> tuple[dict[str, RenderedStep], list[Diagn
         problems.extend(step.warnings)
         problems.extend(checker.check(step))
         outputs[sid] = [PlannedImage(sid, i) for i in range(step.n)]
+    problems.extend(check_outputs(recipe, outputs))
     return rendered, sorted(problems)
 
 

@@ -8,10 +8,11 @@ file version). A mask is also checked for gray pixels.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..errors import Diagnostic, ImageInputError, Severity
+from ..errors import Diagnostic, ImageInputError, RecipeError, Severity
 from ..images import (
     MASK_GRAY_SHARE,
     ImageInfo,
@@ -27,10 +28,20 @@ from ..images import (
 )
 from ..redact import redact_url
 from .model import Recipe
-from .render import ImageInput, RenderedStep
+from .render import ImageInput, RenderedStep, render_outputs
 
 #: (message, hint, severity)
 Finding = tuple[str, str | None, Severity]
+
+
+def check_outputs(recipe: Recipe, outputs: Mapping[str, Sequence[object]]) -> list[Diagnostic]:
+    """Render ``outputs:`` with the steps' placeholder outputs, as the run will at its end: a
+    sandbox violation or ``images[1]`` of a one-image step is found before money is spent."""
+    try:
+        render_outputs(recipe, outputs)
+    except RecipeError as exc:
+        return list(exc.diagnostics)
+    return []
 
 
 class InputChecker:

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from . import wire
 from .errors import RecipeError, UsageError
+from .recipe.names import run_dir_name
 from .redact import has_userinfo, redact_url, redact_value
 from .report.events import Event, EventSink, discard
 from .report.files import write_text_atomic
@@ -148,7 +149,8 @@ async def open_backend(choice: BackendChoice) -> AsyncIterator[str]:
 def default_run_dir(recipe_name: str, now: datetime | None = None) -> Path:
     """``runs/<name>/<UTC timestamp>``; a second run in the same second gets ``-2``, ..."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
-    base = Path("runs") / recipe_name / stamp
+    # A name never steers the path (`../x`, `/abs`): validate warns when it was changed.
+    base = Path("runs") / run_dir_name(recipe_name) / stamp
     candidate, number = base, 1
     while candidate.exists():
         number += 1

@@ -18,6 +18,7 @@ from ..errors import Diagnostic
 from .dag import Graph
 from .loader import Document, Location, PathKey, SourceMap
 from .model import Param, ParamType, Recipe, Step
+from .names import name_problem
 from .params import GivenValue, bind
 from .schema import check_document
 from .templating import Template, TemplateProblem, compile_template
@@ -86,6 +87,14 @@ class _Builder:
                     "declared but never used",
                     f"use it as {{{{ params.{name} }}}} or remove it",
                 )
+        renamed = name_problem(str(self.data.get("name") or self.path.stem))
+        if renamed:
+            self.warn(
+                self.source.at(("name",)),
+                "name",
+                renamed,
+                "a name is a label, not a path: use letters, digits, '.', '_' and '-'",
+            )
         self.diagnostics.sort()
         if any(d.severity == "error" for d in self.diagnostics):
             return None

@@ -24,9 +24,9 @@ def redact_url(url: str) -> str:
     except ValueError:
         return "<unparseable URL>"
     query = "<redacted>" if parts.query else ""
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
+    # Host and port as written, never the userinfo (user:password@) before them; no
+    # parts.port, which raises for a port that is not a number.
+    netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 

@@ -117,6 +117,23 @@ def load_text(text: str, file: str) -> Document:
         ) from None
     except yaml.constructor.ConstructorError as exc:
         raise RecipeError([_yaml_diagnostic(file, exc, _constructor_hint(exc))]) from None
+    except yaml.reader.ReaderError as exc:
+        # A character YAML never allows (NUL, most control characters): its line and column.
+        before = text[: exc.position]
+        line = before.count("\n") + 1
+        column = exc.position - (before.rfind("\n") + 1) + 1
+        raise RecipeError(
+            [
+                Diagnostic(
+                    file,
+                    line,
+                    column,
+                    "",
+                    f"invalid YAML: control character {_char(exc.character)} is not allowed",
+                    hint="remove it (YAML text may not contain NUL or control characters)",
+                )
+            ]
+        ) from None
     except yaml.YAMLError as exc:
         raise RecipeError([_yaml_diagnostic(file, exc, None)]) from None
     finally:
@@ -313,3 +330,8 @@ def _constructor_hint(exc: yaml.constructor.ConstructorError) -> str | None:
     if "python/" in str(exc.problem or ""):
         return "recipes are plain data: Python tags (!!python/...) are never executed"
     return "remove the tag; recipes use plain YAML types only"
+
+
+def _char(character: object) -> str:
+    text = chr(character) if isinstance(character, int) else str(character)
+    return repr(text)

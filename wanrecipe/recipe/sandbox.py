@@ -133,6 +133,9 @@ def text_size(value: Any, limit: int = MAX_STRING) -> int:
                 return max(total, limit + 1)
             stack.extend(current.keys())
             stack.extend(current.values())
+        elif isinstance(current, jinja2.Undefined):
+            # Inside a list, printing shows "Undefined" instead of raising: raise here.
+            current._fail_with_undefined_error()
         else:
             total += 256  # our own objects (image references, scopes) print short
         if total > limit:
@@ -145,6 +148,11 @@ def text_size(value: Any, limit: int = MAX_STRING) -> int:
 def _check_text(value: Any, what: str = "a value") -> None:
     if text_size(value) > MAX_STRING:
         raise TemplateLimit(f"{what} of more than {MAX_STRING:,} characters")
+
+
+def check_value(value: Any) -> None:
+    """A template's native value: within the size limits, no Undefined inside."""
+    _check_text(value, "a value")
 
 
 def _check_result(value: Any) -> Any:
@@ -254,7 +262,10 @@ def _check_str_method(
 
 
 def _check_call(obj: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    # The sandbox hands out str.format wrapped (its own safe formatter): look through it.
     owner = getattr(obj, "__self__", None)
+    if owner is None:
+        owner = getattr(getattr(obj, "__wrapped__", None), "__self__", None)
     name = getattr(obj, "__name__", "")
     if isinstance(owner, str):
         _check_str_method(owner, name, args, kwargs)
@@ -430,6 +441,7 @@ __all__ = [
     "RENDER_SECONDS",
     "LimitedEnvironment",
     "TemplateLimit",
+    "check_value",
     "instrument_loops",
     "render_limited",
     "render_template",

@@ -24,7 +24,13 @@ from typing import Any
 import jinja2
 from jinja2 import meta, nodes
 
-from .sandbox import LimitedEnvironment, TemplateLimit, instrument_loops, render_limited
+from .sandbox import (
+    LimitedEnvironment,
+    TemplateLimit,
+    check_value,
+    instrument_loops,
+    render_limited,
+)
 from .sandbox import render_template as _render_whole
 
 CONTEXT_NAMES = frozenset({"params", "steps", "step", "recipe"})
@@ -325,6 +331,8 @@ def _compile_jinja_unchecked(source: str) -> Template:
             value = expression(**context)
             if isinstance(value, jinja2.Undefined):
                 str(value)  # StrictUndefined raises UndefinedError with Jinja's own message
+            # Within limits, and no Undefined hiding in a list (it would print "Undefined").
+            check_value(value)
             return value
 
         return Template(source, steps, params, problems, evaluate)

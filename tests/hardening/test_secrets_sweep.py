@@ -58,12 +58,12 @@ def _signed_result_url(emu: EmulatorThread, tmp: Path) -> str:
     request = urllib.request.Request(
         emu.base_url + "/tasks?page_size=1", headers={"Authorization": f"Bearer {FAKE_KEY}"}
     )
-    with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=10) as resp:
         task_id = json.loads(resp.read())["data"][0]["task_id"]
     request = urllib.request.Request(
         f"{emu.base_url}/tasks/{task_id}", headers={"Authorization": f"Bearer {FAKE_KEY}"}
     )
-    with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - loopback
+    with urllib.request.urlopen(request, timeout=10) as resp:
         url = str(json.loads(resp.read())["output"]["results"][0]["url"])
     assert "Signature=" in url
     return url

@@ -29,7 +29,11 @@ DASHSCOPE = "https://dashscope.aliyuncs.com/api/v1"
         ("http://127.0.0.1:8080/api/v1", "file:///etc/passwd", False),
         ("http://127.0.0.1:8080/api/v1", "http://user:pw@127.0.0.1:8080/x.png", False),
         ("http://127.0.0.1:8080/api/v1", "http://127.0.0.1:notaport/x.png", False),
-        (DASHSCOPE, "https://dashscope-result-bj.oss-cn-beijing.aliyuncs.com/a.png?Expires=1", True),
+        (
+            DASHSCOPE,
+            "https://dashscope-result-bj.oss-cn-beijing.aliyuncs.com/a.png?Expires=1",
+            True,
+        ),
         (DASHSCOPE, "http://dashscope-result-bj.oss-cn-beijing.aliyuncs.com/a.png", False),
         (DASHSCOPE, "https://evil.example/dashscope.aliyuncs.com/a.png", False),
         (DASHSCOPE, "https://aliyuncs.com.evil.example/a.png", False),

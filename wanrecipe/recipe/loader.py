@@ -90,7 +90,7 @@ class _DuplicateKey(Exception):
 def load_text(text: str, file: str) -> Document:
     """Parse one YAML document. Raises RecipeError with the file position of the problem."""
     if len(text) > MAX_DOCUMENT_BYTES:
-        raise RecipeError([_too_big(file, len(text))])
+        raise RecipeError([_too_big(file, MAX_DOCUMENT_BYTES)])
     loader = _BaseLoader(text)
     source = SourceMap(file)
     try:
@@ -144,9 +144,16 @@ def load_text(text: str, file: str) -> Document:
 def load_file(path: Path, file: str | None = None) -> Document:
     """Read and parse ``path``; ``file`` is the name used in messages (default: as given)."""
     name = file if file is not None else str(path)
+    return load_text(read_text(path, name), name)
+
+
+def read_text(path: Path, file: str, *, max_bytes: int = MAX_DOCUMENT_BYTES) -> str:
+    """A UTF-8 text file (a leading BOM dropped), at most ``max_bytes``. Raises RecipeError
+    naming the file, and the line and column of a byte that is not UTF-8."""
+    name = file
     try:
         with path.open("rb") as fh:
-            raw = fh.read(MAX_DOCUMENT_BYTES + 1)
+            raw = fh.read(max_bytes + 1)
     except FileNotFoundError:
         raise RecipeError([Diagnostic(name, 0, 0, "", "no such file")]) from None
     except IsADirectoryError:
@@ -154,23 +161,22 @@ def load_file(path: Path, file: str | None = None) -> Document:
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise RecipeError([Diagnostic(name, 0, 0, "", f"cannot read: {reason}")]) from None
-    if len(raw) > MAX_DOCUMENT_BYTES:
-        raise RecipeError([_too_big(name, len(raw))])
+    if len(raw) > max_bytes:
+        raise RecipeError([_too_big(name, max_bytes)])
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RecipeError([_not_utf8(name, raw, exc)]) from None
-    return load_text(text, name)
+    return text.removeprefix("\ufeff")
 
 
-def _too_big(file: str, size: int) -> Diagnostic:
+def _too_big(file: str, limit: int) -> Diagnostic:
     return Diagnostic(
         file,
         0,
         0,
         "",
-        f"over {MAX_DOCUMENT_BYTES // (1024 * 1024)} MB"
-        + ("" if size <= MAX_DOCUMENT_BYTES else ": refused before parsing"),
+        f"over {limit // (1024 * 1024)} MB: refused before parsing",
         hint="a recipe is a short text file; keep large data (images, rows) in files of its own",
     )
 

@@ -157,7 +157,7 @@ def one_round(number: int, rng: random.Random, limit: float) -> tuple[str, list[
                 )
             if code == 0:
                 before = s["billed_images"]
-                again, _ = run(work, emu, args + ["--out", "out2"], None, limit)
+                again, _ = run(work, emu, [*args, "--out", "out2"], None, limit)
                 if again != 0 or stats(emu)["billed_images"] != before:
                     findings.append("a re-run of a finished run was not free")
             (work / "transcript.txt").write_text(transcript, encoding="utf-8")

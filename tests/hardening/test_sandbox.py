@@ -78,3 +78,28 @@ def test_limits_are_errors_not_hangs(template: str):
         compile_template(template).render(CONTEXT)
     assert info.value.message.startswith("template limit: ")
     assert info.value.hint
+
+
+def test_bombs_cost_little_memory():
+    import tracemalloc
+
+    from wanrecipe.errors import RecipeError
+    from wanrecipe.recipe.loader import load_text
+
+    from .corpus import BOMB_HEAD, LAUGHS
+
+    bombs = [
+        lambda: load_text(BOMB_HEAD + LAUGHS + "steps: {}\n", "r.yaml"),
+        lambda: compile_template('{{ "a" * 10**9 }}').render(CONTEXT),
+        lambda: compile_template('{% set a = "a" * 10**6 %}{{ a ~ a ~ a ~ a }}').render(CONTEXT),
+        lambda: compile_template("{{ (range(100000) | list) * 100000 }}").render(CONTEXT),
+    ]
+    for bomb in bombs:
+        tracemalloc.start()
+        try:
+            with pytest.raises((RecipeError, TemplateProblem)):
+                bomb()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 40 * 1024 * 1024, peak

@@ -97,7 +97,9 @@ def load_text(text: str, file: str) -> Document:
         node = loader.get_single_node()
         if node is not None:
             # Before anything is built or walked: aliases expand only in what is built.
-            _check_expansion(node, file)
+            # (No '&' in the text: no anchor, so no alias, and nothing to expand.)
+            if "&" in text:
+                _check_expansion(node, file)
             # Marks and duplicate keys come from the node tree, before anything is built.
             _record(node, (), source)
         data = loader.construct_document(node) if node is not None else None

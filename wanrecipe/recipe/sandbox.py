@@ -81,9 +81,9 @@ _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
 def _tick() -> _Budget:
     budget = _BUDGET.get()
     if budget is None:
-        # Outside render_limited (a template compiled and called by hand): still bounded.
-        budget = _Budget(RENDER_SECONDS)
-        _BUDGET.set(budget)
+        # Outside render_limited (a template called by hand): sizes are still checked, but
+        # a deadline stored here would outlive the render and fail the next one.
+        return _Budget(RENDER_SECONDS)
     budget.tick()
     return budget
 

@@ -49,7 +49,7 @@ class InputChecker:
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe
-        self._cache: dict[str, tuple[ImageInfo | str, bytes | None]] = {}
+        self._cache: dict[str, tuple[ImageInfo | str, str | None]] = {}
         # A bad file is reported once, at its first use, not once per step that uses it.
         self._reported: set[tuple[str, str]] = set()
 
@@ -114,14 +114,15 @@ class InputChecker:
         key = str(path)
         cached = self._cache.get(key)
         if cached is None:
+            # The bytes are not kept: a recipe may name a thousand 10 MB files.
             try:
                 data, info = load_file(path)
-                cached = (info, data)
+                cached = (info, _decode_problem(path, data, info))
             except ImageInputError as exc:
                 message = str(exc).replace(shown_path(path), shown).replace(str(path), shown)
                 cached = (message, None)
             self._cache[key] = cached
-        found, data = cached
+        found, decode_problem = cached
         if (key, role) in self._reported:
             return (found if isinstance(found, ImageInfo) else None), []
         self._reported.add((key, role))
@@ -131,9 +132,30 @@ class InputChecker:
                 hint = "paths in a recipe are relative to the recipe file"
             return None, [(found, hint, "error")]
         problems: list[Finding] = [(f"{shown}: {p}", None, "error") for p in input_problems(found)]
-        if not problems and data is not None:
-            problems = _content_findings(shown, data, role, lambda: check_file_decodes(path, data))
+        if problems:
+            return found, problems
+        if decode_problem is not None:
+            return found, [(f"{shown}: {decode_problem}", _REEXPORT, "error")]
+        if role == "mask" and (key, "gray") not in self._reported:
+            self._reported.add((key, "gray"))
+            try:
+                problems = _gray_findings(shown, path.read_bytes())
+            except OSError:
+                problems = []
         return found, problems
+
+
+_REEXPORT = "re-export the image, or check that it copied whole"
+
+
+def _decode_problem(path: Path, data: bytes | None, info: ImageInfo) -> str | None:
+    if data is None or input_problems(info):
+        return None  # not sendable anyway: reported as such
+    try:
+        check_file_decodes(path, data)
+    except ImageInputError as exc:
+        return str(exc)
+    return None
 
 
 def _content_findings(shown: str, data: bytes, role: str, decode: object) -> list[Finding]:
@@ -141,9 +163,13 @@ def _content_findings(shown: str, data: bytes, role: str, decode: object) -> lis
     try:
         decode()
     except ImageInputError as exc:
-        return [(f"{shown}: {exc}", "re-export the image, or check that it copied whole", "error")]
+        return [(f"{shown}: {exc}", _REEXPORT, "error")]
     if role != "mask":
         return []
+    return _gray_findings(shown, data)
+
+
+def _gray_findings(shown: str, data: bytes) -> list[Finding]:
     try:
         share = gray_share(data)
     except (OSError, ValueError):

@@ -414,6 +414,7 @@ for pid, (args, files, expect) in {
     "p-nan": (("-p", "s=nan"), {}, r"s.*(?:finite|expected a number)"),
     "p-inf": (("-p", "s=inf"), {}, r"s.*(?:finite|expected a number|greater)"),
     "p-unknown": (("-p", "nope=1"), {}, r"nope"),
+    "p-non-utf8": (("-p", "s=0.\udce95"), {}, r"-p s: the value is not UTF-8 text \(byte 0xe9"),
     "p-no-equals": (("-p", "photo"), {}, r"photo|NAME=VALUE"),
     "p-truncated-image": (
         ("-p", "photo=t.png"),

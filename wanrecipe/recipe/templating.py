@@ -33,7 +33,7 @@ from .sandbox import (
 )
 from .sandbox import render_template as _render_whole
 
-CONTEXT_NAMES = frozenset({"params", "steps", "step", "recipe"})
+CONTEXT_NAMES = frozenset({"params", "steps", "step", "recipe", "item", "loop", "matrix"})
 STEP_OUTPUT_ATTRS = ("image", "images")
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -268,7 +268,8 @@ def _check_lookups(
 def _undefined_name(name: str) -> tuple[str, str | None]:
     return (
         f"undefined name {name!r} in template",
-        "templates can use params, steps, step and recipe",
+        "templates can use params, steps, step and recipe (and item, loop, matrix in a "
+        "foreach: or matrix: step)",
     )
 
 

@@ -595,3 +595,32 @@ for cid, (args, expect, never) in {
     ),
 }.items():
     add(f"cli-{cid}", expect, OK_FILES, args=args, never=never)
+
+# -- fan-out: foreach / matrix that would expand without end -------------------------------
+
+FANOUT = "version: 1\nname: hard\nsteps:\n  c:\n    function: colorization\n    image: ok.png\n"
+for fid, (line, expect) in {
+    "foreach-range-1e9": (
+        'foreach: "{{ range(10**9) }}"',
+        r"7:\d+: error: steps\.c\.foreach: template limit",
+    ),
+    "foreach-100000": (
+        'foreach: "{{ range(100000) | list }}"',
+        r"7:\d+: error: steps\.c\.foreach: .*max_instances",
+    ),
+    "matrix-1e9": (
+        "matrix: {" + ", ".join(f'{k}: "{{{{ range(1000)|list }}}}"' for k in "abc") + "}",
+        r"7:\d+: error: steps\.c\.matrix: .*max_instances",
+    ),
+    "foreach-alias-bomb": (
+        "foreach: *i",
+        r"error: this value expands to more than 250,000 values",
+    ),
+}.items():
+    head = BOMB_HEAD + LAUGHS.replace(": &", "-x: &") if "alias" in fid else ""
+    text = FANOUT.replace("version: 1\nname: hard\n", head or "version: 1\nname: hard\n")
+    add(
+        f"fanout-{fid}",
+        r"recipe\.yaml:" + expect if not head else expect,
+        with_ok(**{"recipe.yaml": text + f"    {line}\n"}),
+    )

@@ -304,7 +304,7 @@ async def _execute(
     record.finished = datetime.now(UTC).isoformat(timespec="seconds")
     if interrupted:
         record.status = "interrupted"
-    elif record.failed or outputs_failed:
+    elif record.failed or record.unavailable or outputs_failed:
         record.status = "failed"
     else:
         record.status = "ok"

@@ -333,7 +333,7 @@ def _collect_outputs(
 
     done: dict[str, list[StepImage]] = {}
     for sid, step in record.steps.items():
-        if step.state == "done":
+        if step.state in ("done", "cached"):
             done[sid] = [
                 StepImage(
                     sid,

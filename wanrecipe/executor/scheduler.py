@@ -38,6 +38,7 @@ from ..report.events import Event, EventSink, discard
 from ..report.record import Attempt, ErrorInfo, ResultFile, RunRecord, StepRecord
 from ..store import Attempt as JournalAttempt
 from ..store import DoneEntry, KeyBusy, ResultRecord, StateDir
+from .budget import Budget
 from .identity import input_digest, realm_of, recorded_seed, step_identity, step_key
 from .inputs import DEFAULT_UPLOAD_THRESHOLD, PreparedInput, StepImage, check_mask, prepare_input
 from .lost import LostTaskFinder
@@ -111,6 +112,8 @@ class Scheduler:
         state: StateDir,
         on_event: EventSink = discard,
         durations: DurationModel | None = None,
+        gate: QuotaGate | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.recipe = recipe
         self.client = client
@@ -124,13 +127,17 @@ class Scheduler:
         self._recipe_id = str(recipe.path)
         self._render = render
         self._emit_sink = on_event
-        self.gate = QuotaGate(options.quota)
+        self.gate = gate or QuotaGate(options.quota)
+        #: Cost reserved before each submit, settled with what was billed (None: no budget).
+        self.budget = budget
         self.durations = durations or DurationModel(options.poll)
         self._t0 = time.monotonic()
         self._finished: dict[str, asyncio.Event] = {}
         self._outputs: dict[str, list[StepImage] | None] = {}
         self._stopping: str | None = None
         self._in_flight: set[str] = set()
+        #: Content keys being worked on in this run -> set when that work ends.
+        self._working: dict[str, asyncio.Event] = {}
         self._step_tasks: dict[str, asyncio.Task[None]] = {}
         self._wind_down_task: asyncio.Task[None] | None = None
         self._lost = LostTaskFinder(
@@ -143,8 +150,10 @@ class Scheduler:
         # the service's 2 submits/s: a submit takes a round trip and two fsyncs.
         self._submitting = asyncio.Lock()
         self._incoming = state.path / "incoming"
+        # A batch graph orders its own (row by row); a recipe by its longest chains.
+        order = recipe.priorities() if hasattr(recipe, "priorities") else priorities(recipe)
         self._slots = PrioritySlots(
-            self.gate, priorities(recipe), [s.id for s in recipe.steps if not recipe.deps(s.id)]
+            self.gate, order, [s.id for s in recipe.steps if not recipe.deps(s.id)]
         )
 
     # -- public -------------------------------------------------------------------------
@@ -172,12 +181,17 @@ class Scheduler:
                 raise outcome
         return self.record
 
-    def stop(self, reason: str) -> None:
-        """Stop submitting; cancel PENDING tasks; let running ones finish within the grace."""
+    def stop(self, reason: str, *, wind_down: bool = True) -> None:
+        """Stop submitting; cancel PENDING tasks; let running ones finish within the grace.
+
+        ``wind_down=False`` (the budget is reached): only stop submitting; tasks in flight are
+        paid for within the budget and finish."""
         if self._stopping:
             return
         self._stopping = reason
         self._warn(f"stopping: {reason}")
+        if not wind_down:
+            return
         self._wind_down_task = asyncio.get_running_loop().create_task(
             self._wind_down(), name="wind-down"
         )
@@ -192,6 +206,10 @@ class Scheduler:
     @property
     def stopping(self) -> str | None:
         return self._stopping
+
+    @property
+    def budget_reached(self) -> bool:
+        return self.budget is not None and self.budget.refused is not None
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -241,9 +259,25 @@ class Scheduler:
     ) -> list[StepImage]:
         req = await self._prepare(sid, rec, upstream)
         if not req.forced:
-            entry = await asyncio.to_thread(self._journal.lookup_done, req.key)
-            if entry is not None:
-                return await self._from_cache(sid, rec, entry)
+            # The same request elsewhere in this run (rows of a batch that share a step):
+            # wait for it, then take its result from the store instead of paying again.
+            while (twin := self._working.get(req.key)) is not None:
+                self._slots.left(sid)  # not a starter while it waits: the others may go
+                await twin.wait()
+        mine = asyncio.Event()
+        self._working.setdefault(req.key, mine)
+        try:
+            if not req.forced:
+                entry = await asyncio.to_thread(self._journal.lookup_done, req.key)
+                if entry is not None:
+                    return await self._from_cache(sid, rec, entry)
+            return await self._execute_request(sid, rec, req)
+        finally:
+            if self._working.get(req.key) is mine:
+                del self._working[req.key]
+            mine.set()
+
+    async def _execute_request(self, sid: str, rec: StepRecord, req: _Request) -> list[StepImage]:
         resumed = await self._resume(sid, rec, req)
         if resumed is not None:
             return resumed
@@ -402,6 +436,8 @@ class Scheduler:
             rec.state = "submitted"
             self._emit_step(rec, message=f"re-attached to task {task_id}")
             state = await self._wait(rec, attempt, req, task_id, attempt_id)
+        if self.budget is not None:
+            self.budget.add_billed(state.usage_images)
         if state.status == "SUCCEEDED":
             return await self._download(sid, rec, state, attempt_id)
         if state.status == "UNKNOWN":
@@ -436,14 +472,38 @@ class Scheduler:
         async with self._slots.slot(sid):
             if self._stopping:
                 raise _Stopped()
-            attempt_id, submitted = await self._submit(sid, rec, req)
+            reserved = self._reserve(sid, req)
+            try:
+                attempt_id, submitted = await self._submit(sid, rec, req)
+            except BaseException:
+                self._settle(reserved, 0)  # not created (a lost submit was looked up)
+                raise
             task_id = submitted.task_id
             attempt.task_id, attempt.request_id = task_id, submitted.request_id
             attempt.submitted_at = self.elapsed()
             rec.state = "submitted"
             self._emit_step(rec, data={"task_id": task_id, "attempt": number})
-            state = await self._wait(rec, attempt, req, task_id, attempt_id)
+            try:
+                state = await self._wait(rec, attempt, req, task_id, attempt_id)
+            except BaseException:
+                self._settle(reserved, reserved)  # created: may bill, count it all
+                raise
+            self._settle(reserved, state.usage_images)
         return state, attempt_id
+
+    def _reserve(self, sid: str, req: _Request) -> int:
+        """Reserve the most this task can bill; at the budget, stop submitting."""
+        if self.budget is None:
+            return 0
+        images = int(req.parameters.get("n", 1) or 1)
+        if not self.budget.reserve(images, sid):
+            self.stop(self.budget.refused or "budget reached", wind_down=False)
+            raise _Stopped()
+        return images
+
+    def _settle(self, reserved: int, billed: int) -> None:
+        if self.budget is not None:
+            self.budget.settle(reserved, billed)
 
     async def _wait(
         self, rec: StepRecord, attempt: Attempt, req: _Request, task_id: str, attempt_id: int

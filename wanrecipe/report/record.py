@@ -100,9 +100,11 @@ class RunRecord:
     outputs: dict[str, list[str]] = field(default_factory=dict)  # name -> paths
     finished: str | None = None
     elapsed_s: float | None = None
-    status: Literal["running", "ok", "failed", "interrupted"] = "running"
+    status: Literal["running", "ok", "failed", "interrupted", "budget"] = "running"
     warnings: list[str] = field(default_factory=list)
     version: int = RECORD_VERSION
+    #: "run"; the top of a batch directory holds a "batch" record (report/batch_record.py).
+    kind: Literal["run"] = "run"
 
     @property
     def images_billed(self) -> int:

@@ -27,6 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,8 @@ class RunOptions:
     #: Zone of the service's task timestamps, for finding a lost task in the task list
     #: (DashScope: Beijing time [UNC]; the emulator's default too).
     server_utc_offset_hours: float = 8.0
+    #: The most this run may bill, USD (``--max-cost`` / ``budget: {max_usd}``); None: no cap.
+    max_usd: Decimal | None = None
 
 
 class StepFailed(Exception):
@@ -129,6 +132,8 @@ class Scheduler:
         self._emit_sink = on_event
         self.gate = gate or QuotaGate(options.quota)
         #: Cost reserved before each submit, settled with what was billed (None: no budget).
+        if budget is None and options.max_usd is not None:
+            budget = Budget(options.max_usd)
         self.budget = budget
         self.durations = durations or DurationModel(options.poll)
         self._t0 = time.monotonic()

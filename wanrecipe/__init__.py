@@ -24,8 +24,8 @@ from .runner import BackendChoice, run_recipe
 
 __all__ = [
     "BackendChoice",
-    "BatchRecord",
     "BackendError",
+    "BatchRecord",
     "Diagnostic",
     "ImageInputError",
     "Plan",

@@ -9,15 +9,16 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
 from .. import wire
 from ..durations import DEFAULT_TIMEOUT_SECONDS, parse_duration
-from ..errors import Diagnostic
+from ..errors import Diagnostic, RecipeError
 from .dag import Graph
 from .loader import Document, Location, PathKey, SourceMap
-from .model import Param, ParamType, Recipe, Step
+from .model import Budget, Param, ParamType, Recipe, Step
 from .params import GivenValue, bind
 from .schema import check_document
 from .templating import Template, TemplateProblem, compile_template
@@ -38,6 +39,35 @@ def build_recipe(
     builder = _Builder(doc, path.resolve())
     recipe = builder.build(given)
     return recipe, builder.diagnostics
+
+
+def declarations(doc: Document) -> dict[str, Param]:
+    """The document's param declarations, no value bound. Raises RecipeError (schema errors)."""
+    if not isinstance(doc.data, dict):
+        raise RecipeError(
+            [
+                Diagnostic(
+                    doc.source.file, 1, 1, "", "a recipe must be a mapping (version:, steps:, ...)"
+                )
+            ]
+        )
+    problems = check_document(doc)
+    if any(d.severity == "error" for d in problems):
+        raise RecipeError(problems)
+    return _Builder(doc, Path(doc.source.file).resolve()).param_decls()
+
+
+def _items(name: str, raw: Mapping[str, Any] | None, where: Location) -> Param:
+    raw = raw or {"type": "string"}
+    enum = raw.get("enum")
+    return Param(
+        name=f"{name}[]",
+        type=cast(ParamType, raw.get("type", "string")),
+        enum=tuple(enum) if enum is not None else None,
+        minimum=raw.get("minimum"),
+        maximum=raw.get("maximum"),
+        location=where,
+    )
 
 
 class _Builder:
@@ -101,7 +131,15 @@ class _Builder:
             output_locations=output_locations,
             graph=graph,
             warnings=tuple(self.diagnostics),
+            budget=self.budget(),
         )
+
+    def budget(self) -> Budget | None:
+        raw = self.data.get("budget")
+        if raw is None:
+            return None
+        # str() first: Decimal(0.1) would carry the float's binary error.
+        return Budget(Decimal(str(raw["max_usd"])), self.source.at(("budget", "max_usd")))
 
     # -- params ------------------------------------------------------------------------------
 
@@ -119,6 +157,9 @@ class _Builder:
                 minimum=raw.get("minimum"),
                 maximum=raw.get("maximum"),
                 location=self.source.key_at(("params", name)),
+                items=_items(name, raw.get("items"), self.source.at(("params", name, "items")))
+                if raw["type"] == "list"
+                else None,
             )
             if decl.has_default:
                 # Defaults are checked where they are written, not where a -p would be.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -17,7 +18,7 @@ from ..errors import Diagnostic
 from .dag import Graph
 from .loader import Location
 
-ParamType = Literal["image", "string", "number", "integer", "boolean"]
+ParamType = Literal["image", "string", "number", "integer", "boolean", "list"]
 
 
 _NOWHERE = Location("")
@@ -36,6 +37,8 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     location: Location = _NOWHERE
+    #: For ``type: list``: what each item is (its type, enum and bounds); None otherwise.
+    items: Param | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,15 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """``budget:``: the most a run (a batch: all its rows together) may cost."""
+
+    #: US dollars, exact (the YAML number as written, e.g. ``0.5`` -> ``Decimal("0.5")``).
+    max_usd: Decimal
+    location: Location = _NOWHERE
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A recipe that passed the static checks, with its params bound."""
 
@@ -90,6 +102,8 @@ class Recipe:
     graph: Graph
     #: Warnings found while loading (unused params, ...).
     warnings: tuple[Diagnostic, ...] = ()
+    #: ``budget:`` when the recipe sets one (enforced by the runner; ``--max-cost`` wins).
+    budget: Budget | None = None
     _by_id: Mapping[str, Step] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

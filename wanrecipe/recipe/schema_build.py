@@ -20,7 +20,8 @@ OUTPUT_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 #: A string holding at least one ``{{ expression }}``; its value is checked after rendering.
 TEMPLATE_PATTERN = r"\{\{[\s\S]*\}\}"
 DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h)\s*)+$|^\s*\d+(\.\d+)?\s*$"
-PARAM_TYPES = ("image", "string", "number", "integer", "boolean")
+PARAM_TYPES = ("image", "string", "number", "integer", "boolean", "list")
+ITEM_TYPES = ("image", "string", "number", "integer", "boolean")
 #: Functions whose prompt may be empty (API guide §2.1); every other one needs a prompt.
 OPTIONAL_PROMPT_FUNCTIONS = ("colorization", "description_edit_with_mask")
 DEFAULT_TIMEOUT = "10m"
@@ -183,10 +184,17 @@ def _param() -> Schema:
     typed_defaults.append(
         {
             "if": {
-                "properties": {"type": {"enum": ["image", "string", "boolean"]}},
+                "properties": {"type": {"enum": ["image", "string", "boolean", "list"]}},
                 "required": ["type"],
             },
             "then": {"properties": {"minimum": REFUSED, "maximum": REFUSED}},
+        }
+    )
+    typed_defaults.append(
+        {
+            "if": {"properties": {"type": {"const": "list"}}, "required": ["type"]},
+            "then": {"properties": {"default": {"type": "array"}, "enum": REFUSED}},
+            "else": {"properties": {"items": REFUSED}},
         }
     )
     return {
@@ -198,8 +206,23 @@ def _param() -> Schema:
             "type": {
                 "title": "type",
                 "description": "image (a path relative to the recipe, a URL or a data URI), "
-                "string, number, integer or boolean.",
+                "string, number, integer, boolean, or list (of items as `items` says; "
+                "-p styles=a,b,c).",
                 "enum": list(PARAM_TYPES),
+            },
+            "items": {
+                "title": "items",
+                "description": "For a list param: what each item is (type, enum, bounds). "
+                "Default: strings.",
+                "type": "object",
+                "properties": {
+                    "type": {"enum": list(ITEM_TYPES)},
+                    "enum": {"type": "array", "minItems": 1, "uniqueItems": True},
+                    "minimum": {"type": "number"},
+                    "maximum": {"type": "number"},
+                },
+                "additionalProperties": False,
+                "examples": [{"type": "string", "enum": ["ink", "oil"]}],
             },
             "default": {
                 "title": "default",
@@ -277,6 +300,24 @@ def build_schema() -> Schema:
                 "minProperties": 1,
                 "propertyNames": {"pattern": STEP_ID_PATTERN},
                 "additionalProperties": {"$ref": "#/$defs/step"},
+            },
+            "budget": {
+                "title": "budget",
+                "description": "Spending limit of a run (a batch: of all its rows). plan refuses "
+                "an estimate over it; a run stops before a submit would cross it. "
+                "--max-cost on the command line wins.",
+                "type": "object",
+                "required": ["max_usd"],
+                "properties": {
+                    "max_usd": {
+                        "title": "max_usd",
+                        "description": "US dollars at the model's price per billed image.",
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "examples": [0.5],
+                    }
+                },
+                "additionalProperties": False,
             },
             "outputs": {
                 "title": "outputs",

@@ -49,12 +49,16 @@ def as_rows(rows: Iterable[Any]) -> list[Row]:
             key = str(row["key"]) if row.get("key") not in (None, "") else derive_key(params)
             result.append(Row(key, position, params, f"row {position + 1}"))
         else:
+            origin = getattr(row, "origin", None)
+            if origin is not None and hasattr(origin, "file"):
+                line = getattr(origin, "line", 0)
+                origin = f"{origin.file}:{line}" if line else str(origin.file)
             result.append(
                 Row(
                     str(row.key),
                     int(getattr(row, "index", position)),
                     dict(row.params),
-                    str(getattr(row, "origin", "") or f"row {position + 1}"),
+                    str(origin or f"row {position + 1}"),
                 )
             )
     seen: dict[str, Row] = {}
@@ -108,21 +112,28 @@ def load_rows_recipes(
     inspect local inputs). Every problem of every row at once, each naming its row; raises
     RecipeError. ``load`` is ``api.load_recipe``."""
     loaded: list[LoadedRow] = []
-    problems: list[Diagnostic] = []
+    failed: list[tuple[Row, tuple[Diagnostic, ...]]] = []
     for row in rows:
         params = {**(common or {}), **row.params}
         try:
             recipe = load(path, params, param_files, check_inputs=False)
-            rendered, found = check_rendering(recipe)
+            rendered, checked = check_rendering(recipe)
         except RecipeError as exc:
-            problems.extend(_for_row(row, exc.diagnostics))
+            failed.append((row, exc.errors))
             continue
-        errors = [d for d in found if d.severity == "error"]
+        errors = tuple(d for d in checked if d.severity == "error")
         if errors:
-            problems.extend(_for_row(row, errors))
+            failed.append((row, errors))
             continue
         loaded.append(LoadedRow(row, recipe, _images(recipe, rendered)))
-    if problems:
+    if failed:
+        # A problem of the recipe itself shows in every row: say it once.
+        common_problems = set(failed[0][1]) if len(failed) == len(rows) else set()
+        for _, diagnostics in failed[1:]:
+            common_problems &= set(diagnostics)
+        problems = sorted(common_problems)
+        for row, diagnostics in failed:
+            problems.extend(_for_row(row, [d for d in diagnostics if d not in common_problems]))
         raise RecipeError(problems)
     return loaded
 
@@ -232,7 +243,9 @@ def budget_of(recipe: Recipe, max_usd: Any = None) -> Any:
     if max_usd is not None:
         return parse_usd(max_usd)
     declared = getattr(recipe, "budget", None)
-    value = declared.get("max_usd") if isinstance(declared, Mapping) else getattr(
-        declared, "max_usd", None
+    value = (
+        declared.get("max_usd")
+        if isinstance(declared, Mapping)
+        else getattr(declared, "max_usd", None)
     )
     return None if value is None else Decimal(str(value))

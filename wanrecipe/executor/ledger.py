@@ -257,18 +257,14 @@ class StateDirLedger:
 
     def close(self) -> None:
         """Give back whatever this process still holds (a clean exit frees at once)."""
-        with contextlib.suppress(sqlite3.Error):
-            with self._txn() as db:
-                db.execute(
-                    "DELETE FROM leases WHERE owner = ? AND kind = 'slot'", (self.owner,)
-                )
-                db.execute(
-                    "UPDATE leases SET released = ? WHERE owner = ? AND released IS NULL",
-                    (self._clock(), self.owner),
-                )
+        with contextlib.suppress(sqlite3.Error), self._txn() as db:
+            db.execute("DELETE FROM leases WHERE owner = ? AND kind = 'slot'", (self.owner,))
+            db.execute(
+                "UPDATE leases SET released = ? WHERE owner = ? AND released IS NULL",
+                (self._clock(), self.owner),
+            )
         with self._lock:
             self._db.close()
-
 
 
 class LedgerGate(QuotaGate):

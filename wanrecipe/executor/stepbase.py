@@ -14,9 +14,9 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from decimal import Decimal
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,11 @@ from ..report.events import Event, EventSink, discard
 from ..report.record import ErrorInfo, RunRecord, StepRecord
 from ..store import Attempt as JournalAttempt
 from ..store import KeyBusy, StateDir
+from .budget import Budget
 from .identity import realm_of
 from .inputs import DEFAULT_UPLOAD_THRESHOLD, PreparedInput, StepImage
 from .lost import LostTaskFinder
 from .polling import DurationModel, PollPolicy
-from .budget import Budget
 from .quota import Quota, QuotaGate
 from .retry import RetryPolicy
 from .slots import PrioritySlots, priorities

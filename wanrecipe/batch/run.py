@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ..executor.budget import Budget
+from ..executor.budget import RowBudget
 from ..executor.ledger import close_gate, open_gate
 from ..report.batch_record import BatchRecord, BatchStatus, RowRecord, RowStatus
 from ..report.events import Event, EventSink, discard
@@ -95,8 +95,13 @@ async def _execute(
         steps={n.id: StepRecord(n.id, n.function) for n in graph.steps},
     )
     batch = BatchRecord(str(first.path), first.name, backend.label, str(run_dir), started)
-    tracker = _RowTracker(graph, combined, batch, run_dir, on_event)
-    budget = Budget(max_usd) if max_usd is not None else None
+    if max_usd is None and options.max_usd is not None:
+        max_usd = options.max_usd
+    budget = None
+    if max_usd is not None:
+        planned = {r.key: sum(r.images.values()) for r in graph.rows}
+        budget = RowBudget(max_usd, planned, lambda nid: graph.nodes[nid].row)
+    tracker = _RowTracker(graph, combined, batch, run_dir, on_event, budget)
     loop = asyncio.get_running_loop()
     async with open_backend(backend) as base_url:
         combined.base_url = base_url if backend.kind != "dashscope" else _host(base_url)
@@ -218,8 +223,10 @@ class _RowTracker:
         batch: BatchRecord,
         run_dir: Path,
         sink: EventSink,
+        budget: RowBudget | None = None,
     ) -> None:
         self.graph = graph
+        self.budget = budget
         self.combined = combined
         self.batch = batch
         self.run_dir = run_dir
@@ -239,6 +246,8 @@ class _RowTracker:
             ended.add(node.step)
             if len(ended) == len(self.graph.by_key[node.row].recipe.steps):
                 row = self._close(self.graph.by_key[node.row], final=True, t=event.t)
+                if self.budget is not None:
+                    self.budget.release_row(row.key)
                 self.sink(
                     Event(
                         "row",

@@ -92,6 +92,10 @@ def validate(
     help="Which results count as cached: the emulator's or the service's (default local; "
     "env WANRECIPE_BACKEND).",
 )  # fmt: skip
+@click.option(
+    "--max-cost", "max_cost", default=None, metavar="USD",
+    help="Refuse (exit 3) a plan whose cost is over USD (default: the recipe's budget).",
+)  # fmt: skip
 def plan(
     recipe: str,
     param_items: tuple[str, ...],
@@ -102,6 +106,7 @@ def plan(
     task_seconds: float,
     state_dir: str | None,
     backend: str | None,
+    max_cost: str | None = None,
 ) -> None:
     """Show what a run would do: steps by dependency level, billed images, cost, wall time.
 
@@ -131,6 +136,28 @@ def plan(
         click.echo(format_plan(result))
         if cache is not None:
             click.echo(preview.format_marks(cache[0], str(cache[1])))
+    _check_budget(result, max_cost)
+
+
+def _check_budget(result: Any, max_cost: str | None) -> None:
+    """A plan over the budget (``--max-cost`` or ``budget: {max_usd}``) exits 3."""
+    from ..batch.graph import budget_of
+    from ..errors import UsageError
+    from . import EXIT_INTERRUPTED
+
+    try:
+        budget = budget_of(result.recipe, max_cost)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if budget is not None and result.cost_usd > budget:
+        click.echo(
+            f"error: the plan costs ${result.cost_usd:.4f}, over the budget of ${budget} by "
+            f"${result.cost_usd - budget:.4f}\n"
+            "  hint: raise --max-cost (or budget: {max_usd} in the recipe), or ask for fewer "
+            "images (n) or steps",
+            err=True,
+        )
+        raise SystemExit(EXIT_INTERRUPTED)
 
 
 def _cache_marks(recipe: Any, state_dir: str | None, backend: str | None) -> Any:

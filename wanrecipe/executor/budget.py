@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from .. import wire
 from ..errors import UsageError
@@ -109,3 +110,51 @@ def consent_needed(
         f"this run may cost up to ${estimate_usd:.4f} on DashScope (over "
         f"${threshold}, WANRECIPE_CONFIRM_USD) and has no budget",
     )
+
+
+class RowBudget(Budget):
+    """A batch's budget: a row starts only when all of it fits.
+
+    The first submit of a row holds the row's whole planned cost (every step's ``n``), and
+    its later steps draw from that hold; so the budget stops the batch *between* rows, never
+    leaving rows half paid for. A row that ends (done, failed, skipped) gives back what it
+    still holds.
+    """
+
+    def __init__(self, max_usd: Decimal, planned: Mapping[str, int], row_of: Any) -> None:
+        super().__init__(max_usd)
+        self._planned = dict(planned)  # row -> images
+        self._row_of = row_of
+        self._held: dict[str, int] = {}
+
+    def reserve(self, images: int, what: str = "") -> bool:
+        row = self._row_of(what)
+        if row not in self._held:
+            whole = max(images, self._planned.get(row, images))
+            if not self.fits(whole):
+                self.refused = self.refused or (
+                    f"budget ${self.max_usd} reached: ${self.committed_usd} billed or held "
+                    f"by rows in progress, row {row} would add up to ${images_cost(whole)}"
+                )
+                return False
+            self._held[row] = whole
+            self.reserved += whole
+        take = min(images, self._held[row])
+        self._held[row] -= take
+        extra = images - take  # more than planned (an n rendered from upstream output)
+        if extra:
+            if not self.fits(extra):
+                self._held[row] += take
+                self.refused = self.refused or (
+                    f"budget ${self.max_usd} reached: {what} would add ${images_cost(extra)}"
+                )
+                return False
+            self.reserved += extra
+        return True
+
+    def release_row(self, row: str) -> None:
+        """The row ended: what it still holds is free again."""
+        left = self._held.get(row, 0)
+        self.reserved = max(0, self.reserved - left)
+        if row in self._held:
+            self._held[row] = 0

@@ -110,8 +110,8 @@ class Scheduler(Recovery):
             self._emit_step(rec, message=f"{exc.error.code}: {exc.error.message}")
             if self.options.fail_fast:
                 self.stop(f"step {sid} failed (--fail-fast)")
-        except Stopped:
-            self._skip(rec, self._stopping or "stopped")
+        except Stopped as exc:
+            self._skip(rec, self._stopping or str(exc) or "stopped")
         except asyncio.CancelledError:
             if rec.state not in ("done", "cached", "failed", "skipped"):
                 rec.state = "failed"

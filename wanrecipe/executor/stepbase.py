@@ -176,13 +176,6 @@ class StepBase:
         rec.state, rec.skipped_because = "skipped", reason
         self._emit_step(rec, message=reason)
 
-    def _stop_submitting(self, reason: str) -> None:
-        """At the budget: submit nothing more; tasks in flight were paid for within it and
-        finish (no wind-down, unlike an interrupt)."""
-        if not self._stopping:
-            self._stopping = reason
-            self._warn(f"stopping: {reason}")
-
     def _warn(self, message: str) -> None:
         self.record.warnings.append(message)
         self._emit(Event("warning", self.elapsed(), message=message))

@@ -51,9 +51,13 @@ class Submission(Downloads):
         if self.budget is None:
             return 0
         images = int(req.parameters.get("n", 1) or 1)
+        first = self.budget.refused is None
         if not self.budget.reserve(images, sid):
-            self._stop_submitting(self.budget.refused or "budget reached")
-            raise Stopped()
+            reason = self.budget.refused or "budget reached"
+            if first:
+                self._warn(f"{reason}: submitting nothing that does not fit")
+            # Only this step stops: what was started within the budget goes on.
+            raise Stopped(reason)
         return images
 
     def _settle(self, reserved: int, billed: int) -> None:

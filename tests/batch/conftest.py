@@ -18,7 +18,6 @@ from wanrecipe.executor.polling import PollPolicy
 from wanrecipe.executor.retry import RetryPolicy
 from wanrecipe.executor.scheduler import RunOptions
 
-
 RECIPE = """\
 version: 1
 name: tiny-batch
@@ -39,6 +38,7 @@ steps:
 outputs:
   final: "{{ steps.style.image }}"
 """
+
 
 def make_image(path: Path, size: tuple[int, int] = (512, 512)) -> Path:
     """A small gradient picture with some structure (engines have something to work on)."""

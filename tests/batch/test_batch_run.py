@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from wanrecipe import run_batch
+from wanrecipe.api import load_recipe
 from wanrecipe.batch import BatchGraph, as_rows, execute_batch, load_rows_recipes
 from wanrecipe.cli import main
-from wanrecipe.recipe.rows import load_rows, param_declarations
-from wanrecipe.api import load_recipe
 from wanrecipe.errors import RecipeError, UsageError
+from wanrecipe.recipe.rows import load_rows, param_declarations
 from wanrecipe.runner import BackendChoice
 
 from .conftest import fast_options

@@ -13,8 +13,8 @@ from wanrecipe import wire
 from wanrecipe.cli import main
 from wanrecipe.emulator.config import EmulatorConfig
 from wanrecipe.emulator.server import EmulatorThread
-from wanrecipe.executor.budget import Budget, consent_needed, parse_usd
 from wanrecipe.errors import UsageError
+from wanrecipe.executor.budget import Budget, consent_needed, parse_usd
 
 PRICE = wire.PRICE_PER_IMAGE_USD
 

@@ -1,14 +1,14 @@
 """Batch benchmark: scheduler overhead, memory and slot utilisation of a batch run.
 
-  (a) 200 rows x 3 steps on the emulator (a separate `wanrecipe serve` process, fast latency,
-      quota raised to 50/50): CPU time this process spends per task (the scheduler, client,
-      journal and records: the overhead)   target <= 5 ms; peak RSS   target <= 250 MB.
-  (b) 20 rows x 3 steps at the real quota 2/2 with a fixed 1 s latency (emulator in a
-      thread): slot utilisation = task time on the service / (2 slots x the span from the
-      first submit to the last end)   target >= 95 %.
+(a) 200 rows x 3 steps on the emulator (a separate `wanrecipe serve` process, fast latency,
+    quota raised to 50/50): CPU time this process spends per task (the scheduler, client,
+    journal and records: the overhead)   target <= 5 ms; peak RSS   target <= 250 MB.
+(b) 20 rows x 3 steps at the real quota 2/2 with a fixed 1 s latency (emulator in a
+    thread): slot utilisation = task time on the service / (2 slots x the span from the
+    first submit to the last end)   target >= 95 %.
 
-    python benchmarks/bench_batch.py           # about 2 minutes on 2 cores
-    python benchmarks/bench_batch.py --quick   # 60 rows in (a), 10 rows in (b)
+  python benchmarks/bench_batch.py           # about 2 minutes on 2 cores
+  python benchmarks/bench_batch.py --quick   # 60 rows in (a), 10 rows in (b)
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ def test_killed_batch_reruns_only_what_is_unfinished(batch_dir, tmp_path):
         assert 0 < before < 10
 
         second = start(recipe, "out2", emu.base_url, state)
-        out, err = second.communicate(timeout=240)
+        _, err = second.communicate(timeout=240)
         assert second.returncode == 0, err
         stats = emu.stats()
     # Every one of the 10 steps was submitted exactly once over both runs.

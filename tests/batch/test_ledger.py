@@ -191,7 +191,7 @@ def test_two_processes_share_one_quota(batch_dir, tmp_path):
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
-            )  # fmt: skip
+            )
             for rows in ("a.csv", "b.csv")
         ]
         outputs = [p.communicate(timeout=300) for p in procs]

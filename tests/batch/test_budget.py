@@ -156,3 +156,21 @@ def test_yes_starts_the_paid_run(batch_dir, tmp_path, monkeypatch):
                    "--base-url", emu.base_url, "--out", "out", "--yes"],
         )  # fmt: skip
     assert result.exit_code == 0, result.output
+
+
+def test_plan_of_a_batch_counts_every_row_against_the_budget(batch_dir, tmp_path, monkeypatch):
+    recipe = batch_dir(rows=3)
+    monkeypatch.chdir(tmp_path)
+    ok = CliRunner().invoke(main, ["plan", str(recipe), "--batch", "rows.csv", "--json"])
+    assert ok.exit_code == 0, ok.output
+    document = json.loads(ok.output)
+    assert document["billed_images"] == 6 and len(document["rows"]) == 3
+    over = CliRunner().invoke(
+        main, ["plan", str(recipe), "--batch", "rows.csv", "--max-cost", "0.1"]
+    )
+    assert over.exit_code == 3, over.output
+    assert "over the budget of $0.1 by $0.0204" in over.output
+    sliced = CliRunner().invoke(
+        main, ["plan", str(recipe), "--batch", "rows.csv", "--rows", "1:2", "--max-cost", "0.1"]
+    )
+    assert sliced.exit_code == 0, sliced.output

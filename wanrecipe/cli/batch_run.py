@@ -138,31 +138,10 @@ def run_batch_command(
     """Load and check every row (nothing is sent if any row is bad), then run the batch."""
     from dataclasses import replace
 
-    from ..recipe.rows import each_rows, load_rows, param_declarations
     from ..runner import with_dependants
 
-    if batch_file is not None and each is not None:
-        raise click.UsageError("give --batch FILE or --each NAME=GLOB, not both")
-    supplied = set(params)
-    try:
-        decls = param_declarations(recipe)
-        if params_files:
-            from ..recipe.params import given_from_file
-
-            for file in params_files:
-                supplied.update(g.name for g in given_from_file(Path(file)))
-        if batch_file is not None:
-            rows = load_rows(decls, batch_file, rows=rows_spec, limit=limit, supplied=supplied)
-        else:
-            assert each is not None
-            rows = each_rows(decls, each, rows=rows_spec, limit=limit, supplied=supplied)
-        loaded = load_rows_recipes(recipe, as_rows(rows), api.load_recipe, params, params_files)
-    except RecipeError as exc:
-        echo_diagnostics(exc.diagnostics)
-        raise SystemExit(EXIT_INVALID) from None
-    except UsageError as exc:
-        raise click.UsageError(str(exc)) from exc
-    graph = BatchGraph(loaded[0].recipe.path, loaded)
+    graph = load_batch(recipe, params, params_files, batch_file, each, rows_spec, limit)
+    loaded = graph.rows
     first = loaded[0].recipe
     echo_diagnostics(first.warnings)
     if force_steps:
@@ -238,6 +217,102 @@ def cost_phrase(images: int, cost: Decimal, paid: bool) -> str:
     if paid:
         return f"{images} images billed, ${cost:.4f} spent"
     return f"{images} images, ${cost:.4f} at DashScope prices (nothing spent: emulator)"
+
+
+def load_batch(
+    recipe: Path,
+    params: dict[str, object],
+    params_files: tuple[str, ...],
+    batch_file: Path | None,
+    each: str | None,
+    rows_spec: str | None,
+    limit: int | None,
+) -> BatchGraph:
+    """Every row loaded and checked: exits 2 (nothing sent) listing every problem."""
+    from ..recipe.rows import each_rows, load_rows, param_declarations
+
+    if batch_file is not None and each is not None:
+        raise click.UsageError("give --batch FILE or --each NAME=GLOB, not both")
+    supplied = set(params)
+    try:
+        decls = param_declarations(recipe)
+        if params_files:
+            from ..recipe.params import given_from_file
+
+            for file in params_files:
+                supplied.update(g.name for g in given_from_file(Path(file)))
+        if batch_file is not None:
+            rows = load_rows(decls, batch_file, rows=rows_spec, limit=limit, supplied=supplied)
+        else:
+            assert each is not None
+            rows = each_rows(decls, each, rows=rows_spec, limit=limit, supplied=supplied)
+        loaded = load_rows_recipes(recipe, as_rows(rows), api.load_recipe, params, params_files)
+    except RecipeError as exc:
+        echo_diagnostics(exc.diagnostics)
+        raise SystemExit(EXIT_INVALID) from None
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from exc
+    return BatchGraph(loaded[0].recipe.path, loaded)
+
+
+def plan_batch(
+    recipe: Path,
+    params: dict[str, object],
+    params_files: tuple[str, ...],
+    source: tuple[Path | None, str | None, str | None, int | None],
+    quota: Any,
+    max_cost: str | None,
+    as_json: bool,
+) -> None:
+    """``plan --batch/--each``: every row checked; the batch's images, cost and wall time.
+    A batch over its budget exits 3. ``source``: (batch file, each, rows, limit)."""
+    import json
+
+    from ..recipe.plan import estimate_wall_time
+
+    graph = load_batch(recipe, params, params_files, *source)
+    first = graph.rows[0].recipe
+    images = graph.planned_images
+    cost = wire.PRICE_PER_IMAGE_USD * images
+    wall = estimate_wall_time(
+        {n.id: graph.deps(n.id) for n in graph.steps},
+        submit_rps=quota.submit_rps,
+        concurrency=quota.concurrency,
+        task_seconds=quota.task_seconds,
+    )
+    if as_json:
+        rows = [
+            {"key": r.key, "images": sum(r.images.values()),
+             "params": {k: str(v) for k, v in r.row.params.items()}}
+            for r in graph.rows
+        ]  # fmt: skip
+        document = {"recipe": first.file, "name": first.name, "rows": rows,
+                    "steps": len(graph.nodes), "billed_images": images,
+                    "cost_usd": str(cost), "wall_seconds": round(wall, 3)}  # fmt: skip
+        click.echo(json.dumps(document, indent=2))
+    else:
+        for r in graph.rows:
+            n = sum(r.images.values())
+            click.echo(f"  row {r.key:<30} {len(r.recipe.steps)} steps, {n} images")
+        click.echo(
+            f"batch: {len(graph.rows)} rows x {len(first.steps)} steps = {len(graph.nodes)} "
+            f"tasks, {images} billed images, est. ${cost:.6f} at "
+            f"${wire.PRICE_PER_IMAGE_USD}/image"
+        )
+        click.echo(
+            f"shortest wall time: {wall:.0f}s ({quota.submit_rps:g} submits/s, "
+            f"{quota.concurrency} tasks at once, ~{quota.task_seconds:g}s per task)"
+        )
+    max_usd = resolve_budget(first, max_cost)
+    if max_usd is not None and cost > max_usd:
+        click.echo(
+            f"error: the batch costs ${cost:.4f}, over the budget of ${max_usd} by "
+            f"${cost - max_usd:.4f}\n"
+            "  hint: raise --max-cost (or budget: {max_usd} in the recipe), or pick fewer "
+            "rows (--rows A:B, --limit N)",
+            err=True,
+        )
+        raise SystemExit(EXIT_INTERRUPTED)
 
 
 def batch_summary(console: Console, record: BatchRecord) -> None:

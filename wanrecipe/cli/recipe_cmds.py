@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -96,6 +97,13 @@ def validate(
     "--max-cost", "max_cost", default=None, metavar="USD",
     help="Refuse (exit 3) a plan whose cost is over USD (default: the recipe's budget).",
 )  # fmt: skip
+@click.option(
+    "--batch", "batch_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    metavar="FILE", help="Plan a batch: one run per row of FILE (see run --batch).",
+)  # fmt: skip
+@click.option("--each", default=None, metavar="NAME=GLOB", help="Plan one run per file.")
+@click.option("--rows", "rows_spec", default=None, metavar="A:B", help="With --batch/--each.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="With --batch/--each.")
 def plan(
     recipe: str,
     param_items: tuple[str, ...],
@@ -107,6 +115,10 @@ def plan(
     state_dir: str | None,
     backend: str | None,
     max_cost: str | None = None,
+    batch_file: Path | None = None,
+    each: str | None = None,
+    rows_spec: str | None = None,
+    limit: int | None = None,
 ) -> None:
     """Show what a run would do: steps by dependency level, billed images, cost, wall time.
 
@@ -117,9 +129,16 @@ def plan(
     Example:
       wanrecipe plan recipes/old-photo.yaml -p factor=4
       wanrecipe plan recipes/style-fanout.yaml --json
+      wanrecipe plan recipes/batch-stylize.yaml --batch recipes/batch-stylize.csv --max-cost 1
     """
     params = parse_params(param_items)
     quota = Quota(submit_rps=submit_rps, concurrency=concurrency, task_seconds=task_seconds)
+    if batch_file is not None or each is not None:
+        from .batch_run import plan_batch
+
+        source = (batch_file, each, rows_spec, limit)
+        plan_batch(Path(recipe), params, params_files, source, quota, max_cost, as_json)
+        return
     try:
         result = api.plan_recipe(recipe, params, params_files, quota=quota)
     except RecipeError as exc:

@@ -79,7 +79,8 @@ def test_fractional_waits_stay_fractional(tmp_path, kind):
     ledger.close()
 
 
-def test_a_dead_processs_slots_free_after_its_lease(tmp_path):
+def test_a_silent_owners_slots_free_after_its_lease(tmp_path):
+    """An owner that stops renewing (another host's dead process): free after the lease."""
     clock = Clock()
     dead = StateDirLedger(tmp_path, Quota(concurrency=2), "acct", clock=clock, lease_s=5.0)
     alive = StateDirLedger(tmp_path, Quota(concurrency=2), "acct", clock=clock, lease_s=5.0)
@@ -140,7 +141,7 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_a_killed_process_blocks_others_at_most_a_lease(tmp_path):
+def test_a_killed_process_does_not_block_others(tmp_path):
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True
     )
@@ -149,13 +150,11 @@ def test_a_killed_process_blocks_others_at_most_a_lease(tmp_path):
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     child.stdout.close()
+    # On the same host the dead owner's pid shows it is gone: its slots are free at once
+    # (on another host they would be free when its lease, 2 s here, runs out).
     ledger = StateDirLedger(tmp_path, Quota(concurrency=2), "acct")
-    assert not ledger.try_slot().granted  # the dead process's leases still count
-    asks = 0
-    while not (answer := ledger.try_slot()).granted:
-        asks += 1
-        assert asks < 200
-        time.sleep(answer.wait_s)
+    assert ledger.try_slot().granted and ledger.try_slot().granted
+    assert not ledger.try_slot().granted
     ledger.close()
 
 

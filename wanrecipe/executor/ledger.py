@@ -9,7 +9,7 @@ slot, or a submit goes out, the process asks the ledger, which answers with an e
 - :class:`StateDirLedger`: an SQLite file in the state directory, so every ``wanrecipe run``
   on one machine that shares the state directory shares the account's quota. Slots are leases
   renewed by a heartbeat: a process killed with slots held blocks the others for at most
-  ``lease_s``.
+  ``lease_s`` (on the same host at once: a lease whose process is gone is freed).
 
 A database shared by several machines (Postgres) comes later behind the same interface: every
 method is one short transaction and the answer says "granted" explicitly, never by a wait of
@@ -79,6 +79,16 @@ def account_id(base_url: str, api_key: str) -> str:
     """Which account a quota belongs to: a hash of the key and the service, never the key."""
     digest = hashlib.sha256(f"{base_url.rstrip('/')}\n{api_key}".encode()).hexdigest()
     return digest[:24]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _owner() -> str:
@@ -203,10 +213,9 @@ class StateDirLedger:
                 "DELETE FROM leases WHERE account = ? AND kind = 'slot' AND expires <= ?",
                 (self.account, now),
             )
-            held, soonest = db.execute(
-                "SELECT COUNT(*), MIN(expires) FROM leases WHERE account = ? AND kind = 'slot'",
-                (self.account,),
-            ).fetchone()
+            held, soonest = self._slots_held(db)
+            if held >= self.quota.concurrency and self._reap(db, now):
+                held, soonest = self._slots_held(db)
             if held < self.quota.concurrency:
                 lease = uuid.uuid4().hex
                 db.execute(
@@ -215,6 +224,34 @@ class StateDirLedger:
                 )
                 return Answer.grant(lease)
             return Answer.refuse(min(SLOT_POLL_S, soonest - now))
+
+    def _slots_held(self, db: sqlite3.Connection) -> tuple[int, float]:
+        held, soonest = db.execute(
+            "SELECT COUNT(*), MIN(expires) FROM leases WHERE account = ? AND kind = 'slot'",
+            (self.account,),
+        ).fetchone()
+        return int(held), float(soonest or 0.0)
+
+    def _reap(self, db: sqlite3.Connection, now: float) -> bool:
+        """Free at once what dead processes *on this host* hold (a same-host shortcut, as
+        the journal's pid check; elsewhere the lease runs out). True if anything was freed."""
+        host = socket.gethostname()
+        dead = []
+        for (owner,) in db.execute(
+            "SELECT DISTINCT owner FROM leases WHERE account = ? AND released IS NULL",
+            (self.account,),
+        ):
+            owner_host, _, rest = str(owner).partition(":")
+            pid = rest.partition(":")[0]
+            if owner_host == host and pid.isdigit() and not _alive(int(pid)):
+                dead.append(owner)
+        for owner in dead:
+            db.execute("DELETE FROM leases WHERE owner = ? AND kind = 'slot'", (owner,))
+            db.execute(
+                "UPDATE leases SET released = ? WHERE owner = ? AND released IS NULL",
+                (now, owner),
+            )
+        return bool(dead)
 
     def release_slot(self, lease: str) -> None:
         with self._txn() as db:
@@ -234,6 +271,12 @@ class StateDirLedger:
                 "SELECT released, expires FROM leases WHERE account = ? AND kind = 'submit'",
                 (self.account,),
             ).fetchall()
+            held = any(r is None for r, _ in rows)
+            if len(rows) >= self._capacity and held and self._reap(db, now):
+                rows = db.execute(
+                    "SELECT released, expires FROM leases WHERE account = ? AND kind = 'submit'",
+                    (self.account,),
+                ).fetchall()
             if len(rows) < self._capacity:
                 lease = uuid.uuid4().hex
                 db.execute(

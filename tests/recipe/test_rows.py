@@ -233,3 +233,38 @@ def test_unknown_file_type_and_missing_file(tmp_path: Path):
         load_rows(decls, tmp_path / "rows.txt")
     with pytest.raises(RecipeError, match="no such file"):
         load_rows(decls, tmp_path / "rows.csv")
+
+
+def test_tsv_with_a_bom_and_json_lists(tmp_path: Path):
+    tsv = _batch(tmp_path, "rows.tsv", "\ufeffphoto\tstyles\nimages/ok.png\tink, oil\n")
+    (row,) = load_rows(param_declarations(RECIPE), tsv)
+    assert row.params["styles"] == ["ink", "oil"] and row.origin.line == 2
+    as_json = _batch(
+        tmp_path, "rows.json", '[\n  {"photo": "images/ok.png", "night": true, "factor": 1}\n]\n'
+    )
+    (row,) = load_rows(param_declarations(RECIPE), as_json)
+    assert row.params == {"photo": str(tmp_path / "images" / "ok.png"), "night": True, "factor": 1}
+    assert row.origin.line == 2
+
+
+def test_a_rows_file_elsewhere_resolves_images_beside_it(tmp_path: Path, monkeypatch):
+    sub = tmp_path / "batch"
+    sub.mkdir()
+    _batch(sub, "rows.csv", "photo\nimages/ok.png\n")
+    monkeypatch.chdir(tmp_path)
+    (row,) = load_rows(param_declarations(RECIPE), "batch/rows.csv")
+    assert row.params["photo"] == str(sub / "images" / "ok.png")
+    assert row.origin.file == "batch/rows.csv"
+
+
+def test_row_values_build_the_recipe_and_point_at_their_cells(tmp_path: Path):
+    from wanrecipe.recipe.build import build_recipe
+    from wanrecipe.recipe.loader import load_file
+
+    path = _batch(tmp_path, "rows.csv", "photo,factor\nimages/ok.png,3\n")
+    (row,) = load_rows(param_declarations(RECIPE), path)
+    recipe, problems = build_recipe(load_file(RECIPE), RECIPE, row.given())
+    assert not [d for d in problems if d.severity == "error"]
+    assert recipe is not None and recipe.params["factor"] == 3
+    assert recipe.params["photo"] == str(tmp_path / "images" / "ok.png")
+    assert {g.name: g.location.line for g in row.given()} == {"photo": 2, "factor": 2}

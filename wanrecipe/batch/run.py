@@ -28,6 +28,7 @@ from ..runner import (
     _host,
     _load_durations,
     _save_durations,
+    _step_records,
     default_state_dir,
     open_backend,
 )
@@ -92,7 +93,7 @@ async def _execute(
         base_url="",
         run_dir=str(run_dir),
         started=started,
-        steps={n.id: StepRecord(n.id, n.function) for n in graph.steps},
+        steps=_combined_steps(graph),
     )
     batch = BatchRecord(str(first.path), first.name, backend.label, str(run_dir), started)
     if max_usd is None and options.max_usd is not None:
@@ -202,6 +203,17 @@ async def _execute(
     return batch
 
 
+def _combined_steps(graph: BatchGraph) -> dict[str, StepRecord]:
+    """Every row's step records (as a single run of it would have them, ``if:``-skipped steps
+    included), keyed by node id."""
+    steps: dict[str, StepRecord] = {}
+    for loaded in graph.rows:
+        for sid, rec in _step_records(loaded.recipe).items():
+            nid = node_id(loaded.key, sid)
+            steps[nid] = replace(rec, id=nid)
+    return steps
+
+
 def _finish(batch: BatchRecord, tracker: _RowTracker, elapsed: float, status: BatchStatus) -> None:
     batch.rows = tracker.all_rows(final=True)
     batch.warnings = list(tracker.combined.warnings)
@@ -281,14 +293,17 @@ class _RowTracker:
         return sum(
             self.graph.images(nid)
             for nid, rec in self.combined.steps.items()
-            if rec.state not in ("done", "cached")
+            if nid in self.graph.nodes and rec.state not in ("done", "cached")
         )
 
     def _close(self, loaded: LoadedRow, *, final: bool, t: float | None = None) -> RowRecord:
         """The row's record from the combined one; written to ``<key>/run.json``."""
         recipe, key = loaded.recipe, loaded.key
+        prefix = f"{key}/"
         steps = {
-            s.id: replace(self.combined.steps[node_id(key, s.id)], id=s.id) for s in recipe.steps
+            nid[len(prefix) :]: replace(rec, id=nid[len(prefix) :])
+            for nid, rec in self.combined.steps.items()
+            if nid.startswith(prefix)
         }
         record = RunRecord(
             recipe=str(recipe.path),
@@ -305,7 +320,7 @@ class _RowTracker:
 
         outputs = _collect_outputs(recipe, record, Path(""), render_outputs)
         record.outputs = outputs
-        status = self._status(steps)
+        status = self._status(steps, frozenset(getattr(recipe, "skipped", {})))
         record.status = {"ok": "ok", "failed": "failed"}.get(status, self._stopped_status())  # type: ignore[assignment]
         record.finished = datetime.now(UTC).isoformat(timespec="seconds")
         times = [s.finished_at for s in steps.values() if s.finished_at is not None]
@@ -323,7 +338,7 @@ class _RowTracker:
             dir=key,
             outputs={name: [f"{key}/{p}" for p in paths] for name, paths in outputs.items()},
             images_billed=record.images_billed,
-            error=_row_error(steps),
+            error=_row_error(steps) if status != "ok" else None,
             record=record,
         )
         if final:
@@ -335,8 +350,9 @@ class _RowTracker:
         return "budget" if scheduler is not None and scheduler.budget_reached else "interrupted"
 
     @staticmethod
-    def _status(steps: Mapping[str, StepRecord]) -> RowStatus:
-        states = [s.state for s in steps.values()]
+    def _status(steps: Mapping[str, StepRecord], by_design: frozenset[str]) -> RowStatus:
+        """``by_design``: steps an ``if:`` leaves out (skipped as documented, not a failure)."""
+        states = [s.state for sid, s in steps.items() if sid not in by_design]
         if all(s in ("done", "cached") for s in states):
             return "ok"
         if any(
@@ -344,9 +360,7 @@ class _RowTracker:
             for s in steps.values()
         ):
             return "failed"
-        if not any(s in ("done", "cached", "failed") for s in states) and all(
-            s == "skipped" for s in states
-        ):
+        if all(s == "skipped" for s in states):
             return "skipped"
         return "interrupted"
 

@@ -48,7 +48,9 @@ API
 ``param_declarations(recipe_path) -> dict[str, Param]`` (the declarations without binding any
 value, for recipes whose params have no default). ``decls`` is a :class:`Recipe` or its
 ``param_decls``. ``BatchRow(key, index, params, origin)``: ``params`` holds the row's own
-values, typed (image paths absolute); merge them over the command line's values.
+values, typed (image paths absolute); merge them over the command line's values, or pass
+``row.given()`` after the command line's ``GivenValue``s to ``build_recipe`` so messages about a
+value name its cell.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ from ..images import input_problems, inspect_file, is_data_uri, is_remote
 from ..redact import redact_text
 from .loader import Location, load_file
 from .model import Param, Recipe
-from .params import convert, type_hint
+from .params import GivenValue, convert, type_hint
 from .rowfiles import Cell, RawRow, read_rows
 
 KEY_COLUMN = "key"
@@ -97,6 +99,15 @@ class BatchRow:
     origin: Location
     #: Where each value was written (for messages about a value later on).
     locations: Mapping[str, Location] = field(default_factory=dict, compare=False)
+
+    def given(self) -> list[GivenValue]:
+        """The row's values as params given from outside, each pinned to its cell: pass them
+        to :func:`wanrecipe.recipe.build.build_recipe` after the command line's, so a later
+        problem with a value names the rows file's line."""
+        return [
+            GivenValue(name, value, self.locations.get(name, self.origin), Path.cwd())
+            for name, value in self.params.items()
+        ]
 
 
 @dataclass(frozen=True)

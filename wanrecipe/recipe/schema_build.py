@@ -25,6 +25,8 @@ ITEM_TYPES = ("image", "string", "number", "integer", "boolean")
 #: Functions whose prompt may be empty (API guide §2.1); every other one needs a prompt.
 OPTIONAL_PROMPT_FUNCTIONS = ("colorization", "description_edit_with_mask")
 DEFAULT_TIMEOUT = "10m"
+DEFAULT_MAX_INSTANCES = 1000
+MAX_INSTANCES_LIMIT = 100_000
 MAX_RETRY = 10
 
 Schema = dict[str, Any]
@@ -156,6 +158,45 @@ def _step() -> Schema:
             },
             "retry": {"$ref": "#/$defs/retry"},
             "timeout": {"$ref": "#/$defs/duration"},
+            "foreach": {
+                "title": "foreach",
+                "description": "Run this step once per item: a list, a list param "
+                "({{ params.styles }}) or another step's images ({{ steps.gen.images }}, that "
+                "step with n > 1). Templates see item and loop.index (1-based), loop.index0, "
+                "loop.length; the instances are <id>.0, <id>.1, ... and steps.<id>.images holds "
+                "all their images in order.",
+                "type": ["array", "string"],
+                "pattern": TEMPLATE_PATTERN,
+                "examples": [["ink wash", "gold foil"], "{{ params.styles }}"],
+            },
+            "matrix": {
+                "title": "matrix",
+                "description": "Run this step once per combination of the named lists (the "
+                "last name varies fastest); templates see matrix.<name> and loop.*. Each list "
+                "is written out or a template such as {{ params.strengths }}.",
+                "type": "object",
+                "propertyNames": {"pattern": PARAM_NAME_PATTERN},
+                "additionalProperties": {
+                    "type": ["array", "string"],
+                    "pattern": TEMPLATE_PATTERN,
+                },
+                "examples": [{"style": ["ink", "oil"], "strength": [0.3, 0.6, 0.9]}],
+            },
+            "if": {
+                "title": "if",
+                "description": "Run this step only when this Jinja expression is true, e.g. "
+                "params.upscale or item != 'oil'. Decided before the run from params, item, "
+                "loop and matrix (never step results).",
+                "type": ["string", "boolean"],
+                "examples": ["params.upscale", "{{ loop.index <= 3 }}"],
+            },
+            "on_skipped": {
+                "title": "on_skipped",
+                "description": "When a step this one refers to or needs is skipped: skip "
+                "(default) skips this one too; run runs it, the skipped step's images being [] "
+                "and its image none ({{ steps.up.image or steps.color.image }}).",
+                "enum": ["skip", "run"],
+            },
         },
         "additionalProperties": False,
         "allOf": per_function,
@@ -300,6 +341,14 @@ def build_schema() -> Schema:
                 "minProperties": 1,
                 "propertyNames": {"pattern": STEP_ID_PATTERN},
                 "additionalProperties": {"$ref": "#/$defs/step"},
+            },
+            "max_instances": {
+                "title": "max_instances",
+                "description": "The most instances one foreach:/matrix: step may expand into "
+                f"(default {DEFAULT_MAX_INSTANCES}); a guard against a mistyped list.",
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_INSTANCES_LIMIT,
             },
             "budget": {
                 "title": "budget",

@@ -214,3 +214,52 @@ def test_bad_cell_exits_2_and_sends_nothing(batch_dir, tmp_path, monkeypatch):
     assert result.exit_code == 2, result.output
     assert "rows.csv:3" in result.output
     assert not Path("runs").exists()
+
+
+FANOUT = """\
+version: 1
+name: fan-batch
+params:
+  photo: {type: image, default: pics/p1.png}
+  more: {type: boolean, default: true}
+defaults: {seed: 5}
+steps:
+  color:
+    function: colorization
+    image: "{{ params.photo }}"
+    prompt: blue sky
+  styles:
+    matrix: {strength: [0.3, 0.7]}
+    function: stylization_all
+    image: "{{ steps.color.image }}"
+    prompt: Convert to French picture book style
+    parameters: {strength: "{{ matrix.strength }}"}
+  extra:
+    if: params.more
+    function: colorization
+    image: "{{ params.photo }}"
+    prompt: warm light
+outputs:
+  styled: "{{ steps.styles.images }}"
+"""
+
+
+async def test_fanout_and_if_inside_each_row(emulator, batch_dir, tmp_path):
+    recipe = batch_dir(rows=2, recipe=FANOUT)
+    rows = [{"key": "all", "photo": str(tmp_path / "pics/p1.png")},
+            {"key": "less", "photo": str(tmp_path / "pics/p2.png"), "more": False}]  # fmt: skip
+    loaded = load_rows_recipes(recipe, as_rows(rows), load_recipe)
+    async with emulator() as emu:
+        record = await execute_batch(
+            BatchGraph(recipe, loaded), backend=BackendChoice("url", emu.base_url),
+            run_dir=tmp_path / "out", options=fast_options(), state_dir=tmp_path / "state",
+        )  # fmt: skip
+        stats = emu.stats()
+    assert record.status == "ok", [(r.key, r.error) for r in record.rows]
+    assert stats["submissions"]["accepted"] == 4 + 3  # color, styles.0, styles.1 (+ extra)
+    assert [r.status for r in record.rows] == ["ok", "ok"]
+    for row in record.rows:
+        assert row.outputs["styled"] == [f"{row.key}/styles.0.png", f"{row.key}/styles.1.png"]
+    sub = json.loads((tmp_path / "out" / "less" / "run.json").read_text())
+    assert sub["steps"]["extra"]["state"] == "skipped"
+    assert sub["status"] == "ok"

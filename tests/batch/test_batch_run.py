@@ -103,6 +103,15 @@ def test_glob_batch_on_the_cli(batch_dir, tmp_path, monkeypatch):
     assert result.output.count(": ok (") == 3
     assert "color: done" not in result.output
     assert (tmp_path / "recipe.batch.lock").is_file()
+    # verify checks every row of the batch directory.
+    intact = CliRunner().invoke(main, ["verify", "out"])
+    assert intact.exit_code == 0, intact.output
+    damaged_file = tmp_path / "out" / keys[1] / "style.png"
+    damaged_file.unlink()  # a hard link into the store: replace it, never write through it
+    damaged_file.write_bytes(b"not the image")
+    damaged = CliRunner().invoke(main, ["verify", "out"])
+    assert damaged.exit_code == 1, damaged.output
+    assert keys[1] in damaged.output
 
 
 def test_rows_slice_and_limit(batch_dir, tmp_path, monkeypatch):

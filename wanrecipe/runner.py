@@ -295,7 +295,7 @@ async def _execute(
         record.status = "budget"
     elif interrupted:
         record.status = "interrupted"
-    elif record.failed:
+    elif record.failed or record.unavailable:
         record.status = "failed"
     else:
         record.status = "ok"

@@ -109,11 +109,21 @@ async def test_retries_server_errors_on_queries(pool: ThreadPoolExecutor) -> Non
 
 
 async def test_gives_up_after_the_query_budget(pool: ThreadPoolExecutor) -> None:
-    policy = PollPolicy(retry=RetryPolicy(attempts=3, base=0.01, cap=0.02))
+    policy = PollPolicy(retry=RetryPolicy(attempts=3, base=0.01, cap=0.02, until_deadline=False))
     async with emulator_client(pool, faults="query.500=1.0") as client:
         with pytest.raises(BackendError) as info:
             await submit_and_wait(client, QuotaGate(), DurationModel(policy))
     assert info.value.status == 500 and info.value.task_id
+
+
+async def test_server_errors_are_retried_until_the_deadline(pool: ThreadPoolExecutor) -> None:
+    # 6 failed queries in a row, past attempts=2: the service is away for a while, and the
+    # wait goes on with backoff within the step's timeout.
+    policy = PollPolicy(retry=RetryPolicy(attempts=2, base=0.01, cap=0.02))
+    async with emulator_client(pool, faults="query.503=first:6") as client:
+        state, stats = await submit_and_wait(client, QuotaGate(), DurationModel(policy))
+    assert state.status == "SUCCEEDED"
+    assert stats.failed_queries == 6
 
 
 async def test_throttled_queries_wait_on_their_own_budget(pool: ThreadPoolExecutor) -> None:

@@ -61,6 +61,7 @@ def test_run_against_a_served_emulator_prints_outputs_and_exits_0(recipe_file, t
         "a.png",
         "b.png",
         "c.png",
+        "report.html",
         "run.json",
     ]
 

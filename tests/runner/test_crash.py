@@ -39,7 +39,7 @@ steps:
   d: {{function: colorization, image: "{{{{ steps.b.image }}}}", prompt: "c{cycle} d"}}
 """
 STEPS = ("a", "b", "c", "d")
-CYCLES = 20
+CYCLES = 30
 
 
 def accepted_by_prompt(emu: EmulatorThread) -> Counter[str]:
@@ -88,7 +88,7 @@ def kill_at_random(cmd: list[str], rng: random.Random) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # a hang guard only: 20 cycles of two processes each, on 2 busy cores
+@pytest.mark.timeout(1200)  # a hang guard only: 30 cycles of two processes each, on 2 busy cores
 def test_sigkill_at_random_moments_then_rerun_never_submits_twice(tmp_path):
     rng = random.Random(20261126)
     image = make_image(tmp_path / "in.png")

@@ -176,17 +176,6 @@ async def test_download_errors_are_retried(emulator, recipe_file):
     assert stats["faults"]["download.500"] == 2
 
 
-async def test_an_expired_result_url_fails_the_step_clearly(emulator, recipe_file):
-    path = recipe_file(BRANCHES)
-    async with emulator(faults="download.expired=first:1") as emu:
-        record = await run(path, emu)
-    failed = [s for s in record.steps.values() if s.state == "failed"]
-    assert len(failed) == 1
-    assert failed[0].error is not None
-    assert "result download failed" in failed[0].error.message
-    assert failed[0].images_billed == 1, "the lost image was still billed, and the record says so"
-
-
 async def test_a_step_timeout_bounds_the_wait(emulator, recipe_file):
     path = recipe_file("""\
         version: 1

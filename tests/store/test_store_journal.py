@@ -580,6 +580,7 @@ def test_public_names_are_exported():
         "blobs",
         "journal",
         "keys",
+        "liveness",
         "statedir",
     }
     assert public == set(store.__all__)

@@ -28,7 +28,7 @@ def main() -> None:
 
 def _register() -> None:
     # Each topic registers its commands on `main`; imported here so `main` is complete.
-    from . import recipe_cmds, run_cmd, serve_cmd, state_cmds  # noqa: F401
+    from . import recipe_cmds, report_cmds, run_cmd, serve_cmd, state_cmds  # noqa: F401
 
 
 _register()

@@ -192,6 +192,9 @@ def run_batch_command(
         )
     finally:
         sink.close()
+        from .report_cmds import report_after_run  # the batch grid, also after a failure
+
+        report_after_run(run_dir, err)
     try:
         with StateDir.open(state_path) as state:
             lock = write_batch_lock(graph, record, state.journal)

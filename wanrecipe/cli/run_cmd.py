@@ -81,6 +81,14 @@ from .common import echo_diagnostics, param_option, params_file_option, parse_pa
 )
 @click.option("--fail-fast", is_flag=True, help="Stop submitting at the first failed step.")
 @click.option(
+    "--open",
+    "open_report",
+    is_flag=True,
+    expose_value=False,  # read by report_after_run from the click context
+    callback=lambda ctx, _param, value: ctx.meta.update(open_report=value),
+    help="Open the run's report.html in a web browser at the end.",
+)
+@click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -105,6 +113,12 @@ from .common import echo_diagnostics, param_option, params_file_option, parse_pa
     help="Replay the seeds and parameters of <recipe>.lock exactly; refuse (exit 2, nothing "
     "sent) if the recipe no longer matches it.",
 )
+@click.option(
+    "--resubmit-lost",
+    is_flag=True,
+    help="When a submit got no answer and the task list cannot tell whether it created a "
+    "task, submit again anyway (may pay twice; by default the step stops and says so).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
 @batch_options
 def run(
@@ -123,6 +137,7 @@ def run(
     no_cache: bool,
     force_steps: tuple[str, ...],
     locked: bool,
+    resubmit_lost: bool,
     as_json: bool,
     batch_file: Path | None = None,
     each: str | None = None,
@@ -168,7 +183,10 @@ def run(
             err, recipe, choice=choice, params=parse_params(param_items),
             params_files=params_files, batch_file=batch_file, each=each, rows_spec=rows_spec,
             limit=limit, max_cost=max_cost, yes=yes, out_dir=out_dir, state_dir=state_dir,
-            options=RunOptions(fail_fast=fail_fast, no_cache=no_cache, quota=quota),
+            options=RunOptions(
+                fail_fast=fail_fast, no_cache=no_cache, quota=quota,
+                lost_submit="resubmit" if resubmit_lost else "stop",
+            ),
             force_steps=force_steps, as_json=as_json,
         )  # fmt: skip
         return
@@ -190,6 +208,7 @@ def run(
         quota=quota,
         poll=PollPolicy(),
         max_usd=max_usd,
+        lost_submit="resubmit" if resubmit_lost else "stop",
     )
     if as_json:
         sink: Any = JsonLines(sys.stdout)
@@ -215,6 +234,9 @@ def run(
     finally:
         if not isinstance(sink, JsonLines):
             sink.close()
+        from .report_cmds import report_after_run  # the report, also after a failure
+
+        report_after_run(run_dir, err)
     try:
         with StateDir.open(state_path) as state:
             lock = write_lock(loaded, record, state.journal)
@@ -301,8 +323,14 @@ def _summary(console: Console, record: RunRecord) -> None:
                 f"[bold red]failed[/] {step.id}: {escape(step.error.code)}: "
                 f"{escape(step.error.message)}"
             )
+        elif step.state == "unavailable" and step.error:
+            # The message starts "paid, result unavailable: task <id> ...".
+            console.print(f"[bold magenta]unavailable[/] {step.id}: {escape(step.error.message)}")
         elif step.state == "skipped":
             console.print(f"[yellow]skipped[/] {step.id}: {escape(step.skipped_because or '')}")
+        labels = _labels(step)
+        if labels:
+            console.print(f"[cyan]emulated[/] {step.id}: {escape(labels)}")
         for bad in step.failed_outputs:
             console.print(
                 f"[yellow]partial[/] {step.id}: one output failed: {escape(bad.code)}: "
@@ -331,6 +359,19 @@ def _estimate(recipe: Any) -> Decimal:
 
     rendered, _ = check_rendering(recipe)
     return wire.PRICE_PER_IMAGE_USD * sum(r.n for r in rendered.values())
+
+
+def _labels(step: Any) -> str:
+    """``placeholder, input returned unchanged`` for a step whose result is not ``real``."""
+    parts = []
+    for r in step.results:
+        if r.fidelity is not None and r.fidelity != "real":
+            text = r.fidelity + (f", {r.note}" if r.note else "")
+            if r.engine:
+                text += f" ({r.engine})"
+            if text not in parts:
+                parts.append(text)
+    return "; ".join(parts)
 
 
 def _exit_code(record: RunRecord) -> int:

@@ -15,6 +15,7 @@ from ..redact import redact_text, redact_url
 from ..report.record import ErrorInfo, ResultFile, StepRecord
 from ..store import DoneEntry, ResultRecord
 from .inputs import StepImage
+from .labels import read_labels
 from .retry import read_retryable
 from .stepbase import StepBase, StepFailed, file_name
 
@@ -26,17 +27,13 @@ class Downloads(StepBase):
             dest = self.run_dir / file_name(sid, result.index)
             await asyncio.to_thread(self.state.blobs.export, result.sha256, dest)
             width, height = result.width or 0, result.height or 0
+            labels = await asyncio.to_thread(read_labels, dest)
             rec.results.append(
                 ResultFile(
-                    result.index,
-                    dest.name,
-                    result.sha256,
-                    result.size,
-                    width,
-                    height,
-                    result.url_redacted or "",
+                    result.index, dest.name, result.sha256, result.size, width, height,
+                    result.url_redacted or "", labels.fidelity, labels.engine, labels.note,
                 )
-            )
+            )  # fmt: skip
             # No live URL: dependants get the local copy (data URI or upload).
             outputs.append(
                 StepImage(
@@ -57,10 +54,21 @@ class Downloads(StepBase):
         return outputs
 
     async def _download(
-        self, sid: str, rec: StepRecord, state: TaskState, attempt_id: int
+        self, sid: str, rec: StepRecord, state: TaskState, attempt_id: int, timeout: float
     ) -> list[StepImage]:
+        """Every image of a SUCCEEDED (billed) task into the store and the run directory.
+
+        A transient failure never costs a paid image: downloads retry with backoff for up to
+        the step's timeout (at least ``RunOptions.download_min_s``), and a 403 (an expired
+        URL) queries the task again for a fresh one. What still cannot be had makes the step
+        ``unavailable`` (paid, result unavailable) with its task id; the attempt stays
+        ``submitted`` in the journal, so a re-run within 24 h re-attaches to the task and
+        downloads again.
+        """
         rec.state = "downloading"
         self._emit_step(rec)
+        deadline = time.monotonic() + max(float(timeout), self.options.download_min_s)
+        urls = _FreshUrls(self, state)
         jobs = []
         for index, result in enumerate(state.results):
             if result.url is None:
@@ -70,73 +78,155 @@ class Downloads(StepBase):
                 continue
             jobs.append((index, result.url))
         got = await asyncio.gather(
-            *(self._fetch(url, state.task_id, index) for index, url in jobs),
+            *(self._fetch(sid, index, url, state.task_id, urls, deadline) for index, url in jobs),
             return_exceptions=True,
         )
-        failures = [g for g in got if isinstance(g, BaseException)]
-        stored: list[tuple[int, str, Any]] = [
-            (index, url, g)
-            for (index, url), g in zip(jobs, got, strict=True)
-            if not isinstance(g, BaseException)
+        for g in got:
+            if isinstance(g, BaseException) and not isinstance(g, BackendError):
+                raise g  # a bug or a store error: not a download failure
+        missing = [
+            (index, g)
+            for (index, _), g in zip(jobs, got, strict=True)
+            if isinstance(g, BackendError)
         ]
         outputs: list[StepImage] = []
         records: list[ResultRecord] = []
-        for index, url, (sha, size, info) in stored:
+        for g in got:
+            if isinstance(g, BaseException):
+                continue
+            index, url, (sha, size, info) = g
             dest = self.run_dir / file_name(sid, index)
             await asyncio.to_thread(self.state.blobs.export, sha, dest)
             shown = redact_url(url)
+            labels = await asyncio.to_thread(read_labels, dest)
             rec.results.append(
-                ResultFile(index, dest.name, sha, size, info.width, info.height, shown)
-            )
+                ResultFile(
+                    index, dest.name, sha, size, info.width, info.height, shown,
+                    labels.fidelity, labels.engine, labels.note,
+                )
+            )  # fmt: skip
             records.append(ResultRecord(index, sha, size, info.width, info.height, shown))
             outputs.append(
                 StepImage(
-                    sid,
-                    index,
-                    dest,
-                    sha,
-                    size,
-                    info.width,
-                    info.height,
-                    url,
-                    url_valid_until(url),
-                    self.backend,
+                    sid, index, dest, sha, size, info.width, info.height, url,
+                    url_valid_until(url), self.backend,
+                )
+            )  # fmt: skip
+        rec.results.sort(key=lambda r: r.index)
+        if missing:
+            # Not record_done: a done row must hold every image. The downloaded ones are in
+            # the store; the attempt stays submitted so a re-run re-attaches and fetches again.
+            indexes = ", ".join(str(i) for i, _ in missing)
+            first = missing[0][1]
+            raise ResultUnavailable(
+                ErrorInfo(
+                    "ResultUnavailable",
+                    f"paid, result unavailable: task {state.task_id} succeeded and was billed "
+                    f"({state.usage_images} image(s)), but result {indexes} could not be "
+                    f"downloaded ({first.code}: {redact_text(first.message)}). Run again "
+                    "within 24 h: the re-run re-attaches to the task and downloads it",
+                    status=first.status,
+                    task_id=state.task_id,
                 )
             )
         if records:
             await self._journal_call(
                 self._journal.record_done, attempt_id, records, state.usage_images
             )
-        if failures:
-            # What was downloaded is stored and journaled; the task stays re-attachable.
-            raise failures[0]
         if not outputs:
             raise StepFailed(ErrorInfo("NoResults", "the task succeeded without any image"))
         return outputs
 
-    async def _fetch(self, url: str, task_id: str, index: int) -> tuple[str, int, Any]:
-        """Download one result into the store; returns (sha256, size, image info)."""
+    async def _fetch(
+        self, sid: str, index: int, url: str, task_id: str, urls: _FreshUrls, deadline: float
+    ) -> tuple[int, str, tuple[str, int, Any]]:
+        """Download one result into the store; returns (index, url used, (sha256, size, info)).
+        Raises the last BackendError when the image cannot be had within ``deadline``."""
         policy = self.options.retry
         dest = self._incoming / f"{task_id}-{index}.png"
-        for number in range(1, policy.attempts + 1):
+        failures = refreshed = 0
+        while True:
             try:
                 got = await self.client.download(
                     url, dest, max_bytes=self.options.max_download_bytes
                 )
                 break
             except BackendError as exc:
-                if not read_retryable(exc) or number == policy.attempts:
-                    raise StepFailed(
-                        ErrorInfo(
-                            exc.code,
-                            f"result download failed: {redact_text(exc.message)}",
-                            status=exc.status,
+                failures += 1
+                delay = policy.delay(failures)
+                if time.monotonic() + delay >= deadline:
+                    raise
+                if exc.status == 403:
+                    # An expired (or expiring) signed URL: ask the task for a fresh one. One
+                    # that has expired by its own signature cannot work: give up at once;
+                    # so does a URL refused again and again.
+                    if refreshed >= MAX_URL_REFRESHES:
+                        raise
+                    refreshed += 1
+                    fresh = await urls.get(index, deadline)
+                    if fresh is None or url_valid_until(fresh) <= time.time():
+                        raise
+                    if refreshed == 1:
+                        self._warn(
+                            f"{sid}: result {index} URL refused ({exc.code}); queried task "
+                            f"{task_id} for a fresh URL"
                         )
-                    ) from exc
-                await asyncio.sleep(policy.delay(number))
+                    url = fresh
+                elif (
+                    exc.status == 403
+                    or not read_retryable(exc)
+                    or time.monotonic() + delay >= deadline
+                ):
+                    raise
+                await asyncio.sleep(delay)
         info = await asyncio.to_thread(images.inspect_file, got.path)
         blob = await asyncio.to_thread(self.state.blobs.put_file, got.path, move=True)
-        return blob.sha256, blob.size, info
+        return index, url, (blob.sha256, blob.size, info)
+
+
+#: Fresh-URL queries per image after a 403, before it counts as unavailable.
+MAX_URL_REFRESHES = 5
+
+
+class ResultUnavailable(StepFailed):
+    """The task succeeded and was billed, but its image could not be downloaded."""
+
+
+class _FreshUrls:
+    """Re-queries a task for fresh result URLs, once for all results that need one at a time."""
+
+    def __init__(self, owner: StepBase, state: TaskState) -> None:
+        self._owner = owner
+        self._task_id = state.task_id
+        self._lock = asyncio.Lock()
+        self._urls = [r.url for r in state.results]
+        self._version = 0
+
+    async def get(self, index: int, deadline: float) -> str | None:
+        seen = self._version
+        async with self._lock:
+            if self._version == seen:  # nobody refreshed while we waited for the lock
+                await self._refresh(deadline)
+            return self._urls[index] if index < len(self._urls) else None
+
+    async def _refresh(self, deadline: float) -> None:
+        owner = self._owner
+        policy = owner.options.retry
+        failures = 0
+        while True:
+            try:
+                async with owner.gate.query():
+                    state = await owner.client.query(self._task_id)
+                break
+            except BackendError as exc:
+                failures += 1
+                delay = policy.delay(failures)
+                if not read_retryable(exc) or time.monotonic() + delay >= deadline:
+                    return
+                await asyncio.sleep(delay)
+        if state.status == "SUCCEEDED" and state.results:
+            self._urls = [r.url for r in state.results]
+        self._version += 1
 
 
 def url_valid_until(url: str) -> float:

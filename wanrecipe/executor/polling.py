@@ -305,9 +305,11 @@ async def wait_for_task(
             elif kind in (ErrorClass.SERVER, ErrorClass.UNCERTAIN, ErrorClass.NOT_SENT):
                 failures += 1
                 stats.failed_queries += 1
-                if failures >= retry.attempts:
-                    raise
                 delay = max(budget_wait, retry.delay(failures, rng))
+                if failures >= retry.attempts and (
+                    not retry.until_deadline or time.monotonic() + delay >= deadline
+                ):
+                    raise
             else:
                 raise
             continue

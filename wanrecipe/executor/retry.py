@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import random
+import time
 from dataclasses import dataclass
 
 from .. import wire
@@ -40,6 +41,9 @@ class RetryPolicy:
     throttle_base: float = 1.0
     #: The service "typically resumes within one minute" after throttling.
     throttle_cap: float = 20.0
+    #: Keep retrying 5xx and network errors past ``attempts`` until the step's timeout: a
+    #: service that goes away for seconds (a restart, a network blip) is waited for.
+    until_deadline: bool = True
 
     def __post_init__(self) -> None:
         if self.attempts < 1 or self.throttle_attempts < 0:
@@ -62,6 +66,15 @@ class RetryPolicy:
     def with_attempts(self, attempts: int) -> RetryPolicy:
         """The same backoff with another number of attempts (a step's ``retry:``)."""
         return dataclasses.replace(self, attempts=attempts)
+
+
+def out_of_time(policy: RetryPolicy, failures: int, delay: float, deadline: float) -> bool:
+    """Whether to give up after ``failures`` failed tries, the next one ``delay`` s away:
+    ``attempts`` tries are always made; with ``until_deadline`` more follow while the next
+    one would start before ``deadline`` (``time.monotonic()``)."""
+    if failures < policy.attempts:
+        return False
+    return not policy.until_deadline or time.monotonic() + delay >= deadline
 
 
 def _backoff(

@@ -21,15 +21,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Mapping, Sequence
 
-from ..errors import BackendError, ImageInputError, RecipeError
+from ..errors import BackendError, ImageInputError, RecipeError, StoreError
 from ..report.record import ErrorInfo, RunRecord, StepRecord
+from ..store.liveness import HEARTBEAT_S
+from .downloads import ResultUnavailable
 from .identity import input_digest, recorded_seed, step_identity, step_key
 from .inputs import PreparedInput, StepImage, check_mask, prepare_input
 from .recovery import Recovery
 from .retry import task_failure_is_transient
-from .stepbase import Request, RunOptions, StepFailed, Stopped, error_info
+from .stepbase import Busy, Request, RunOptions, StepFailed, Stopped, error_info
 
 __all__ = ["RunOptions", "Scheduler", "StepFailed"]
 
@@ -46,9 +49,16 @@ class Scheduler(Recovery):
         self._step_tasks = {
             sid: asyncio.create_task(self._run_step(sid), name=f"step:{sid}") for sid in order
         }
+        heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
         try:
             outcomes = await asyncio.gather(*self._step_tasks.values(), return_exceptions=True)
         finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            with contextlib.suppress(StoreError):
+                await asyncio.to_thread(self._journal.sign_off)
+            self._forget_mine()
             if self._wind_down_task is not None:
                 self._wind_down_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -57,7 +67,35 @@ class Scheduler(Recovery):
             # Anything but a step's own failure is a bug: keep its traceback.
             if isinstance(outcome, Exception):
                 raise outcome
+        await self._count_possibly_billed()
         return self.record
+
+    async def _count_possibly_billed(self) -> None:
+        """Tasks that may be ours but belong to no step (a lost submit sent again under
+        ``lost_submit=resubmit``): what they billed goes into the record, so its cost is what
+        the service charged, not what was kept."""
+        known = {a.task_id for s in self.record.steps.values() for a in s.attempts}
+        for task_id in sorted(self._possibly_billed - known):
+            try:
+                async with self.gate.query():
+                    state = await self.client.query(task_id)
+            except BackendError as exc:
+                self._warn(f"task {task_id} may be this run's; cannot query it: {exc.code}")
+                continue
+            if state.usage_images:
+                self.record.unattributed_images += state.usage_images
+                self.record.unattributed_tasks.append(task_id)
+                self._warn(
+                    f"task {task_id} may be this run's (a lost submit sent again): it billed "
+                    f"{state.usage_images} image(s), counted in this run's cost"
+                )
+
+    async def _heartbeat(self) -> None:
+        """Tell other runs on this state dir that this one is alive (``Journal.owner_live``)."""
+        while True:
+            with contextlib.suppress(StoreError):
+                await asyncio.to_thread(self._journal.heartbeat)
+            await asyncio.sleep(HEARTBEAT_S)
 
     def stop(self, reason: str) -> None:
         """Stop submitting; cancel PENDING tasks; let running ones finish within the grace."""
@@ -105,6 +143,13 @@ class Scheduler(Recovery):
             if rec.state != "cached":
                 rec.state = "done"
             self._emit_step(rec)
+        except ResultUnavailable as exc:
+            # Paid for, not lost: the task id is in the error and the journal; a re-run
+            # re-attaches to it. Dependants are skipped as for a failure.
+            rec.state, rec.error = "unavailable", exc.error
+            self._emit_step(rec, message=exc.error.message, data={"task_id": exc.error.task_id})
+            if self.options.fail_fast:
+                self.stop(f"step {sid}: result unavailable (--fail-fast)")
         except StepFailed as exc:
             rec.state, rec.error = "failed", exc.error
             self._emit_step(rec, message=f"{exc.error.code}: {exc.error.message}")
@@ -113,7 +158,7 @@ class Scheduler(Recovery):
         except Stopped as exc:
             self._skip(rec, self._stopping or str(exc) or "stopped")
         except asyncio.CancelledError:
-            if rec.state not in ("done", "cached", "failed", "skipped"):
+            if rec.state not in ("done", "cached", "failed", "skipped", "unavailable"):
                 rec.state = "failed"
                 rec.error = ErrorInfo(
                     "Interrupted",
@@ -140,10 +185,6 @@ class Scheduler(Recovery):
         mine = asyncio.Event()
         self._working.setdefault(req.key, mine)
         try:
-            if not req.forced:
-                entry = await asyncio.to_thread(self._journal.lookup_done, req.key)
-                if entry is not None:
-                    return await self._from_cache(sid, rec, entry)
             return await self._execute_request(sid, rec, req)
         finally:
             if self._working.get(req.key) is mine:
@@ -151,15 +192,32 @@ class Scheduler(Recovery):
             mine.set()
 
     async def _execute_request(self, sid: str, rec: StepRecord, req: Request) -> list[StepImage]:
-        resumed = await self._resume(sid, rec, req)
-        if resumed is not None:
-            return resumed
+        # Waiting for another run's work on this step never goes past the step's timeout.
+        deadline = time.monotonic() + float(req.step.timeout)
+        while True:
+            if not req.forced:
+                entry = await asyncio.to_thread(self._journal.lookup_done, req.key)
+                if entry is not None:
+                    return await self._from_cache(sid, rec, entry)
+            try:
+                resumed = await self._resume(sid, rec, req)
+                if resumed is not None:
+                    return resumed
+                return await self._attempts(sid, rec, req)
+            except Busy as busy:
+                # Another live run works on this key: wait for its outcome (outside any slot),
+                # then look again: its stored result, or its task to take over.
+                await self._wait_for_other_run(sid, req, busy.attempts, deadline)
+
+    async def _attempts(self, sid: str, rec: StepRecord, req: Request) -> list[StepImage]:
+        """Submit, wait, download; a task that ends FAILED with a transient code is sent again
+        (``retry:`` / ``task_attempts`` tries in all)."""
         step = req.step
         attempts = max(1, int(step.retry if step.retry is not None else self.options.task_attempts))
         for number in range(1, attempts + 1):
             state, attempt_id = await self._attempt(sid, rec, req, number)
             if state.status == "SUCCEEDED":
-                return await self._download(sid, rec, state, attempt_id)
+                return await self._download(sid, rec, state, attempt_id, float(step.timeout))
             error = rec.attempts[-1].error or ErrorInfo("Unknown", "task did not succeed")
             if number == attempts or not task_failure_is_transient(error.code) or self._stopping:
                 raise StepFailed(error)
@@ -201,9 +259,15 @@ class Scheduler(Recovery):
                     step=sid,
                     identity=identity,
                 )
-            parameters["seed"] = (
-                seed if seed is not None else random.SystemRandom().randint(0, _SEED_MAX)
-            )
+            if seed is None:
+                seed = await self._journal_call(
+                    self._journal.claim_seed,
+                    recipe=self._recipe_id,
+                    step=sid,
+                    identity=identity,
+                    seed=random.SystemRandom().randint(0, _SEED_MAX),
+                )
+            parameters["seed"] = seed
         key = step_key(step.function, step.prompt, parameters, inputs, self._realm)
         rec.key, rec.seed = key, int(parameters["seed"])
         forced = self.options.no_cache or sid in self.options.force

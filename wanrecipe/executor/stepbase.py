@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .. import wire
 from ..errors import BackendError, StoreError
@@ -30,7 +30,7 @@ from ..store import KeyBusy, StateDir
 from .budget import Budget
 from .identity import realm_of
 from .inputs import DEFAULT_UPLOAD_THRESHOLD, PreparedInput, StepImage
-from .lost import LostTaskFinder
+from .lost import LIST_RETRY_DELAYS, LostTaskFinder
 from .polling import DurationModel, PollPolicy
 from .quota import Quota, QuotaGate
 from .retry import RetryPolicy
@@ -63,12 +63,29 @@ class RunOptions:
     server_utc_offset_hours: float = 8.0
     #: The most this run may bill, USD (``--max-cost`` / ``budget: {max_usd}``); None: no cap.
     max_usd: Decimal | None = None
+    #: A submit got no answer and the task list cannot tell whether it created a task:
+    #: ``stop`` fails the step (a re-run looks again), ``resubmit`` submits again, warning
+    #: that this may pay twice (``run --resubmit-lost``).
+    lost_submit: Literal["stop", "resubmit"] = "stop"
+    #: Result downloads retry (and re-query expired URLs) for the step's timeout, but at
+    #: least this long.
+    download_min_s: float = 30.0
+    #: Waits before asking the task list again when it does not show a lost submit's task yet.
+    lost_list_delays: tuple[float, ...] = LIST_RETRY_DELAYS
 
 
 class StepFailed(Exception):
     def __init__(self, error: ErrorInfo) -> None:
         super().__init__(f"{error.code}: {error.message}")
         self.error = error
+
+
+class Busy(Exception):
+    """Another live run is working on this step's key (``attempts``): wait for it."""
+
+    def __init__(self, attempts: tuple[JournalAttempt, ...]) -> None:
+        super().__init__(f"busy: {len(attempts)} attempt(s) of another run")
+        self.attempts = attempts
 
 
 class Stopped(Exception):
@@ -124,6 +141,7 @@ class StepBase:
         self.budget = budget
         self.durations = durations or DurationModel(options.poll)
         self._t0 = time.monotonic()
+        self._started_wall = time.time()
         self._finished: dict[str, asyncio.Event] = {}
         self._outputs: dict[str, list[StepImage] | None] = {}
         self._stopping: str | None = None
@@ -134,19 +152,40 @@ class StepBase:
         self._wind_down_task: asyncio.Task[None] | None = None
         self._lost = LostTaskFinder(
             client, state.journal, utc_offset_hours=options.server_utc_offset_hours,
-            warn=self._warn,
+            warn=self._warn, retry_delays=options.lost_list_delays,
         )  # fmt: skip
         # One submit in flight at a time (intent -> submit -> task id journaled): a crash then
         # leaves at most one intent without its task id, and the task list names its task
         # without doubt (two lost submits at once could not be told apart). Costs nothing at
         # the service's 2 submits/s: a submit takes a round trip and two fsyncs.
         self._submitting = asyncio.Lock()
+        #: Tasks that may be ours (a lost submit sent again under ``lost_submit=resubmit``):
+        #: their billed images are added to the record at the end of the run.
+        self._possibly_billed: set[str] = set()
+        self._journal_path = str(state.journal.path)
+        self._mine: set[int] = set()
         self._incoming = state.path / "incoming"
         # A batch graph orders its own (row by row); a recipe by its longest chains.
         order = recipe.priorities() if hasattr(recipe, "priorities") else priorities(recipe)
         self._slots = PrioritySlots(
             self.gate, order, [s.id for s in recipe.steps if not recipe.deps(s.id)]
         )
+
+    def _working_on(self, attempt_id: int) -> None:
+        """This run now works on ``attempt_id``: other runs on the state dir wait for it."""
+        LIVE_ATTEMPTS.add((self._journal_path, attempt_id))
+        self._mine.add(attempt_id)
+
+    def _forget_mine(self) -> None:
+        for attempt_id in self._mine:
+            LIVE_ATTEMPTS.discard((self._journal_path, attempt_id))
+
+    def _worked_on(self, attempt: JournalAttempt) -> bool:
+        """Whether some live run is working on ``attempt`` right now: in this process, one
+        that registered it; elsewhere, a live owner (pid check, else heartbeat)."""
+        if is_mine(attempt):
+            return (self._journal_path, attempt.id) in LIVE_ATTEMPTS
+        return self._journal.owner_live(attempt)
 
     def elapsed(self) -> float:
         return time.monotonic() - self._t0
@@ -191,8 +230,13 @@ class StepBase:
         }
         if data:
             payload.update(data)
-        if rec.state in ("done", "cached"):
+        if rec.state in ("done", "cached", "unavailable"):
             payload["files"] = [r.path for r in rec.results]
+            # The emulator's engine labels, per file (None for a DashScope result).
+            payload["results"] = [
+                {"path": r.path, "fidelity": r.fidelity, "engine": r.engine, "note": r.note}
+                for r in rec.results
+            ]
         self._emit(
             Event(
                 "step", self.elapsed(), step=rec.id, state=rec.state, message=message, data=payload
@@ -208,7 +252,13 @@ def file_name(sid: str, index: int) -> str:
 
 
 def is_mine(attempt: JournalAttempt) -> bool:
+    """Recorded by this process (by any run in it)."""
     return attempt.owner_pid == os.getpid() and attempt.owner_host == socket.gethostname()
+
+
+#: (journal path, attempt id) of every attempt a run in this process is working on right now.
+#: Several runs may share a process (threads, a notebook); a pid check cannot tell them apart.
+LIVE_ATTEMPTS: set[tuple[str, int]] = set()
 
 
 def service_time(value: datetime | None) -> str | None:

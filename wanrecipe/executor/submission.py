@@ -3,7 +3,6 @@ created no task, looking a lost submit up in the task list), poll until terminal
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +13,8 @@ from ..report.record import Attempt, ErrorInfo, StepRecord
 from ..store import KeyBusy
 from .downloads import Downloads
 from .polling import PollStats, wait_for_task
-from .retry import submit_is_retryable
-from .stepbase import Request, StepFailed, Stopped, error_info, request_summary, service_time
+from .retry import out_of_time, submit_is_retryable
+from .stepbase import Busy, Request, StepFailed, Stopped, error_info, request_summary, service_time
 
 
 class Submission(Downloads):
@@ -27,9 +26,14 @@ class Submission(Downloads):
         async with self._slots.slot(sid):
             if self._stopping:
                 raise Stopped()
+            deadline = time.monotonic() + float(req.step.timeout)
             reserved = self._reserve(sid, req)
             try:
-                attempt_id, submitted = await self._submit(sid, rec, req)
+                attempt_id, submitted = await self._submit(sid, rec, req, deadline)
+            except Busy:
+                self._settle(reserved, 0)
+                rec.attempts.remove(attempt)  # nothing was sent
+                raise
             except BaseException:
                 self._settle(reserved, 0)  # not created (a lost submit was looked up)
                 raise
@@ -47,7 +51,7 @@ class Submission(Downloads):
         return state, attempt_id
 
     def _reserve(self, sid: str, req: Request) -> int:
-        """Reserve the most this task can bill; at the budget, stop submitting."""
+        """Reserve the most this task can bill; a step that does not fit is skipped."""
         if self.budget is None:
             return 0
         images = int(req.parameters.get("n", 1) or 1)
@@ -127,12 +131,18 @@ class Submission(Downloads):
                 )
         return state
 
-    async def _submit(self, sid: str, rec: StepRecord, req: Request) -> tuple[int, Any]:
-        """Journal the intent, then submit; returns (attempt id, submit result)."""
+    async def _submit(
+        self, sid: str, rec: StepRecord, req: Request, deadline: float
+    ) -> tuple[int, Any]:
+        """Journal the intent, then submit; returns (attempt id, submit result).
+
+        Retried: throttling (its own budget), refusals (5xx JSON answers) and what surely never
+        reached the service, with backoff until ``deadline`` (monotonic). A submit that may have
+        reached the service is never sent again before the task list says it created nothing.
+        """
         policy = self.options.retry
         failures = throttles = 0
         attempt_id: int | None = None
-        created = time.time()
         while True:
             if self._stopping:
                 if attempt_id is not None:
@@ -140,29 +150,37 @@ class Submission(Downloads):
                         self._journal.record_abandoned, attempt_id, "stopped before the submit"
                     )
                 raise Stopped()
-            async with self._submitting, self.gate.submission():
-                if attempt_id is None:
-                    attempt_id = await self._intent(sid, req)
-                    created = time.time()
-                try:
-                    submitted = await self.client.submit(
-                        req.step.function,
-                        req.step.prompt,
-                        req.image.value,
-                        req.mask.value if req.mask else None,
-                        req.parameters,
-                        oss_resolve=req.image.is_oss or bool(req.mask and req.mask.is_oss),
-                    )
-                except BackendError as exc:
-                    error = exc
-                else:
-                    await self._journal_call(
-                        self._journal.record_submitted,
-                        attempt_id,
-                        submitted.task_id,
-                        submitted.request_id,
-                    )
-                    return attempt_id, submitted
+            # The run's submit lock is held until the outcome of this submit is known, the
+            # lost-task lookup included: no other submit of this run can put a second unknown
+            # task into the task list while we look ours up.
+            async with self._submitting:
+                async with self.gate.submission():
+                    if attempt_id is None:
+                        attempt_id = await self._intent(sid, req)
+                    sent_at = time.time()
+                    try:
+                        submitted = await self.client.submit(
+                            req.step.function,
+                            req.step.prompt,
+                            req.image.value,
+                            req.mask.value if req.mask else None,
+                            req.parameters,
+                            oss_resolve=req.image.is_oss or bool(req.mask and req.mask.is_oss),
+                        )
+                    except BackendError as exc:
+                        error = exc
+                    else:
+                        await self._journal_call(
+                            self._journal.record_submitted,
+                            attempt_id,
+                            submitted.task_id,
+                            submitted.request_id,
+                        )
+                        return attempt_id, submitted
+                if isinstance(error, TransportError) and not submit_is_retryable(error):
+                    adopted = await self._lost_submit(sid, req, attempt_id, error, sent_at)
+                    if adopted is not None:
+                        return attempt_id, adopted
             if error.status == 429:
                 throttles += 1
                 if throttles > policy.throttle_attempts:
@@ -173,59 +191,90 @@ class Submission(Downloads):
                 await self._sleep(policy.throttle_delay(throttles))
                 continue
             failures += 1
-            if isinstance(error, TransportError) and not submit_is_retryable(error):
-                # The request may have reached the service: find its task before anything else.
-                self._warn(
-                    f"{sid}: the submit got no answer; a task may have been created: "
-                    "looking for it in the task list"
-                )
-                await asyncio.sleep(1.0)
-                task_id = await self._lost.find(created)
-                if task_id is not None:
-                    self._warn(f"{sid}: found task {task_id}; waiting for it")
-                    await self._journal_call(
-                        self._journal.record_submitted, attempt_id, task_id, None
-                    )
-                    return attempt_id, Adopted(task_id)
-                if failures >= policy.attempts:
-                    info = error_info(error)
-                    info.message += (
-                        " (the request may have reached the service: a task may "
-                        "have been created and billed)"
-                    )
-                    raise StepFailed(info)
-                self._warn(f"{sid}: no task of that submit in the task list; submitting again")
-            elif not submit_is_retryable(error) or failures >= policy.attempts:
+            delay = policy.delay(failures)
+            lost = isinstance(error, TransportError) and not submit_is_retryable(error)
+            if not lost and not submit_is_retryable(error):
                 await self._journal_call(
                     self._journal.record_failed, attempt_id, error.code, error.message
                 )
                 raise StepFailed(error_info(error))
-            await self._sleep(policy.delay(failures))
+            if out_of_time(policy, failures, delay, deadline):
+                # Checked: no task was created (refused, never sent, or not in the task list).
+                await self._journal_call(
+                    self._journal.record_failed, attempt_id, error.code, error.message
+                )
+                info = error_info(error)
+                info.message += f" (gave up after {failures} tries within the step's timeout)"
+                raise StepFailed(info)
+            if failures == 1 or failures % 5 == 0:
+                self._warn(
+                    f"{sid}: submit failed ({error.code}); retrying with backoff "
+                    f"(try {failures + 1})"
+                )
+            await self._sleep(delay)
+
+    async def _lost_submit(
+        self, sid: str, req: Request, attempt_id: int, error: BackendError, sent_at: float
+    ) -> Adopted | None:
+        """A submit that may have created a task: find it, or be sure there is none.
+
+        Returns the adopted task, or None when the task list shows no task of that submit (it
+        may be sent again). When the list cannot tell, the step stops (``lost_submit="stop"``,
+        the default: the intent stays in the journal and a re-run looks again) or, with
+        ``lost_submit="resubmit"``, submits again saying that it may pay twice.
+        """
+        self._warn(
+            f"{sid}: the submit got no answer ({error.code}); a task may have been created: "
+            "looking for it in the task list"
+        )
+        n = int(req.parameters.get("n", 1) or 1)
+        found = await self._lost.find(sent_at, time.time(), n)
+        if found.verdict == "found" and found.task_id is not None:
+            self._warn(f"{sid}: found task {found.task_id}; waiting for it")
+            await self._journal_call(
+                self._journal.record_submitted, attempt_id, found.task_id, None
+            )
+            return Adopted(found.task_id)
+        if found.verdict == "none":
+            self._warn(f"{sid}: no task of that submit in the task list; submitting again")
+            return None
+        why = found.reason or "the task list cannot tell"
+        if self.options.lost_submit == "resubmit":
+            self._warn(
+                f"{sid}: cannot tell whether the lost submit created a task ({why}); "
+                "submitting again as lost_submit=resubmit says: this may pay twice"
+            )
+            self._possibly_billed.update(found.candidates)
+            return None
+        raise StepFailed(
+            ErrorInfo(
+                "LostSubmit",
+                f"the submit got no answer and the task list cannot tell whether it created a "
+                f"task ({why}); not submitting again, as that could pay twice. Run again to "
+                "look again, or use --resubmit-lost to submit anyway",
+                task_id=found.candidates[0] if len(found.candidates) == 1 else None,
+            )
+        )
 
     async def _intent(self, sid: str, req: Request) -> int:
         request = {**request_summary(req), **req.meta}
-        while True:
-            try:
-                attempt_id: int = await self._journal_call(
-                    self._journal.record_intent,
-                    req.key,
-                    step=sid,
-                    recipe=self._recipe_id,
-                    backend=self.backend,
-                    request=request,
-                    seed=int(req.parameters["seed"]),
-                    exclusive=not req.forced,
-                )
-                return attempt_id
-            except KeyBusy:
-                # Another run took the key between our lookup and now: wait for it.
-                self._warn(f"{sid}: another run is working on this step; waiting")
-                await self._sleep(1.0)
-                entry = await asyncio.to_thread(self._journal.lookup_done, req.key)
-                if entry is not None:
-                    raise StepFailed(
-                        ErrorInfo("Busy", "another run finished this step; run again to use it")
-                    ) from None
+        try:
+            attempt_id: int = await self._journal_call(
+                self._journal.record_intent,
+                req.key,
+                step=sid,
+                recipe=self._recipe_id,
+                backend=self.backend,
+                request=request,
+                seed=int(req.parameters["seed"]),
+                exclusive=not req.forced,
+            )
+            self._working_on(attempt_id)
+            return attempt_id
+        except KeyBusy as exc:
+            # Another run took the key between our lookup and now: wait for it (the
+            # caller does, outside the slot and the submit lock).
+            raise Busy(exc.attempts) from None
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ _STYLE = {
     "done": "green",
     "cached": "green",
     "failed": "bold red",
+    "unavailable": "bold magenta",
     "skipped": "yellow",
 }
 
@@ -94,7 +95,7 @@ class LiveTable:
             row.state = event.state or row.state
             if row.started is None and row.state != "waiting":
                 row.started = event.t
-            if row.state in ("done", "failed", "skipped", "cached"):
+            if row.state in ("done", "failed", "skipped", "cached", "unavailable"):
                 row.ended = event.t
             row.images = int(event.data.get("images", row.images))
             self.images = int(event.data.get("run_images", self.images))

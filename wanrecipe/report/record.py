@@ -16,7 +16,17 @@ from .. import wire
 from .files import write_text_atomic
 
 StepState = Literal[
-    "waiting", "submitted", "running", "downloading", "done", "failed", "skipped", "cached"
+    "waiting",
+    "submitted",
+    "running",
+    "downloading",
+    "done",
+    "failed",
+    "skipped",
+    "cached",
+    # The task succeeded and was billed, but its image could not be downloaded: not an
+    # ordinary failure. ``error.task_id`` names the task; a re-run re-attaches to it.
+    "unavailable",
 ]
 RECORD_VERSION = 1
 
@@ -39,6 +49,11 @@ class ResultFile:
     width: int
     height: int
     url: str  # redacted (no query string)
+    #: The emulator's engine labels (``real`` | ``approximate`` | ``placeholder``, engine
+    #: name, one-line note) from the PNG's text chunks; None for a DashScope result.
+    fidelity: str | None = None
+    engine: str | None = None
+    note: str | None = None
 
 
 @dataclass
@@ -108,10 +123,14 @@ class RunRecord:
     version: int = RECORD_VERSION
     #: "run"; the top of a batch directory holds a "batch" record (report/batch_record.py).
     kind: Literal["run"] = "run"
+    #: Billed images of tasks that may be this run's but could not be tied to a step (a lost
+    #: submit sent again under ``lost_submit=resubmit``): counted, so the cost is not low.
+    unattributed_images: int = 0
+    unattributed_tasks: list[str] = field(default_factory=list)
 
     @property
     def images_billed(self) -> int:
-        return sum(s.images_billed for s in self.steps.values())
+        return sum(s.images_billed for s in self.steps.values()) + self.unattributed_images
 
     @property
     def cost_usd(self) -> Decimal:
@@ -120,6 +139,11 @@ class RunRecord:
     @property
     def failed(self) -> list[StepRecord]:
         return [s for s in self.steps.values() if s.state == "failed"]
+
+    @property
+    def unavailable(self) -> list[StepRecord]:
+        """Steps whose paid result could not be downloaded (see ``StepState``)."""
+        return [s for s in self.steps.values() if s.state == "unavailable"]
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

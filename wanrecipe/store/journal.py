@@ -44,11 +44,12 @@ from typing import Any, Final, Literal, cast
 
 from ..errors import StoreError
 from .blobs import BlobStore
+from .liveness import _SCHEMA_V2, Liveness
 
 AttemptState = Literal["intent", "submitted", "done", "failed", "abandoned"]
 CacheVerdict = Literal["cached", "reattach", "dangling", "miss"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 DEFAULT_MAX_AGE_S: Final = 24 * 3600.0
 UNFINISHED: Final = ("intent", "submitted")
@@ -224,7 +225,7 @@ class JournalStats:
     blob_bytes: int
 
 
-class Journal:
+class Journal(Liveness):
     """The attempts database (``state.db``). See the module docstring for the guarantees."""
 
     def __init__(
@@ -292,7 +293,11 @@ class Journal:
                 for statement in _SCHEMA_V1.split(";"):
                     if statement.strip():
                         db.execute(statement)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version < 2:
+                for statement in _SCHEMA_V2.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

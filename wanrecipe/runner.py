@@ -216,6 +216,7 @@ async def _execute(
     state: Any,
 ) -> RunRecord:
     from .backends.dashscope import DashScopeClient
+    from .executor.ledger import close_gate, open_gate
     from .executor.scheduler import RunOptions, Scheduler
     from .recipe.render import render_outputs, render_step
 
@@ -246,6 +247,14 @@ async def _execute(
                 },
             )
         )
+        # The embedded emulator is this process's own; any other server's quota is shared
+        # with the other runs using this state directory.
+        gate = open_gate(
+            options.quota,
+            shared_in=state.path if backend.kind != "local" else None,
+            base_url=base_url,
+            api_key=backend.api_key,
+        )
         async with DashScopeClient(base_url, backend.api_key) as client:
             scheduler = Scheduler(
                 recipe,
@@ -258,6 +267,7 @@ async def _execute(
                 on_event=on_event,
                 state=state,
                 durations=_load_durations(state.path, backend.label, options.poll),
+                gate=gate,
             )
             interrupts = 0
 
@@ -287,6 +297,7 @@ async def _execute(
                 if handle_signals:
                     loop.remove_signal_handler(signal.SIGINT)
                     loop.remove_signal_handler(signal.SIGTERM)
+                await close_gate(gate)
             elapsed = scheduler.elapsed()
             _save_durations(state.path, backend.label, scheduler.durations)
             interrupted = scheduler.stopping is not None and not options.fail_fast
@@ -302,7 +313,9 @@ async def _execute(
     record.outputs = outputs
     record.elapsed_s = round(elapsed, 3)
     record.finished = datetime.now(UTC).isoformat(timespec="seconds")
-    if interrupted:
+    if scheduler.budget_reached:
+        record.status = "budget"
+    elif interrupted:
         record.status = "interrupted"
     elif record.failed or record.unavailable or outputs_failed:
         record.status = "failed"

@@ -135,7 +135,8 @@ def run_global(job: Job) -> Outcome:
     ops = {name: op for name, _, op in RULES}
     for name in names:
         out = ops[name](out, a)
-    return Outcome(np.ascontiguousarray(out), "real", "rules", {"rules": ",".join(names)})
+    note = "global adjustment: " + ", ".join(names)
+    return Outcome(np.ascontiguousarray(out), "real", "rules", {"rules": ",".join(names)}, note)
 
 
 REMOVAL_WORDS = (

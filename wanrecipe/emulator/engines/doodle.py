@@ -93,4 +93,5 @@ def run(job: Job) -> Outcome:
         "regions": str(len(order)),
         "lines": "given sketch" if is_sketch else "extracted from photo",
     }
-    return Outcome(out, "approximate", "lineart+flatfill", notes)
+    note = "line art kept, closed regions filled with flat colours; no new content drawn"
+    return Outcome(out, "approximate", "lineart+flatfill", notes, note)

@@ -123,8 +123,9 @@ def run_all(job: Job) -> Outcome:
     gold = words.has_any(job.prompt, GOLD_WORDS)
     styled, name = gold_foil(job.rgb, job) if gold else (picture_book(job.rgb, job), "picture-book")
     amount = 0.25 + 0.75 * strength
+    note = f"{name} style rendered procedurally (not Wan's learned look), strength {strength:g}"
     return Outcome(
-        blend(job.rgb, styled, amount), "approximate", name, {"strength": f"{strength:g}"}
+        blend(job.rgb, styled, amount), "approximate", name, {"strength": f"{strength:g}"}, note
     )
 
 

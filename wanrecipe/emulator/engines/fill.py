@@ -94,7 +94,8 @@ def fill_holes(
     rgb: np.ndarray, hole: np.ndarray, seed: int, budget: Budget, *, grow: int = 2
 ) -> tuple[np.ndarray, str]:
     """Fill ``hole`` (HxW bool). Returns the image and the method used ("patchmatch", "telea",
-    "patchmatch+telea" when the budget ran out part-way, or "none" for an empty hole)."""
+    "patchmatch+telea(budget)" when the budget ran out part-way, or "none" for an empty hole).
+    A method naming "budget" is a fallback: label such a result ``approximate``."""
     if not hole.any():
         return rgb.copy(), "none"
     if grow:
@@ -115,7 +116,7 @@ def fill_holes(
         region = out[y0:y1, x0:x1]
         if not budget.allow(patchmatch_cost(region.shape[1], region.shape[0], int(part.sum()))):
             out[y0:y1, x0:x1] = telea(region, part)
-            used.add("telea")
+            used.add("telea(budget)")
         else:
             out[y0:y1, x0:x1] = fill_region(region, part, seed + i)
             used.add("patchmatch")

@@ -27,9 +27,9 @@ Fidelity = Literal["real", "approximate", "placeholder"]
 DEFAULT_MAX_OUTPUT_PIXELS = 64 * 1024 * 1024
 
 
-#: Per-function budgets (seconds) for the heavy steps, sized to the 2-core targets at 1024².
-#: remove_watermark's is smaller because text detection (up to ~0.5 s) comes first.
-DEFAULT_TIME_BUDGETS: Mapping[str, float] = {"expand": 10.0, "remove_watermark": 1.0}
+#: Per-function budgets (predicted CPU seconds) for the heavy steps, sized to the targets at
+#: 1024² (docs/engines.md): expand <= 6 CPU-s, the others <= 2 (text detection comes first).
+DEFAULT_TIME_BUDGETS: Mapping[str, float] = {"expand": 5.0, "remove_watermark": 1.6}
 
 
 class OutputTooLargeError(ImageInputError):

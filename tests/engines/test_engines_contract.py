@@ -68,6 +68,7 @@ def test_every_function_is_sized_and_labelled(render: Render, function: str) -> 
         "stylization_local": "approximate",
         "colorization": "approximate",
         "doodle": "approximate",
+        "expand": "approximate",
     }.get(function, "real")
     assert result.fidelity == expected_fidelity
 

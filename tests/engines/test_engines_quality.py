@@ -41,7 +41,7 @@ def test_super_resolution_factor_one_keeps_size_and_stays_close(render: Render) 
 
 
 def test_remove_watermark_restores_the_text_region(render: Render) -> None:
-    clean = scenes.landscape(SIZE)
+    clean = scenes.landscape(512)
     marked, text = scenes.with_text(clean)
     region = cv2.dilate(text.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
     result, out = render("remove_watermark", marked)
@@ -113,7 +113,8 @@ def test_expand_keeps_original_pixels_exactly(
     left = round(512 * (scales["left_scale"] - 1) / 2)
     top = round(512 * (scales["top_scale"] - 1) / 2)
     assert np.array_equal(out[top : top + 512, left : left + 512], img)
-    assert result.fidelity == "real" and result.engine == "expand:patchmatch"
+    # The prompt cannot add content: never labelled real.
+    assert result.fidelity == "approximate" and result.engine == "expand:patchmatch"
     # The new border is synthesised from the image, not a flat or smeared copy of the edge.
     border = out[:, :left] if left else out[top + 512 :]
     assert float(border.astype(np.float32).std()) > 10
@@ -205,7 +206,7 @@ def test_stylization_local_renders_each_material_on_a_region(
     result, out = render("stylization_local", img, prompt)
     assert result.engine == f"material:{material}" and result.fidelity == "approximate"
     changed = np.abs(out.astype(np.int16) - img).max(axis=2) > 12
-    assert 0.01 < changed.mean() < 0.6  # a region, not the whole frame
+    assert 0.01 < changed.mean() < 0.7  # a region, not the whole frame
     corners = np.concatenate([changed[:40, :40].ravel(), changed[:40, -40:].ravel()])
     assert not corners.any()
 

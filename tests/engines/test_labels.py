@@ -30,8 +30,9 @@ def test_the_three_labels_come_first_and_read_without_a_decode():
 
 
 def test_a_non_latin_note_travels_as_itxt():
+    note = "placeholder: 没有规则 '戴上墨镜'"
     png = encode_png(scenes.landscape(32), function="description_edit", fidelity="placeholder",
-                     engine="identity", notes={}, note="placeholder: 没有规则 '戴上墨镜'")  # fmt: skip
+                     engine="identity", notes={}, note=note)  # fmt: skip
     assert labels.read_labels(png)[labels.NOTE_KEY] == "placeholder: 没有规则 '戴上墨镜'"
     assert b"iTXtwanrecipe:note" in png
 

@@ -33,7 +33,7 @@ def test_chroma_error_beats_grey_and_the_previous_engine(render: Render) -> None
 
 def test_default_never_paints_green_or_blue_below_the_sky(render: Render) -> None:
     for name in ("astronaut", "chelsea", "coffee"):
-        result, out = render("colorization", photos.grey3(photos.photo(name)))
+        _, out = render("colorization", photos.grey3(photos.photo(name)))
         ab = lab(out)[..., 1:]
         assert float((ab[..., 0] < -6).mean()) < 0.01, f"{name}: green appears"
         bottom = ab[ab.shape[0] // 2 :]

@@ -22,7 +22,9 @@ def test_a_photo_without_text_comes_back_unchanged(render: Render, name: str) ->
     assert "no text" in result.note
 
 
-def overlay(rgb: np.ndarray, text: str, alpha: int, xy: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def overlay(
+    rgb: np.ndarray, text: str, alpha: int, xy: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
     """``rgb`` with a white line of ``text`` at opacity ``alpha``/255, and where its glyphs are."""
     base = Image.fromarray(rgb).convert("RGBA")
     layer = Image.new("RGBA", base.size, (0, 0, 0, 0))

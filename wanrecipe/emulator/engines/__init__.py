@@ -168,9 +168,7 @@ def render(request: EditRequest) -> EditResult:
     return EditResult(png, out_w, out_h, fidelity, outcome.engine, dict(outcome.notes), note)
 
 
-def honest_label(
-    fidelity: Fidelity, note: str, before: Any, after: Any
-) -> tuple[Fidelity, str]:
+def honest_label(fidelity: Fidelity, note: str, before: Any, after: Any) -> tuple[Fidelity, str]:
     """The label an output may carry: never ``real`` when it equals its input (nothing was
     edited, whatever the engine believes), and the note then says the input came back."""
     from .labels import one_line

@@ -86,10 +86,8 @@ def _place_hints(
                 sky = regions.sky(lum, strict=False)
             if subj is None:
                 subj = regions.subject(rgb, job.cv_seed("subject"), exclude=sky)
-            if region == "subject":
-                mask = subj
-            else:  # background: what is not the subject
-                mask = None if subj is None else ~subj
+            # The background is what is not the subject.
+            mask = subj if region == "subject" or subj is None else ~subj
         if mask is None or not mask.any():
             skipped.append(f"{hint.name} ({region} not found)")
             continue

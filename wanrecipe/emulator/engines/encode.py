@@ -100,11 +100,8 @@ def encode_png(
         Image.fromarray(rgb, "RGB").save(buf, format="PNG", compress_level=level)
         data = memoryview(buf.getvalue())
     # The label chunks right after the signature and IHDR (8 + 25 bytes).
-    head = (
-        chunks.label_chunks(fidelity, engine, note or engine)
-        + chunks.chunk(
-            b"iTXt", TEXT_KEY.encode("latin-1") + b"\0\0\0\0\0" + text.encode("utf-8")
-        )
+    head = chunks.label_chunks(fidelity, engine, note or engine) + chunks.chunk(
+        b"iTXt", TEXT_KEY.encode("latin-1") + b"\0\0\0\0\0" + text.encode("utf-8")
     )
     return b"".join((data[:33], head, data[33:]))
 

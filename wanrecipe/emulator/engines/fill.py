@@ -97,7 +97,9 @@ def fill_region(
         small_hole = cv2.resize(hole.astype(np.uint8), (ww, wh), interpolation=cv2.INTER_AREA) > 0
         small_ex = None
         if exclude is not None:
-            small_ex = cv2.resize(exclude.astype(np.uint8), (ww, wh), cv2.INTER_NEAREST) > 0
+            small_ex = (
+                cv2.resize(exclude.astype(np.uint8), (ww, wh), interpolation=cv2.INTER_NEAREST) > 0
+            )
         filled = cv2.resize(
             _patchmatch(small, small_hole, seed, small_ex), (w, h), interpolation=cv2.INTER_CUBIC
         )

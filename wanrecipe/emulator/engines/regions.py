@@ -19,22 +19,21 @@ from .saliency import main_object
 def texture(lum: np.ndarray, k: int = 9) -> np.ndarray:
     """Local standard deviation of ``lum`` (float in [0, 1]) over a k x k window."""
     mean = cv2.blur(lum, (k, k))
-    return np.sqrt(np.clip(cv2.blur(lum * lum, (k, k)) - mean * mean, 0, None))
+    return np.asarray(np.sqrt(np.clip(cv2.blur(lum * lum, (k, k)) - mean * mean, 0, None)))
 
 
 def _touching(mask: np.ndarray, edge: str, min_width: float, min_area: float) -> np.ndarray:
     """Components of ``mask`` touching ``edge`` ("top"/"bottom"), wide and large enough, whose
     centre lies in that half of the frame."""
     h, w = mask.shape
-    count, labels, stats, centres = cv2.connectedComponentsWithStats(mask.astype(np.uint8), 4)
+    count, labels, stats, centres = cv2.connectedComponentsWithStats(
+        mask.astype(np.uint8), connectivity=4
+    )
     out: np.ndarray = np.zeros((h, w), bool)
     for i in range(1, count):
-        x, y, bw, bh, area = (int(v) for v in stats[i])
+        _, y, bw, bh, area = (int(v) for v in stats[i])
         cy = float(centres[i][1]) / h
-        if edge == "top":
-            touches = y == 0 and cy < 0.45
-        else:
-            touches = y + bh == h and cy > 0.55
+        touches = (y == 0 and cy < 0.45) if edge == "top" else (y + bh == h and cy > 0.55)
         if touches and bw >= min_width * w and area >= min_area * h * w:
             out |= labels == i
     return out

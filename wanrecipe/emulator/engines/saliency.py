@@ -105,7 +105,8 @@ def main_object(rgb: np.ndarray, seed: int) -> np.ndarray:
     if count > 1:
         biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
         fg = (labels == biggest).astype(np.uint8)
-    fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+    fg = np.asarray(cv2.morphologyEx(fg, cv2.MORPH_CLOSE, kernel), np.uint8)
     share = float(fg.mean())
     if share < 0.15 or share > 0.97:
         # GrabCut found no convincing object (grey inputs give it little to go on): the

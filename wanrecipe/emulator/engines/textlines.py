@@ -69,15 +69,21 @@ def glyph_check(strokes: np.ndarray) -> bool:
     widths = []
     for i in tall:
         x, y, w, h = (int(v) for v in stats[i, :4])
-        widths.append(2.0 * float(dist[y : y + h, x : x + w][labels[y : y + h, x : x + w] == i].max()))
+        widths.append(
+            2.0 * float(dist[y : y + h, x : x + w][labels[y : y + h, x : x + w] == i].max())
+        )
     # Strokes are thin: a glyph is a few strokes, not a filled blob.
     return float(np.median(widths)) <= 0.4 * med
 
 
 def _lines(response: np.ndarray, level: float, k: int, light: bool) -> list[Line]:
     wh = response.shape[0]
-    strokes = (response >= level).astype(np.uint8)
-    strokes = cv2.morphologyEx(strokes, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
+    strokes = np.asarray(
+        cv2.morphologyEx(
+            (response >= level).astype(np.uint8), cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)
+        ),
+        np.uint8,
+    )
     joined = cv2.morphologyEx(
         strokes, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * k + 1, 3))
     )

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from . import textdet, textlines
-from .common import Job, Outcome
+from .common import Fidelity, Job, Outcome
 from .fill import fill_holes, telea
 
 #: Opacity range where undoing the blend beats inpainting: below, the mark is barely there;
@@ -83,7 +83,7 @@ def unblend(rgb: np.ndarray, marks: np.ndarray) -> tuple[np.ndarray, np.ndarray,
             continue
         core = usable & (np.abs(alpha_px - alpha) <= max(0.08, 0.25 * alpha))
         restored = (img - alpha * colour) / (1.0 - alpha)
-        bad = ((restored < -8) | (restored > 263)).any(axis=2)
+        bad = np.asarray(((restored < -8) | (restored > 263)).any(axis=2), bool)
         if float(bad[core].mean()) > 0.1:
             continue  # the estimate does not explain these pixels: inpaint them instead
         core &= ~bad
@@ -113,11 +113,10 @@ def run(job: Job) -> Outcome:
         method = "unblend"
     elif unblended:
         method = f"unblend+{method}"
-    fidelity = "approximate" if "budget" in method else "real"
+    fidelity: Fidelity = "approximate" if "budget" in method else "real"
     note = f"removed {found} mark pixels ({detector}): " + (
         f"{unblended} semi-transparent line(s) unblended, the rest inpainted ({method})"
         if unblended
         else f"inpainted ({method})"
     )
     return Outcome(out, fidelity, f"{detector}+{method}", {"mark_pixels": str(found)}, note)
-

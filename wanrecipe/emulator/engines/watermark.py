@@ -63,7 +63,9 @@ def unblend(rgb: np.ndarray, marks: np.ndarray) -> tuple[np.ndarray, np.ndarray,
         hole = marks[y0:y1, x0:x1] & (labels[y0:y1, x0:x1] == i)
         if hole.sum() < 20:
             continue
-        ground = telea(crop, hole, 3).astype(np.float32)  # smooth guess of what is under
+        # A smooth guess of what is under, from pixels clear of the mark's antialiased rims.
+        wide = cv2.dilate(hole.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        ground = telea(crop, wide, 3).astype(np.float32)
         img = crop.astype(np.float32)
         lum_i = img @ np.array([0.299, 0.587, 0.114], np.float32)
         lum_g = ground @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -74,14 +76,23 @@ def unblend(rgb: np.ndarray, marks: np.ndarray) -> tuple[np.ndarray, np.ndarray,
         if usable.sum() < 20:
             continue
         alpha_px = np.clip((lum_i - lum_g) / np.where(np.abs(room) < 1, 1, room), 0, 1)
-        # The covered core: the upper half of the estimates (rims are antialiased, lower).
+        # The covered core: the upper of two clusters (Otsu) of the estimates; the lower one is
+        # the antialiased rims and the ground a generous mask takes in.
         vals = alpha_px[usable]
-        core_vals = vals[vals >= np.quantile(vals, 0.5)]
+        level, _ = cv2.threshold(
+            np.round(vals * 255).astype(np.uint8).reshape(-1, 1), 0, 255,
+            cv2.THRESH_BINARY + cv2.THRESH_OTSU,
+        )  # fmt: skip
+        core_vals = vals[vals * 255 > level]
+        if core_vals.size < 20:
+            continue
         alpha = float(np.median(core_vals))
         q1, q3 = np.quantile(core_vals, [0.25, 0.75])
         if not (UNBLEND_ALPHA[0] <= alpha <= UNBLEND_ALPHA[1]) or q3 - q1 > UNBLEND_SPREAD:
             continue
-        core = usable & (np.abs(alpha_px - alpha) <= max(0.08, 0.25 * alpha))
+        # Fully covered pixels only: a rim pixel (partly covered) restored with the full opacity
+        # would come out too dark (light marks) or too light; those are inpainted instead.
+        core = usable & (alpha_px >= alpha - 0.06) & (alpha_px <= alpha + 0.2)
         restored = (img - alpha * colour) / (1.0 - alpha)
         bad = np.asarray(((restored < -8) | (restored > 263)).any(axis=2), bool)
         if float(bad[core].mean()) > 0.1:
@@ -95,9 +106,14 @@ def unblend(rgb: np.ndarray, marks: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 
 def run(job: Job) -> Outcome:
-    boxes = textdet.detect_boxes(job.rgb)
+    boxes = textdet.detect(job.rgb)
+    read = ""
     if boxes is not None:
-        marks, detector = strokes_in_boxes(job.rgb, boxes), "ppocr-det"
+        marks = strokes_in_boxes(job.rgb, textdet.box_mask(job.rgb.shape, boxes))
+        detector = "ppocr-det"
+        texts = [b.text for b in boxes if b.text]
+        if texts:
+            read = " (read: " + "; ".join(f"'{t[:30]}'" for t in texts[:3]) + ")"
     else:
         marks, _lines = textlines.detect(job.rgb)
         detector = "text-detect"
@@ -114,7 +130,7 @@ def run(job: Job) -> Outcome:
     elif unblended:
         method = f"unblend+{method}"
     fidelity: Fidelity = "approximate" if "budget" in method else "real"
-    note = f"removed {found} mark pixels ({detector}): " + (
+    note = f"removed {found} mark pixels ({detector}){read}: " + (
         f"{unblended} semi-transparent line(s) unblended, the rest inpainted ({method})"
         if unblended
         else f"inpainted ({method})"

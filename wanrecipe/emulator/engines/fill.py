@@ -18,12 +18,25 @@ from .common import Budget, working_size
 PATCHMATCH_MAX_PIXELS = 700_000
 
 
-def patchmatch_cost(width: int, height: int, hole_pixels: int) -> float:
+def patchmatch_cost(width: int, height: int, hole_pixels: int, edge_pixels: int = 0) -> float:
     """CPU seconds PatchMatch (patch 3) takes on a region: a least-squares fit of
-    ``time.process_time`` over 36 runs on four real photos (200² to 512², holes of 2 to 30 %;
-    benchmarks/bench_engines.py prints the model against measured times)."""
+    ``time.process_time`` over 36 runs on four real photos (200² to 512², square holes of 2 to
+    30 %), plus a term for the hole's boundary (``edge_pixels``) fitted on lines of text at
+    1024² (2.4 s for 22 k hole pixels with 3 k of boundary; 0.2 s at half that size): thin,
+    long holes cost far more than compact ones, and super-linearly.
+    benchmarks/bench_engines.py prints the model against measured times."""
     scale = min(1.0, PATCHMATCH_MAX_PIXELS / float(width * height))
-    return 0.12 + 1.7e-6 * width * height * scale + 20e-6 * hole_pixels * scale
+    return (
+        0.12
+        + (1.7e-6 * width * height + 20e-6 * hole_pixels) * scale
+        + 0.15e-6 * float(edge_pixels) ** 2 * scale
+    )
+
+
+def edge_count(hole: np.ndarray) -> int:
+    """Boundary pixels of ``hole`` (those with a non-hole 4-neighbour)."""
+    inner = cv2.erode(hole.astype(np.uint8), np.ones((3, 3), np.uint8))
+    return int(hole.sum() - inner.sum())
 
 
 def _load_patchmatch() -> ModuleType | None:
@@ -69,7 +82,9 @@ def _patchmatch(
 
 def _roi(box: tuple[int, int, int, int], shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     x, y, w, h = box
-    band = max(48, 2 * min(w, h))
+    # Sources close by: PatchMatch's cost grows with the region, its results barely with a
+    # wider band (lines of text are thin).
+    band = max(32, min(w, h))
     x0, y0 = max(0, x - band), max(0, y - band)
     x1, y1 = min(shape[1], x + w + band), min(shape[0], y + h + band)
     return x0, y0, x1, y1
@@ -134,12 +149,20 @@ def fill_holes(
         x0, y0, x1, y1 = _roi(tuple(int(v) for v in stats[i, :4]), rgb.shape)  # type: ignore[arg-type]
         part = hole[y0:y1, x0:x1] & (labels[y0:y1, x0:x1] == i)
         region = out[y0:y1, x0:x1]
-        if not budget.allow(patchmatch_cost(region.shape[1], region.shape[0], int(part.sum()))):
-            out[y0:y1, x0:x1] = telea(region, part)
-            used.add("telea(budget)")
-        else:
-            # The other holes in this region are never sources (no mark is copied over a mark).
-            others = hole[y0:y1, x0:x1] & ~part
+        rw, rh = region.shape[1], region.shape[0]
+        holes, edges = int(part.sum()), edge_count(part)
+        # The other holes in this region are never sources (no mark is copied over a mark).
+        others = hole[y0:y1, x0:x1] & ~part
+        if budget.allow(patchmatch_cost(rw, rh, holes, edges)):
             out[y0:y1, x0:x1] = fill_region(region, part, seed + i, exclude=others)
             used.add("patchmatch")
+        elif budget.allow(patchmatch_cost(rw // 2, rh // 2, holes // 4, edges // 2)):
+            # At half size: a quarter of the work, detail in the hole a little softer.
+            out[y0:y1, x0:x1] = fill_region(
+                region, part, seed + i, max(1, rw * rh // 4), exclude=others
+            )
+            used.add("patchmatch(1/2)")
+        else:
+            out[y0:y1, x0:x1] = telea(region, part)
+            used.add("telea(budget)")
     return out, "+".join(sorted(used))

@@ -141,9 +141,8 @@ def quality() -> None:
     import cv2
     import numpy as np
 
-    photos, scenes = _photos()
+    photos, _ = _photos()
     from tests.engines.test_photos_watermark import CLEAN, overlay
-
     from wanrecipe.emulator.engines import common, fill, super_resolution
 
     print("\nsuper_resolution x2 (512² -> 1024², PSNR dB against the original photo)")

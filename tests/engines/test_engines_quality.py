@@ -9,7 +9,7 @@ import pytest
 from . import scenes
 from .conftest import Render
 
-SIZE = 768
+SIZE = 384
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -96,27 +96,27 @@ def test_recolour_inside_the_mask(render: Render, prompt: str) -> None:
     [
         (
             {"left_scale": 1.2, "right_scale": 1.2, "top_scale": 1.2, "bottom_scale": 1.2},
-            (614, 614),
+            (308, 308),
         ),
         (
             {"left_scale": 1.5, "right_scale": 1.0, "top_scale": 1.0, "bottom_scale": 1.2},
-            (640, 563),
+            (320, 282),
         ),
     ],
 )
 def test_expand_keeps_original_pixels_exactly(
     render: Render, scales: dict[str, float], size: tuple[int, int]
 ) -> None:
-    img = scenes.landscape(512)
+    img = scenes.landscape(256)
     result, out = render("expand", img, "", **scales)
     assert (result.width, result.height) == size == (out.shape[1], out.shape[0])
-    left = round(512 * (scales["left_scale"] - 1) / 2)
-    top = round(512 * (scales["top_scale"] - 1) / 2)
-    assert np.array_equal(out[top : top + 512, left : left + 512], img)
+    left = round(256 * (scales["left_scale"] - 1) / 2)
+    top = round(256 * (scales["top_scale"] - 1) / 2)
+    assert np.array_equal(out[top : top + 256, left : left + 256], img)
     # The prompt cannot add content: never labelled real.
     assert result.fidelity == "approximate" and result.engine == "expand:patchmatch"
     # The new border is synthesised from the image, not a flat or smeared copy of the edge.
-    border = out[:, :left] if left else out[top + 512 :]
+    border = out[:, :left] if left else out[top + 256 :]
     assert float(border.astype(np.float32).std()) > 10
 
 

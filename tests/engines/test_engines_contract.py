@@ -52,10 +52,10 @@ PARAMS = {
 
 @pytest.mark.parametrize("function", wire.FUNCTIONS)
 def test_every_function_is_sized_and_labelled(render: Render, function: str) -> None:
-    img, mask, prompt = input_for(function)
+    img, mask, prompt = input_for(function, 384)
     params = PARAMS.get(function, {})
     result, out = render(function, img, prompt, mask=mask, **params)
-    expected = engines.output_size(function, 512, 512, defaults(function, **params))
+    expected = engines.output_size(function, 384, 384, defaults(function, **params))
     assert (result.width, result.height) == expected == (out.shape[1], out.shape[0])
     labels = read_labels(result.png)
     assert labels["wanrecipe:fidelity"] == result.fidelity
@@ -215,7 +215,7 @@ def digests() -> dict[str, str]:
     cases += [(key, f, p, 3) for key, (f, p) in PROMPTED.items()]
     out = {}
     for key, function, prompt_override, seed in cases:
-        img, mask, prompt = input_for(function)
+        img, mask, prompt = input_for(function, 320)
         request = engines.EditRequest(
             function=function,
             image=scenes.png_bytes(img),

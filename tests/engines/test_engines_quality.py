@@ -241,7 +241,7 @@ def test_classical_detector_is_used_without_models(
     render: Render, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WANRECIPE_NO_MODELS", "1")
-    clean = scenes.landscape(SIZE)
+    clean = scenes.landscape(512)  # the classical detector needs glyphs >= ~15 px tall
     marked, text = scenes.with_text(clean)
     region = cv2.dilate(text.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
     result, out = render("remove_watermark", marked)

@@ -21,7 +21,7 @@ def border(out: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, tuple[i
     return new, (top, left)
 
 
-WIDTH = 224
+WIDTH = 176
 
 
 def box(y0: float, y1: float, x0: float, x1: float) -> tuple[slice, slice]:

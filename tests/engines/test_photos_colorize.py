@@ -58,8 +58,8 @@ def test_sky_and_ground_hints_go_to_their_regions(render: Render) -> None:
 
 
 def test_a_subjects_colours_are_never_split_into_bands(render: Render) -> None:
-    gray = photos.grey3(photos.photo("chelsea"))
-    result, out = render("colorization", gray, "a red and yellow cat")
+    gray = photos.grey3(photos.photo("coffee"))
+    result, out = render("colorization", gray, "a red and yellow cup")
     assert "not placed: yellow" in result.note
     hue = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)[..., 0].astype(np.int32)
     sat = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)[..., 1] > 60
@@ -67,3 +67,26 @@ def test_a_subjects_colours_are_never_split_into_bands(render: Render) -> None:
     red = ((hue <= 8) | (hue >= 170)) & sat
     assert red.mean() > 0.1, "the subject takes the first colour"
     assert yellow.mean() < 0.02, "no band of the second colour"
+
+
+def test_the_quick_start_photo_gets_its_colours_where_they_belong(render: Render) -> None:
+    from pathlib import Path
+
+    from PIL import Image
+
+    path = Path(__file__).resolve().parents[2] / "recipes" / "images" / "old-photo.jpg"
+    with Image.open(path) as im:
+        img = np.asarray(im.convert("RGB"))
+    result, out = render("colorization", img, "blue sky, green hills, a red roof")
+    hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV).astype(np.int32)
+    hue, tinted = hsv[..., 0], hsv[..., 1] > 40
+    red = tinted & ((hue <= 10) | (hue >= 165))
+    blue = tinted & (hue >= 100) & (hue <= 135)
+    green = tinted & (hue >= 40) & (hue <= 85)
+    h = out.shape[0]
+    sky, hills = slice(0, h // 4), slice(int(0.8 * h), h)
+    assert blue[sky].mean() > 0.8, "the sky is blue"
+    assert red[sky].mean() < 0.02, "no red across the sky"
+    assert green[hills].mean() > 0.8, "the hills are green"
+    assert blue[hills].mean() < 0.02, "no blue hills"
+    assert "not placed: red" in result.note  # the roof cannot be found: said, not guessed

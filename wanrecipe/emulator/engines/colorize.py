@@ -79,15 +79,16 @@ def _place_hints(
             mask = sky = regions.sky(lum, strict=False)
         elif region == "ground":
             if subj is None:
-                subj = regions.subject(rgb, job.cv_seed("subject"))
+                subj = regions.subject(rgb, job.cv_seed("subject"), confident=True)
             mask = regions.ground(lum, exclude=subj)
         else:
             if sky is None:
                 sky = regions.sky(lum, strict=False)
             if subj is None:
-                subj = regions.subject(rgb, job.cv_seed("subject"), exclude=sky)
-            # The background is what is not the subject.
-            mask = subj if region == "subject" or subj is None else ~subj
+                subj = regions.subject(rgb, job.cv_seed("subject"), exclude=sky, confident=True)
+            # The background: what is not the subject, else at least the sky.
+            background = ~subj if subj is not None else sky
+            mask = subj if region == "subject" else background
         if mask is None or not mask.any():
             skipped.append(f"{hint.name} ({region} not found)")
             continue

@@ -13,7 +13,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .saliency import main_object
+from .saliency import main_object_found, subject_mask
 
 
 def texture(lum: np.ndarray, k: int = 9) -> np.ndarray:
@@ -42,7 +42,9 @@ def _touching(mask: np.ndarray, edge: str, min_width: float, min_area: float) ->
 def sky(lum: np.ndarray, *, strict: bool = True) -> np.ndarray | None:
     """Smooth area hanging from the top edge (strict: wide and large, for unasked tints)."""
     h = lum.shape[0]
-    smooth = (texture(lum) < 0.025) & (lum > 0.12)
+    # Texture of a lightly blurred copy: film grain and scratches do not make a sky textured.
+    calm = cv2.GaussianBlur(lum, (0, 0), max(1.0, max(lum.shape) / 256))
+    smooth = (texture(calm) < 0.02) & (lum > 0.12)
     smooth[int(0.8 * h) :] = False
     found = _touching(smooth, "top", 0.6 if strict else 0.25, 0.12 if strict else 0.04)
     if not found.any():
@@ -54,12 +56,17 @@ def sky(lum: np.ndarray, *, strict: bool = True) -> np.ndarray | None:
 def ground(lum: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray | None:
     """The part of the lower image connected to the bottom edge, textured more than the sky."""
     h, w = lum.shape
-    tex = texture(lum)
-    rough = tex >= min(0.04, float(np.quantile(tex, 0.5)))
+    above = sky(lum, strict=False)
+    if above is not None:
+        rough = ~cv2.dilate(above.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    else:
+        tex = texture(lum)
+        rough = tex >= min(0.04, float(np.quantile(tex, 0.5)))
     band: np.ndarray = np.zeros((h, w), bool)
     band[int(0.55 * h) :] = True
+    k = max(9, (max(h, w) // 24) | 1)
     cand = cv2.morphologyEx((rough & band).astype(np.uint8), cv2.MORPH_CLOSE,
-                            np.ones((9, 9), np.uint8)) > 0  # fmt: skip
+                            np.ones((k, k), np.uint8)) > 0  # fmt: skip
     cand &= band
     if exclude is not None:
         cand &= ~exclude
@@ -67,9 +74,17 @@ def ground(lum: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray | N
     return found if found.any() else None
 
 
-def subject(rgb: np.ndarray, seed: int, exclude: np.ndarray | None = None) -> np.ndarray | None:
-    """The salient region, minus ``exclude`` (e.g. the sky); None if that leaves little."""
-    fg = main_object(rgb, seed)
+def subject(
+    rgb: np.ndarray, seed: int, exclude: np.ndarray | None = None, *, confident: bool = False
+) -> np.ndarray | None:
+    """The main object, minus ``exclude`` (e.g. the sky); None if that leaves little. When
+    GrabCut finds no object: None if ``confident`` (colouring a guess would paint over what
+    the prompt did not name), else the most salient blob."""
+    fg, found = main_object_found(rgb, seed)
+    if not found:
+        if confident:
+            return None
+        fg = subject_mask(rgb, seed)
     if exclude is not None:
         fg &= ~exclude
     return fg if fg.mean() >= 0.01 else None

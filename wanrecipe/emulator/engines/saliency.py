@@ -76,8 +76,14 @@ def main_object(rgb: np.ndarray, seed: int) -> np.ndarray:
     """The main object: GrabCut from a rectangle around the salient half of the frame (a cat
     filling the frame, a person, a cup), not only the single most salient blob (an eye).
 
-    Falls back to :func:`subject_mask` when the cut is implausibly small or large.
+    When the cut is implausibly small or large: the ellipse inscribed in that rectangle.
     """
+    found, _ = main_object_found(rgb, seed)
+    return found
+
+
+def main_object_found(rgb: np.ndarray, seed: int) -> tuple[np.ndarray, bool]:
+    """:func:`main_object` and whether GrabCut really found it (False: the ellipse guess)."""
     h, w = rgb.shape[:2]
     ww, wh, _ = working_size(w, h, MAIN_OBJECT_PIXELS)
     small = cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA)
@@ -101,7 +107,7 @@ def main_object(rgb: np.ndarray, seed: int) -> np.ndarray:
             cv2.GC_INIT_WITH_RECT,
         )
     except cv2.error:
-        return subject_mask(rgb, seed)
+        return subject_mask(rgb, seed), False
     fg = np.isin(gc, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
     if count > 1:
@@ -110,11 +116,12 @@ def main_object(rgb: np.ndarray, seed: int) -> np.ndarray:
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
     fg = np.asarray(cv2.morphologyEx(fg, cv2.MORPH_CLOSE, kernel), np.uint8)
     share = float(fg.mean())
-    if share < 0.15 or share > 0.97:
+    confident = 0.15 <= share <= 0.97
+    if not confident:
         # GrabCut found no convincing object (grey inputs give it little to go on): the
         # ellipse inscribed in the salient rectangle, the usual place of a photo's subject.
         fg = np.zeros((wh, ww), np.uint8)
         centre = ((x0 + x1) // 2, (y0 + y1) // 2)
         cv2.ellipse(fg, centre, (max(2, (x1 - x0) // 2), max(2, (y1 - y0) // 2)), 0, 0, 360, 1, -1)
     full = cv2.resize(fg * 255, (w, h), interpolation=cv2.INTER_LINEAR)
-    return np.asarray(full >= 128)
+    return np.asarray(full >= 128), confident

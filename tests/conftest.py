@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# No wall clock in property tests: hypothesis's default 200 ms deadline per example and its
+# "too slow" health check fail on a busy machine, not on a wrong property.
+settings.register_profile("wanrecipe", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("wanrecipe")
 
 
 @pytest.fixture(autouse=True)

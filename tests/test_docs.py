@@ -48,3 +48,29 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second():
     assert "wanrecipe run recipes/" in lines[0]
     ci = (Path(__file__).parents[1] / ".ci" / "run").read_text(encoding="utf-8")
     assert lines[1] in ci
+
+
+ROOT = Path(__file__).parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_recipe_listings_match_the_file():
+    recipe = (ROOT / "recipes" / "old-photo.yaml").read_text(encoding="utf-8")
+    found = 0
+    for doc in DOCS:
+        for block in re.findall(r"```yaml\n(.*?)```", doc.read_text(encoding="utf-8"), re.S):
+            if "\nname: old-photo\n" in block:
+                assert block == recipe, f"{doc.name}: the old-photo listing differs from the file"
+                found += 1
+    assert found >= 1
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_docs_stand_alone(doc):
+    """No links outside the repository, and every relative link resolves."""
+    text = doc.read_text(encoding="utf-8")
+    assert "../shared" not in text, f"{doc.name} points outside the repository"
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        assert (doc.parent / target).exists(), f"{doc.name}: broken link {target}"

@@ -12,11 +12,12 @@ import ipaddress
 import json
 import os
 import signal
-from collections.abc import AsyncIterator, Mapping, Sequence
+import threading
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from . import wire
@@ -28,6 +29,7 @@ from .report.record import RunRecord, StepRecord
 BackendKind = Literal["local", "dashscope", "url"]
 #: The key sent to servers that are not DashScope when the user has none: never a real one.
 LOCAL_API_KEY = "sk-wanrecipe-local"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -152,14 +154,16 @@ def default_state_dir(recipe_path: Path, env: Mapping[str, str] | None = None) -
 
 
 def with_dependants(recipe: Any, steps: Sequence[str]) -> frozenset[str]:
-    """The steps and everything downstream of them. Raises UsageError for unknown ids."""
-    unknown = [s for s in steps if s not in recipe.step_ids]
+    """The steps and everything downstream of them. Raises UsageError for unknown ids.
+
+    A step with foreach:/matrix: may be named as written (``styles``: all its instances)."""
+    ids = [i for s in steps for i in (recipe.instances(s) or (s,))]
+    unknown = [s for s in ids if s not in recipe.step_ids]
     if unknown:
-        raise UsageError(
-            f"no step {unknown[0]!r} in {recipe.name}; steps: {', '.join(recipe.step_ids)}"
-        )
+        written = [s.id for s in getattr(recipe, "steps_as_written", recipe.steps)]
+        raise UsageError(f"no step {unknown[0]!r} in {recipe.name}; steps: {', '.join(written)}")
     found: set[str] = set()
-    todo = list(steps)
+    todo = list(ids)
     while todo:
         sid = todo.pop()
         if sid not in found:
@@ -211,7 +215,7 @@ async def _execute(
         base_url="",
         run_dir=str(run_dir),
         started=datetime.now(UTC).isoformat(timespec="seconds"),
-        steps={s.id: StepRecord(s.id, s.function) for s in recipe.steps},
+        steps=_step_records(recipe),
     )
     loop = asyncio.get_running_loop()
     async with open_backend(backend) as base_url:
@@ -298,6 +302,27 @@ async def _execute(
     return record
 
 
+def _step_records(recipe: Any) -> dict[str, StepRecord]:
+    """One record per step that runs, and one per step ``if:`` (or a skipped dependency)
+    leaves out, already ``skipped`` with its reason; fanned-out instances carry their values."""
+    records = {s.id: StepRecord(s.id, s.function, fanout=_fanout(s)) for s in recipe.steps}
+    for skip in getattr(recipe, "skipped", {}).values():
+        records[skip.id] = StepRecord(
+            skip.id,
+            skip.function,
+            state="skipped",
+            skipped_because=skip.reason,
+            fanout=_fanout(skip),
+        )
+    return records
+
+
+def _fanout(step: Any) -> dict[str, Any] | None:
+    if step.fanout is None:
+        return None
+    return {"group": step.group, **json.loads(json.dumps(step.fanout.describe(), default=str))}
+
+
 _DURATIONS = "durations.json"
 
 
@@ -333,7 +358,7 @@ def _collect_outputs(
 
     done: dict[str, list[StepImage]] = {}
     for sid, step in record.steps.items():
-        if step.state == "done":
+        if step.state in ("done", "cached"):
             done[sid] = [
                 StepImage(
                     sid,
@@ -378,7 +403,7 @@ def run_recipe(
     recipe = load_recipe(path, params, param_files)
     choice = backend if isinstance(backend, BackendChoice) else choose_backend(backend)
     out = Path(run_dir) if run_dir is not None else default_run_dir(recipe.name)
-    return asyncio.run(
+    return run_blocking(
         execute(
             recipe,
             backend=choice,
@@ -388,3 +413,47 @@ def run_recipe(
             state_dir=Path(state_dir) if state_dir is not None else None,
         )
     )
+
+
+def run_blocking(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to the end from synchronous code and return its result.
+
+    Where this thread already runs an event loop (a Jupyter kernel, an async web framework
+    calling sync code) ``asyncio.run`` would refuse; the run then gets a fresh loop in a
+    thread of its own, and this thread waits for it. A KeyboardInterrupt while waiting (the
+    kernel's "interrupt") cancels the run, which records itself as interrupted, and is then
+    raised here.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main)
+    box: dict[str, Any] = {}
+    started = threading.Event()
+
+    async def wrapper() -> T:
+        box["loop"], box["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        started.set()
+        return await main
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(wrapper())
+        except BaseException as exc:  # handed to the waiting thread below
+            box["error"] = exc
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=target, name="wanrecipe-run", daemon=True)
+    thread.start()
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        started.wait()
+        if "task" in box:
+            box["loop"].call_soon_threadsafe(box["task"].cancel)
+        thread.join()
+        raise
+    if "error" in box:
+        raise box["error"]
+    return cast(T, box["value"])

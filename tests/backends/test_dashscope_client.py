@@ -330,7 +330,7 @@ async def test_upload_form_matches_the_sdk(recorder: Recorder) -> None:
 
 async def test_cancel_and_list(start: Start) -> None:
     async with (
-        start(latency=1.0, concurrency=1) as emu,
+        start(latency=30.0, concurrency=1) as emu,  # outlasts the calls; nothing waits for it
         DashScopeClient(emu.base_url, KEY) as client,
     ):
         first = await client.submit("remove_watermark", "x", data_uri(png()))

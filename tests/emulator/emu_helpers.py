@@ -74,7 +74,7 @@ class Api:
             assert r.content_type == "application/json"
             return r.status, await r.json()
 
-    async def wait(self, task_id: str, timeout: float = 20.0) -> dict[str, Any]:
+    async def wait(self, task_id: str, timeout: float = 120.0) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         end = loop.time() + timeout
         while True:

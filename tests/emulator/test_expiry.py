@@ -47,13 +47,15 @@ async def test_task_ids_and_urls_expire_on_the_calendar(start: Start, http: aioh
 
 
 async def test_short_real_ttls(start: Start, http: aiohttp.ClientSession):
-    async with start(task_ttl=0.6, url_ttl=0.6) as emu:
+    # TTLs long enough for the wait below to see the task done on a busy machine; the sleep
+    # is a lower bound (past both TTLs), so lateness never changes the outcome.
+    async with start(task_ttl=2.0, url_ttl=2.0) as emu:
         api = Api(http, emu)
         task_id = await api.task_id(body())
         done = await api.wait(task_id)
         url = done["output"]["results"][0]["url"]
         # Expires is whole seconds (rounded up), so wait past the next second boundary.
-        await asyncio.sleep(1.7)
+        await asyncio.sleep(3.2)
         async with http.get(url) as r:
             assert r.status == 403
         _, answer = await api.query(task_id)

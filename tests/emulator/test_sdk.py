@@ -149,7 +149,8 @@ def test_call_all_ten_functions_with_url_data_and_file_inputs(
 
 def test_async_call_fetch_wait_cancel_list(engine_pool: Executor, files: tuple[Path, str]):
     root, _ = files
-    config = EmulatorConfig(**{**FAST, "concurrency": 1, "latency": 1.0})
+    # The running task must outlast two submits, a fetch and a cancel, on a busy machine too.
+    config = EmulatorConfig(**{**FAST, "concurrency": 1, "latency": 3.0})
     with EmulatorThread(config, executor=engine_pool) as emu:
         dashscope.base_http_api_url = emu.base_url
         kwargs = {

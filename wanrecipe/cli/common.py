@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import click
 
@@ -37,3 +39,13 @@ def parse_params(items: Sequence[str]) -> dict[str, object]:
 def echo_diagnostics(diagnostics: Iterable[Diagnostic]) -> None:
     for d in diagnostics:
         click.echo(d.format(), err=True)
+
+
+def shown_path(path: str | Path) -> str:
+    """A path as the user should read it: relative to the working directory when it is under
+    it (as run directories are printed), otherwise absolute."""
+    absolute = Path(os.path.abspath(path))
+    try:
+        return str(absolute.relative_to(Path.cwd())) or "."
+    except ValueError:
+        return str(absolute)

@@ -15,7 +15,7 @@ from ..recipe import graph_export
 from ..recipe.plan import Quota, format_plan
 from ..recipe.schema import schema_text
 from . import EXIT_INVALID, main
-from .common import echo_diagnostics, param_option, params_file_option, parse_params
+from .common import echo_diagnostics, param_option, params_file_option, parse_params, shown_path
 
 
 @main.command(short_help="Check recipes without running them.")
@@ -130,7 +130,7 @@ def plan(
     else:
         click.echo(format_plan(result))
         if cache is not None:
-            click.echo(preview.format_marks(cache[0], str(cache[1])))
+            click.echo(preview.format_marks(cache[0], shown_path(cache[1])))
 
 
 def _cache_marks(recipe: Any, state_dir: str | None, backend: str | None) -> Any:
@@ -185,6 +185,9 @@ def graph(
     recipe: str, param_items: tuple[str, ...], params_files: tuple[str, ...], fmt: str
 ) -> None:
     """Print the step graph. Solid edges come from template references, dashed ones from needs.
+
+    A foreach:/matrix: step is drawn once with its multiplicity (styles ×6); skipped steps are
+    dashed.
 
     \b
     Example:

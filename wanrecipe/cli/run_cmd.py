@@ -22,7 +22,7 @@ from ..report.record import RunRecord
 from ..runner import choose_backend, default_run_dir, default_state_dir, execute, with_dependants
 from ..store import StateDir
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, main
-from .common import echo_diagnostics, param_option, params_file_option, parse_params
+from .common import echo_diagnostics, param_option, params_file_option, parse_params, shown_path
 
 
 @main.command()
@@ -193,7 +193,7 @@ def run(
     if not as_json:
         _summary(err, record)
         if lock is not None:
-            err.print(f"lock file {escape(str(lock))}")
+            err.print(f"lock file {escape(shown_path(lock))}")
     sys.exit(_exit_code(record))
 
 
@@ -240,10 +240,26 @@ def _backend_line(kind: str, label: str) -> str:
     return f"backend: {label}"
 
 
+def _cost(record: RunRecord) -> str:
+    """What the run cost: money only where it was spent (DashScope); an emulator's images are
+    free, and priced as DashScope would have billed them."""
+    images = record.images_billed
+    kind, _, _ = record.backend.partition(":")
+    counted = f"{images} image{'s' if images != 1 else ''}"
+    if images == 0 and record.steps and all(s.state == "cached" for s in record.steps.values()):
+        counted += " (every step from the cache)"
+    if kind == "dashscope":
+        return f"{counted} billed, ${record.cost_usd} spent on DashScope"
+    priced = f"${record.cost_usd} at DashScope prices"
+    if kind == "local":
+        return f"{counted}, free on the embedded emulator ({priced})"
+    return f"{counted} on {record.backend}, not the paid service ({priced})"
+
+
 def _summary(console: Console, record: RunRecord) -> None:
     console.print(
-        f"run {record.status} in {record.elapsed_s:.1f}s: {record.images_billed} images billed, "
-        f"${record.cost_usd:.4f}; run directory {escape(record.run_dir)}"
+        f"run {record.status} in {record.elapsed_s or 0.0:.1f}s: {_cost(record)}; "
+        f"run directory {escape(shown_path(record.run_dir))}"
     )
     for step in record.steps.values():
         if step.state == "failed" and step.error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -16,7 +17,7 @@ from ..report.lock import Lock, lock_path, read_lock
 from ..runner import default_state_dir
 from ..store import Attempt, StateDir, sha256_file
 from . import EXIT_INVALID, main
-from .common import echo_diagnostics
+from .common import echo_diagnostics, shown_path
 
 _state_dir_option = click.option(
     "--state-dir",
@@ -37,7 +38,9 @@ def _state_path(state_dir: Path | None, recipes: tuple[Path, ...] = ()) -> Path:
 
 def _open(path: Path, *, must_exist: bool = True) -> StateDir:
     if must_exist and not (path / "state.db").exists():
-        raise click.UsageError(f"no state directory at {path} (nothing has run there yet)")
+        raise click.UsageError(
+            f"no state directory at {shown_path(path)} (nothing has run there yet)"
+        )
     try:
         return StateDir.open(path)
     except WanRecipeError as exc:
@@ -66,30 +69,51 @@ def _size(n: int) -> str:
 # -- verify --------------------------------------------------------------------------------
 
 
-@main.command(short_help="Check stored outputs against the lock file.")
-@click.argument("recipe", type=click.Path(dir_okay=False, path_type=Path))
+@main.command(short_help="Check that a run's outputs (or a lock file's) are intact.")
+@click.argument("target", metavar="RUN_DIR|RECIPE", type=click.Path(path_type=Path))
 @click.option(
     "--run-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Also check the files of this run directory.",
+    help="With RECIPE: also check the files of this run directory.",
 )
 @_state_dir_option
-def verify(recipe: Path, run_dir: Path | None, state_dir: Path | None) -> None:
-    """Check every output the lock file names: in the image store (and in --run-dir): it
-    exists, its size and its sha256 match.
-
-    Exit 0 when every output is intact, 1 otherwise, 2 without a lock file.
+def verify(target: Path, run_dir: Path | None, state_dir: Path | None) -> None:
+    """Check that results are intact: each file exists, with its recorded size and sha256.
 
     \b
-    Example:
+    verify RUN_DIR   every output file the run record RUN_DIR/run.json lists, against the
+                     sha256 and size it records. Needs nothing but the run directory, so it
+                     works for every run, from the CLI or the Python API (which writes no
+                     lock file). A batch run directory checks each row's run.
+    verify RECIPE    every output the lock file <recipe>.lock names (written by `wanrecipe
+                     run`), in the image store, and with --run-dir in that directory too.
+
+    Exit 0 when every output is intact, 1 when one is missing or damaged, 2 when the
+    argument is neither a run directory nor a recipe with a lock file.
+
+    \b
+    Examples:
+      wanrecipe verify runs/old-photo/20260101-120000
       wanrecipe verify recipes/old-photo.yaml --run-dir runs/old-photo/20260101-120000
     """
+    if not target.exists() and not lock_path(target).exists():
+        raise click.UsageError(
+            f"{shown_path(target)} does not exist: name a run directory "
+            "(runs/<name>/<timestamp>) or a recipe with a lock file"
+        )
+    if target.is_dir() or target.name == "run.json":
+        if run_dir is not None:
+            raise click.UsageError("--run-dir goes with a RECIPE; to check a run, name its dir")
+        _verify_run(target.parent if target.name == "run.json" else target)
+        return
     try:
-        lock = read_lock(lock_path(recipe))
+        lock = read_lock(lock_path(target))
     except UsageError as exc:
-        raise click.UsageError(str(exc)) from exc
-    path = _state_path(state_dir, (recipe,))
+        raise click.UsageError(
+            f"{exc} (or name a run directory: wanrecipe verify runs/<name>/<timestamp>)"
+        ) from exc
+    path = _state_path(state_dir, (target,))
     bad = 0
     with _open(path, must_exist=False) as state:
         for sid, step in lock.steps.items():
@@ -107,11 +131,139 @@ def verify(recipe: Path, run_dir: Path | None, state_dir: Path | None) -> None:
                 click.echo(f"ok   {sid}: {files} ({where})")
     total = len(lock.steps)
     if bad:
-        click.echo(
-            f"{bad} of {total} step{'s' if total != 1 else ''} with missing or damaged outputs"
-        )
+        click.echo(f"{bad} of {_plural(total, 'step')} with missing or damaged outputs")
         raise SystemExit(1)
-    click.echo(f"all {total} step{'s' if total != 1 else ''} intact")
+    click.echo(f"all {_plural(total, 'step')} intact")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def _read_record(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise click.UsageError(
+            f"{shown_path(run_dir)} has no run.json: name a run directory "
+            "(runs/<name>/<timestamp>) or a recipe with a lock file"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise click.UsageError(f"{shown_path(path)} is not a run record: {exc}") from exc
+    batch = isinstance(data, dict) and data.get("kind") == "batch"
+    if not isinstance(data, dict) or not isinstance(
+        data.get("rows" if batch else "steps"), list if batch else dict
+    ):
+        raise click.UsageError(f"{shown_path(path)} is not a run record: no steps or rows")
+    return data
+
+
+def _verify_run(run_dir: Path) -> None:
+    record = _read_record(run_dir)
+    if record.get("kind") == "batch":
+        _verify_batch(run_dir, record)
+        return
+    lines, damaged, summary = _check_run(run_dir, record)
+    for line in lines:
+        click.echo(line)
+    click.echo(summary)
+    if damaged:
+        raise SystemExit(1)
+
+
+def _verify_batch(batch_dir: Path, record: dict[str, Any]) -> None:
+    """Each row of a batch is an ordinary run in its own directory, with its own run.json."""
+    checked = bad = 0
+    for row in record.get("rows") or []:
+        row = row if isinstance(row, dict) else {}
+        key, sub = str(row.get("key", row.get("index", "?"))), row.get("dir")
+        if not sub:
+            click.echo(f"row {key}: {row.get('status', 'not run')}, nothing to check")
+            continue
+        checked += 1
+        row_dir = batch_dir / str(sub)
+        if not _inside(batch_dir, row_dir) or not (row_dir / "run.json").is_file():
+            bad += 1
+            click.echo(f"row {key}: FAIL {sub}: no run.json in the batch directory")
+            continue
+        lines, damaged, summary = _check_run(row_dir, _read_record(row_dir))
+        bad += bool(damaged)
+        for line in lines:
+            if not line.startswith("ok "):
+                click.echo(f"row {key}: {line}")
+        click.echo(f"row {key}: {summary}")
+    if bad:
+        click.echo(f"{bad} of {_plural(checked, 'row')} with missing or damaged outputs")
+        raise SystemExit(1)
+    click.echo(f"all {_plural(checked, 'row')} intact")
+
+
+def _check_run(run_dir: Path, record: dict[str, Any]) -> tuple[list[str], int, str]:
+    """Lines per step, how many steps are damaged, and the closing line."""
+    lines: list[str] = []
+    damaged = with_outputs = files = 0
+    for sid, step in (record.get("steps") or {}).items():
+        results = step.get("results") or [] if isinstance(step, dict) else []
+        if not results:
+            state = step.get("state", "unknown") if isinstance(step, dict) else "unknown"
+            lines.append(f"--   {sid}: {state} in this run: no outputs to check")
+            continue
+        with_outputs += 1
+        problems: list[str] = []
+        for result in results:
+            files += 1
+            problems += _check_recorded(run_dir, result)
+        if problems:
+            damaged += 1
+            lines.append(f"FAIL {sid}: " + "; ".join(problems))
+        else:
+            lines.append(f"ok   {sid}: " + ", ".join(str(r.get("path")) for r in results))
+    if damaged:
+        closing = f"{damaged} of {_plural(with_outputs, 'step')} with missing or damaged outputs"
+        return lines, damaged, closing
+    without = " with outputs" if with_outputs < len(lines) else ""
+    closing = (
+        f"all {_plural(with_outputs, 'step')}{without} intact "
+        f"({_plural(files, 'file')} checked against run.json)"
+    )
+    status = record.get("status", "ok")
+    if status != "ok":
+        closing += "; " + _STATUS_NOTES.get(status, f"the run's status is {status}")
+    return lines, 0, closing
+
+
+_STATUS_NOTES = {
+    "failed": "the run itself failed",
+    "interrupted": "the run was interrupted",
+    "running": "the run did not finish",
+    "budget": "the run stopped at its budget",
+}
+
+
+def _check_recorded(run_dir: Path, result: Any) -> list[str]:
+    if not isinstance(result, dict):
+        return ["a result entry that is not an object"]
+    name, sha256, size = str(result.get("path", "")), result.get("sha256"), result.get("size")
+    path = run_dir / name
+    if not name or Path(name).is_absolute() or not _inside(run_dir, path):
+        return [f"{name}: outside the run directory"]
+    if not path.is_file():
+        return [f"{name}: missing"]
+    actual = path.stat().st_size
+    if actual != size:
+        return [f"{name}: {actual} bytes, run.json says {size}"]
+    if sha256_file(path) != sha256:
+        return [f"{name}: changed (sha256 differs from run.json)"]
+    return []
+
+
+def _inside(root: Path, path: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
 
 
 def _check_blob(state: StateDir, name: str, sha256: str, size: int) -> list[str]:
@@ -287,7 +439,7 @@ def cache_clear(
         if not yes:
             click.confirm(
                 f"Forget {stats.keys_cached} cached results ({stats.blobs} images, "
-                f"{_size(stats.blob_bytes)}) in {path}?",
+                f"{_size(stats.blob_bytes)}) in {shown_path(path)}?",
                 abort=True,
             )
         report = state.journal.clear(include_unfinished=include_unfinished)

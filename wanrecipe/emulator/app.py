@@ -6,7 +6,6 @@ import asyncio
 import hmac
 import json
 import logging
-import multiprocessing
 import os
 import time
 import uuid
@@ -24,6 +23,7 @@ from ..errors import BackendError
 from .config import EmulatorConfig
 from .faults import FaultInjector, parse_faults
 from .inputs import Fetcher
+from .pool import engine_context
 from .quota import TokenBucket
 from .stats import Stats
 from .storage import (
@@ -114,8 +114,8 @@ def make_executor(kind: str, workers: int) -> Executor:
     an event loop and threads) or, for HTTP-only tests, a thread pool."""
     if kind == "thread":
         return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engine")
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    # Workers that never import the user's __main__ (see pool.py): no main guard needed.
+    ctx = engine_context()
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_engine_worker)
 
 

@@ -9,17 +9,21 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
 from .. import wire
 from ..durations import DEFAULT_TIMEOUT_SECONDS, parse_duration
-from ..errors import Diagnostic
+from ..errors import Diagnostic, RecipeError
+from .build_fanout import FanoutFields, fanout_names
 from .dag import Graph
+from .expand import Expansion, expand, names_used
 from .loader import Document, Location, PathKey, SourceMap
-from .model import Param, ParamType, Recipe, Step
+from .model import Budget, Param, ParamType, Recipe, Step
 from .params import GivenValue, bind
 from .schema import check_document
+from .schema_build import DEFAULT_MAX_INSTANCES
 from .templating import Template, TemplateProblem, compile_template
 
 TEMPLATED_FIELDS = ("image", "mask", "prompt")
@@ -38,6 +42,35 @@ def build_recipe(
     builder = _Builder(doc, path.resolve())
     recipe = builder.build(given)
     return recipe, builder.diagnostics
+
+
+def declarations(doc: Document) -> dict[str, Param]:
+    """The document's param declarations, no value bound. Raises RecipeError (schema errors)."""
+    if not isinstance(doc.data, dict):
+        raise RecipeError(
+            [
+                Diagnostic(
+                    doc.source.file, 1, 1, "", "a recipe must be a mapping (version:, steps:, ...)"
+                )
+            ]
+        )
+    problems = check_document(doc)
+    if any(d.severity == "error" for d in problems):
+        raise RecipeError(problems)
+    return _Builder(doc, Path(doc.source.file).resolve()).param_decls()
+
+
+def _items(name: str, raw: Mapping[str, Any] | None, where: Location) -> Param:
+    raw = raw or {"type": "string"}
+    enum = raw.get("enum")
+    return Param(
+        name=f"{name}[]",
+        type=cast(ParamType, raw.get("type", "string")),
+        enum=tuple(enum) if enum is not None else None,
+        minimum=raw.get("minimum"),
+        maximum=raw.get("maximum"),
+        location=where,
+    )
 
 
 class _Builder:
@@ -86,22 +119,62 @@ class _Builder:
                     "declared but never used",
                     f"use it as {{{{ params.{name} }}}} or remove it",
                 )
+        if any(d.severity == "error" for d in self.diagnostics):
+            self.diagnostics.sort()
+            return None
+        name = str(self.data.get("name") or self.path.stem)
+        description = str(self.data.get("description") or "")
+        expansion = expand(
+            steps,
+            graph,
+            values,
+            {"name": name, "description": description},
+            int(self.data.get("max_instances") or DEFAULT_MAX_INSTANCES),
+        )
+        self.diagnostics.extend(expansion.diagnostics)
+        for output, template_text in outputs.items():
+            refs = compile_template(template_text).steps
+            if refs and all(not expansion.groups.get(ref) for ref in refs):
+                self.warn(
+                    output_locations[output],
+                    f"outputs.{output}",
+                    f"refers only to skipped steps ({', '.join(sorted(refs))}): it will be empty",
+                )
         self.diagnostics.sort()
         if any(d.severity == "error" for d in self.diagnostics):
             return None
         return Recipe(
             path=self.path,
             file=self.source.file,
-            name=str(self.data.get("name") or self.path.stem),
-            description=str(self.data.get("description") or ""),
+            name=name,
+            description=description,
             params=values,
             param_decls=decls,
-            steps=tuple(steps.values()),
+            steps=tuple(expansion.steps),
             outputs=outputs,
             output_locations=output_locations,
-            graph=graph,
+            graph=self.instance_graph(graph, expansion),
             warnings=tuple(self.diagnostics),
+            budget=self.budget(),
+            groups=expansion.groups,
+            skipped=expansion.skipped,
+            declared=tuple(steps.values()),
         )
+
+    @staticmethod
+    def instance_graph(written: Graph, expansion: Expansion) -> Graph:
+        # Without fan-out or skips the instances are the steps as written: same graph.
+        same = not expansion.skipped and len(expansion.steps) == len(written.nodes)
+        if same and all(s.fanout is None for s in expansion.steps):
+            return written
+        return Graph([s.id for s in expansion.steps], expansion.deps)
+
+    def budget(self) -> Budget | None:
+        raw = self.data.get("budget")
+        if raw is None:
+            return None
+        # str() first: Decimal(0.1) would carry the float's binary error.
+        return Budget(Decimal(str(raw["max_usd"])), self.source.at(("budget", "max_usd")))
 
     # -- params ------------------------------------------------------------------------------
 
@@ -119,6 +192,9 @@ class _Builder:
                 minimum=raw.get("minimum"),
                 maximum=raw.get("maximum"),
                 location=self.source.key_at(("params", name)),
+                items=_items(name, raw.get("items"), self.source.at(("params", name, "items")))
+                if raw["type"] == "list"
+                else None,
             )
             if decl.has_default:
                 # Defaults are checked where they are written, not where a -p would be.
@@ -136,6 +212,11 @@ class _Builder:
         for key in ("function", "image", "mask", "prompt", "needs", "retry", "timeout"):
             if key in raw:
                 sources[key] = self.source.at((*here, key))
+        for key in ("foreach", "matrix", "if", "on_skipped"):
+            if key in raw:
+                sources[key] = self.source.at((*here, key))
+        for name in raw.get("matrix") or {}:
+            sources[f"matrix.{name}"] = self.source.at((*here, "matrix", name))
         parameters: dict[str, object] = {}
         for name in wire.FUNCTION_PARAMS[function]:
             if name in defaults:
@@ -162,6 +243,7 @@ class _Builder:
         references: set[str] = set()
         fields: list[tuple[str, object]] = [(k, raw[k]) for k in TEMPLATED_FIELDS if k in raw]
         fields += [(f"parameters.{k}", v) for k, v in parameters.items()]
+        allowed = fanout_names(raw)
         for name, value in fields:
             if not isinstance(value, str):
                 continue
@@ -173,6 +255,8 @@ class _Builder:
             references |= template.steps
             used_params |= template.params
             self.check_params_known(template, sources[name], f"steps.{sid}.{name}")
+            self.check_fanout_names(value, allowed, sources[name], f"steps.{sid}.{name}")
+        fanout = FanoutFields(self, sid, raw, sources, used_params)
         return Step(
             id=sid,
             function=function,
@@ -187,6 +271,11 @@ class _Builder:
             location=self.source.key_at(here),
             sources=sources,
             references=frozenset(references),
+            foreach=raw.get("foreach"),
+            matrix=raw.get("matrix"),
+            condition=raw.get("if"),
+            on_skipped=raw.get("on_skipped", "skip"),
+            foreach_source=fanout.source,
         )
 
     def template(
@@ -203,6 +292,20 @@ class _Builder:
         for message, hint in template.problems:
             self.error(where, dotted, message, hint)
         return None if template.problems else template
+
+    def check_fanout_names(
+        self, value: str, allowed: frozenset[str], where: Location, dotted: str
+    ) -> None:
+        for name in sorted(names_used(value) - allowed):
+            needs = {"item": "foreach:", "matrix": "matrix:"}.get(name, "foreach: or matrix:")
+            self.error(
+                where,
+                dotted,
+                f"{name!r} is only defined in a step with {needs}",
+                None
+                if dotted.startswith("outputs.") or name == "loop"
+                else f"add {needs} to the step, or use params",
+            )
 
     def check_params_known(self, template: Template, where: Location, dotted: str) -> None:
         declared = list(self.data.get("params") or {})
@@ -224,6 +327,7 @@ class _Builder:
                 continue
             used_params |= template.params
             self.check_params_known(template, where, dotted)
+            self.check_fanout_names(value, frozenset(), where, dotted)
             for ref in sorted(template.steps - set(steps)):
                 self.error(
                     where, dotted, f"unknown step {ref!r}", _suggest(ref, list(steps), "steps")
@@ -259,6 +363,22 @@ class _Builder:
                     )
                 else:
                     mine.add(ref)
+            source = step.foreach_source
+            if source is not None:
+                where = step.location_of("foreach")
+                if source == sid:
+                    self.error(
+                        where, f"steps.{sid}.foreach", "a step cannot go over its own images"
+                    )
+                elif source not in steps:
+                    self.error(
+                        where,
+                        f"steps.{sid}.foreach",
+                        f"unknown step {source!r}",
+                        _suggest(source, ids, "steps"),
+                    )
+                else:
+                    mine.add(source)
             for i, need in enumerate(step.needs):
                 where = self.source.at(("steps", sid, "needs", i))
                 if need == sid:

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import Diagnostic, RecipeError, UsageError
 from ..images import is_data_uri, is_remote
 from ..redact import redact_text
-from .loader import Location, load_file
+from .loader import Location, load_file, load_text
 from .model import Param
 
 COMMAND_LINE = "command line"
@@ -107,7 +107,14 @@ def bind(
 
 
 def convert(decl: Param, raw: object, base_dir: Path) -> object:
-    """``raw`` as a value of the declared type, checked against enum/minimum/maximum."""
+    """``raw`` as a value of the declared type, checked against enum/minimum/maximum.
+
+    A ``list`` param takes a list, or a string: ``a,b,c`` (split on commas, spaces around an
+    item dropped) or a YAML/JSON flow list ``[a, "b,c"]``; each item is converted and checked
+    as its ``items`` declaration says.
+    """
+    if decl.type == "list":
+        return _list(decl, raw, base_dir)
     value = _typed(decl, raw)
     if decl.type == "image":
         assert isinstance(value, str)
@@ -121,6 +128,34 @@ def convert(decl: Param, raw: object, base_dir: Path) -> object:
         if decl.maximum is not None and value > decl.maximum:
             raise ValueError(f"{value!r} is greater than the maximum of {_num(decl.maximum)}")
     return value
+
+
+def _list(decl: Param, raw: object, base_dir: Path) -> list[object]:
+    items = decl.items or Param(f"{decl.name}[]", "string")
+    values: list[object]
+    if isinstance(raw, list | tuple):
+        values = list(raw)
+    elif isinstance(raw, str):
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                parsed = load_text(text, "value").data
+            except RecipeError:
+                parsed = None
+            if not isinstance(parsed, list):
+                raise ValueError(f"{raw!r} is not a valid list, e.g. [a, b] or a,b")
+            values = parsed
+        else:
+            values = [part.strip() for part in text.split(",")] if text else []
+    else:
+        raise ValueError(f"expected a list, got {raw!r}")
+    out: list[object] = []
+    for i, item in enumerate(values, 1):
+        try:
+            out.append(convert(items, item, base_dir))
+        except ValueError as exc:
+            raise ValueError(f"item {i}: {exc}") from None
+    return out
 
 
 def resolve_image_path(value: str, base_dir: Path) -> str:
@@ -178,6 +213,24 @@ def _num(value: float) -> str:
 
 
 def _range_hint(decl: Param) -> str | None:
+    return type_hint(decl)
+
+
+def type_hint(decl: Param) -> str:
+    """``factor is an integer, between 1 and 4 (declared at r.yaml:4)``: what a value must be."""
+    where = f" (declared at {decl.location.file}:{decl.location.line})"
+    if decl.type == "list":
+        items = decl.items or Param(decl.name, "string")
+        return (
+            f"{decl.name} is a list of {items.type} items{_bounds(items, ', each ')}, "
+            f"e.g. a,b or [a, b]{where}"
+        )
+    return f"{decl.name} is {'a' if decl.type != 'integer' else 'an'} {decl.type}" + (
+        _bounds(decl, ", ") + where
+    )
+
+
+def _bounds(decl: Param, lead: str) -> str:
     parts = []
     if decl.enum is not None:
         parts.append("one of " + ", ".join(repr(v) for v in decl.enum))
@@ -185,12 +238,7 @@ def _range_hint(decl: Param) -> str | None:
         lo = _num(decl.minimum) if decl.minimum is not None else "-inf"
         hi = _num(decl.maximum) if decl.maximum is not None else "inf"
         parts.append(f"between {lo} and {hi}")
-    where = f" (declared at {decl.location.file}:{decl.location.line})"
-    return (
-        f"{decl.name} is {'a' if decl.type != 'integer' else 'an'} {decl.type}"
-        + (f", {' and '.join(parts)}" if parts else "")
-        + where
-    )
+    return lead + " and ".join(parts) if parts else ""
 
 
 def _unknown(name: str, decls: Mapping[str, Param]) -> tuple[str, str]:

@@ -23,6 +23,7 @@ from .preflight import InputChecker
 from .render import RenderedStep, render_step
 
 _MAX_N = int(wire.PARAMS["n"].maximum or 4)
+_SHOWN_FAILING_INSTANCES = 3
 #: Parameters shown in the plan (all of them except the ones every step has).
 _QUIET_PARAMETERS = frozenset({"watermark"})
 
@@ -60,6 +61,10 @@ class PlannedStep:
     input: str
     prompt: str
     description: str = ""
+    #: The step as written (``styles`` for ``styles.2``).
+    group: str = ""
+    #: For an instance of a foreach/matrix step: ``{"index", "item"}`` or ``{"index", "matrix"}``.
+    fanout: Mapping[str, object] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,12 +103,25 @@ class Plan:
                         "input": s.input,
                         "prompt": s.prompt,
                         "description": s.description,
+                        "group": s.group,
+                        "fanout": _jsonable(s.fanout) if s.fanout is not None else None,
                     }
                     for s in level
                 ]
                 for level in self.levels
             ],
             "steps": len(self.steps),
+            "steps_as_written": len(self.recipe.steps_as_written),
+            "skipped": [
+                {
+                    "id": k.id,
+                    "group": k.group,
+                    "function": k.function,
+                    "reason": k.reason,
+                    "fanout": _jsonable(k.fanout.describe()) if k.fanout else None,
+                }
+                for k in self.recipe.skipped.values()
+            ],
             "billed_images": self.billed_images,
             "price_per_image_usd": str(wire.PRICE_PER_IMAGE_USD),
             "cost_usd": str(self.cost_usd),
@@ -123,11 +141,16 @@ def check_rendering(recipe: Recipe) -> tuple[dict[str, RenderedStep], list[Diagn
     problems: list[Diagnostic] = []
     outputs: dict[str, list[object]] = {}
     checker = InputChecker(recipe)
+    failing: dict[str, list[str]] = {}
     for sid in recipe.graph.topological_order():
         try:
             step = render_step(recipe, sid, outputs)
         except RecipeError as exc:
-            problems.extend(exc.diagnostics)
+            # A mistake in a fanned-out step shows in the first instances, not in all 1,000.
+            failed = failing.setdefault(recipe.step(sid).name, [])
+            failed.append(sid)
+            if len(failed) <= _SHOWN_FAILING_INSTANCES:
+                problems.extend(exc.diagnostics)
             # n is unknown: assume the most, so `images[3]` downstream is no cascade error.
             outputs[sid] = [PlannedImage(sid, i) for i in range(_MAX_N)]
             continue
@@ -135,6 +158,19 @@ def check_rendering(recipe: Recipe) -> tuple[dict[str, RenderedStep], list[Diagn
         problems.extend(step.warnings)
         problems.extend(checker.check(step))
         outputs[sid] = [PlannedImage(sid, i) for i in range(step.n)]
+    for group, failed in failing.items():
+        if len(failed) > _SHOWN_FAILING_INSTANCES:
+            where = recipe.step(failed[0]).location
+            problems.append(
+                Diagnostic(
+                    where.file,
+                    where.line,
+                    where.column,
+                    f"steps.{group}",
+                    f"{len(failed) - _SHOWN_FAILING_INSTANCES} more instances of {group} fail "
+                    f"to render ({', '.join(failed[_SHOWN_FAILING_INSTANCES:][:3])}, ...)",
+                )
+            )
     return rendered, sorted(problems)
 
 
@@ -256,6 +292,8 @@ def _planned(recipe: Recipe, rendered: RenderedStep, level: int) -> PlannedStep:
         input=_describe_input(recipe, rendered.image),
         prompt=rendered.prompt,
         description=step.description,
+        group=step.name,
+        fanout=step.fanout.describe() if step.fanout is not None else None,
     )
 
 
@@ -273,6 +311,8 @@ def _jsonable(value: object) -> object:
         return value
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
     return str(value)
 
 
@@ -303,15 +343,27 @@ def format_plan(plan: Plan) -> str:
         lines.append(f"params: {shown}")
     for index, level in enumerate(plan.levels):
         lines.append(f"level {index + 1}:")
-        for s in level:
+        for s in _elided(level):
+            if isinstance(s, str):
+                lines.append(s)
+                continue
             params = ", ".join(f"{k}={v}" for k, v in s.parameters.items())
             extra = f" [{params}]" if params else ""
-            lines.append(f"  {s.id:<16} {s.function:<27} <- {s.input}{extra}")
+            lines.append(f"  {s.id:<16} {s.function:<27} <- {s.input}{extra}{_fanout_text(s)}")
+    if plan.recipe.skipped:
+        lines.append("skipped:")
+        for k in plan.recipe.skipped.values():
+            lines.append(f"  {k.id:<16} {k.function:<27} {k.reason}")
     q = plan.quota
     steps, levels = len(plan.steps), len(plan.levels)
+    written = len(plan.recipe.steps_as_written)
+    origin = ""
+    if written != steps or plan.recipe.skipped:
+        origin = f" (from {written} as written"
+        origin += f", {len(plan.recipe.skipped)} skipped)" if plan.recipe.skipped else ")"
     lines.append(
-        f"{steps} step{'s' if steps != 1 else ''} in {levels} level{'s' if levels != 1 else ''}, "
-        f"{plan.billed_images} billed images, "
+        f"{steps} step{'s' if steps != 1 else ''} in {levels} level{'s' if levels != 1 else ''}"
+        f"{origin}, {plan.billed_images} billed images, "
         f"est. ${plan.cost_usd:.6f} at ${wire.PRICE_PER_IMAGE_USD}/image"
     )
     lines.append(
@@ -320,6 +372,42 @@ def format_plan(plan: Plan) -> str:
         f"~{q.task_seconds:g}s per task)"
     )
     return "\n".join(lines)
+
+
+_SHOWN_PER_GROUP = 6
+
+
+def _elided(level: Sequence[PlannedStep]) -> list[PlannedStep | str]:
+    """The level's steps, a long run of one fanned-out step's instances cut in the middle."""
+    out: list[PlannedStep | str] = []
+    i = 0
+    while i < len(level):
+        j = i
+        while j < len(level) and level[j].group == level[i].group:
+            j += 1
+        run = level[i:j]
+        if level[i].fanout is not None and len(run) > _SHOWN_PER_GROUP:
+            head = _SHOWN_PER_GROUP - 2
+            out.extend(run[:head])
+            out.append(f"  ... {len(run) - head - 1} more instances of {level[i].group}")
+            out.append(run[-1])
+        else:
+            out.extend(run)
+        i = j
+    return out
+
+
+def _fanout_text(step: PlannedStep) -> str:
+    if step.fanout is None:
+        return ""
+    if "matrix" in step.fanout:
+        values = step.fanout["matrix"]
+        assert isinstance(values, Mapping)
+        return " {" + ", ".join(f"{k}={_short(v)}" for k, v in values.items()) + "}"
+    item = step.fanout.get("item")
+    if step.input == item or (isinstance(item, str) and item.startswith("steps.")):
+        return ""  # the input column already says it
+    return " {item=" + _short(item if isinstance(item, str) else repr(item)) + "}"
 
 
 def _param_text(recipe: Recipe, name: str, value: object) -> str:

@@ -8,7 +8,7 @@ out of range fails here, with the line that set it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from .loader import Location
 from .model import Recipe, Step
 from .params import resolve_image_path
 from .templating import Scope, TemplateProblem, compile_template
+
+_FAILED = object()  # a template that did not render (its error is recorded)
 
 #: A rendered image input: an absolute local ``Path``, a URL or data URI ``str``, or the
 #: object the caller passed in ``outputs`` (returned untouched).
@@ -59,20 +61,61 @@ class RenderedStep:
 
 
 def template_context(
-    recipe: Recipe, step: Step | None, outputs: Mapping[str, Sequence[object]]
+    recipe: Recipe,
+    step: Step | None,
+    outputs: Mapping[str, Sequence[object]],
+    names: Iterable[str] | None = None,
 ) -> dict[str, Any]:
-    """The names a template sees (documented in README.md, "Templates")."""
-    steps = {
-        sid: Scope(f"steps.{sid}", {"image": images[0] if images else None, "images": list(images)})
-        for sid, images in outputs.items()
-    }
+    """The names a template sees (documented in README.md, "Templates").
+
+    ``outputs`` is keyed by step id (an instance id for a fanned-out step); ``names`` are the
+    steps as written that templates may refer to (default: those in ``outputs``).
+    ``steps.<name>.images`` is every image of every instance of ``name`` in instance order
+    (``[]`` for a skipped step), ``steps.<name>.image`` the first (none when there is none).
+    """
+    wanted = list(outputs) if names is None else names
+    steps: dict[str, Scope] = {}
+    groups = recipe.groups
+    for name in wanted:
+        ids = groups.get(name)
+        if ids is None or ids == (name,):
+            images = list(outputs.get(name, ()))
+        else:
+            images = [image for sid in ids for image in outputs.get(sid, ())]
+        steps[name] = Scope(
+            f"steps.{name}", {"image": images[0] if images else None, "images": images}
+        )
     context: dict[str, Any] = {
         "params": Scope("params", recipe.params),
         "steps": Scope("steps", steps),
         "recipe": Scope("recipe", {"name": recipe.name, "description": recipe.description}),
     }
     if step is not None:
-        context["step"] = Scope("step", {"id": step.id, "function": step.function})
+        context["step"] = Scope(
+            "step", {"id": step.id, "function": step.function, "name": step.name}
+        )
+        fanout = step.fanout
+        if fanout is not None:
+            context["loop"] = Scope("loop", fanout.loop())
+            if fanout.kind == "matrix":
+                context["matrix"] = Scope("matrix", dict(fanout.matrix or {}))
+            elif fanout.item_from is None:
+                context["item"] = fanout.item
+            else:
+                source, index = fanout.item_from
+                made = outputs.get(source, ())
+                if index >= len(made):
+                    raise RecipeError(
+                        [
+                            _diag(
+                                step.location_of("foreach"),
+                                f"steps.{step.id}.foreach",
+                                f"{source} made {len(made)} image(s), not the {index + 1} "
+                                "its n asked for",
+                            )
+                        ]
+                    )
+                context["item"] = made[index]
     return context
 
 
@@ -91,8 +134,11 @@ def render_step(
             [_diag(step.location, f"steps.{step_id}", f"rendered before {missing[0]!r} finished")]
         )
     # Only dependencies can be referenced (references are edges), so only they go in the
-    # context: building it stays O(deps) however many steps have finished.
-    context = template_context(recipe, step, {d: outputs[d] for d in recipe.deps(step_id)})
+    # context: building it stays O(deps) however many steps have finished. A skipped step
+    # (on_skipped: run) is there with no images.
+    context = template_context(
+        recipe, step, {d: outputs[d] for d in recipe.deps(step_id)}, step.references
+    )
     errors: list[Diagnostic] = []
     warnings: list[Diagnostic] = []
 
@@ -105,7 +151,7 @@ def render_step(
             errors.append(
                 _diag(step.location_of(name), f"steps.{step_id}.{name}", exc.message, exc.hint)
             )
-            return None
+            return _FAILED
 
     upstream = [image for d in recipe.deps(step_id) for image in outputs[d]]
     image = _image(recipe, step, "image", render("image", step.image), errors, upstream)
@@ -113,7 +159,7 @@ def render_step(
     if step.mask is not None:
         mask = _image(recipe, step, "mask", render("mask", step.mask), errors, upstream)
     prompt_value = render("prompt", step.prompt)
-    prompt = "" if prompt_value is None else str(prompt_value)
+    prompt = "" if prompt_value is None or prompt_value is _FAILED else str(prompt_value)
     if len(prompt) > wire.PROMPT_MAX_CHARS:
         warnings.append(
             _diag(
@@ -128,7 +174,7 @@ def render_step(
     parameters: dict[str, object] = {}
     for name, raw in step.parameters.items():
         value = render(f"parameters.{name}", raw)
-        if value is None and isinstance(raw, str):
+        if value is _FAILED:
             continue
         try:
             parameters[name] = check_parameter(name, value)
@@ -159,20 +205,32 @@ def render_step(
 def render_outputs(recipe: Recipe, outputs: Mapping[str, Sequence[object]]) -> dict[str, object]:
     """The recipe's ``outputs:``, rendered (native values: an image object, a list, ...).
 
-    An output that refers to a step missing from ``outputs`` (it failed or was skipped) is left
-    out, so a partly failed run still reports what it made.
+    ``outputs`` holds the finished steps' images by step id. An output is left out when a step
+    it refers to made nothing (it failed, or every instance failed) or when every step it
+    refers to was skipped, so a partly failed run still reports what it made. A skipped step
+    renders as no images (``[]``, ``image`` none); a fanned-out step as the images of its
+    instances that finished. None values are dropped (from lists too).
     """
-    context = template_context(recipe, None, outputs)
     result: dict[str, object] = {}
     errors: list[Diagnostic] = []
     for name, value in recipe.outputs.items():
         template = compile_template(value)
-        if any(not outputs.get(sid) for sid in template.steps):
+        refs = template.steps
+        live = [r for r in refs if not recipe.is_skipped(r)]
+        if refs and not live:
             continue
+        if any(not any(outputs.get(sid) for sid in recipe.instances(r)) for r in live):
+            continue
+        context = template_context(recipe, None, outputs, refs)
         try:
-            result[name] = template.render(context)
+            rendered = template.render(context)
         except TemplateProblem as exc:
             errors.append(_diag(recipe.output_locations[name], f"outputs.{name}", exc.message))
+            continue
+        if isinstance(rendered, list | tuple):
+            rendered = [v for v in rendered if v is not None]
+        if rendered is not None:
+            result[name] = rendered
     if errors:
         raise RecipeError(errors)
     return result
@@ -219,8 +277,18 @@ def _image(
     errors: list[Diagnostic],
     upstream: Sequence[object],
 ) -> ImageInput:
-    if value is None:
+    if value is _FAILED:
         return ""  # the render error is already recorded
+    if value is None:
+        errors.append(
+            _diag(
+                step.location_of(name),
+                f"steps.{step.id}.{name}",
+                "renders to none (a skipped step has no image)",
+                "fall back to another image: {{ steps.<skipped>.image or steps.<other>.image }}",
+            )
+        )
+        return ""
     if isinstance(value, list | tuple):
         errors.append(
             _diag(

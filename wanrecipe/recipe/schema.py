@@ -167,7 +167,11 @@ def _diagnose(error: Any, doc: Document, prefix: PathKey = ()) -> list[Diagnosti
         return [at(doc.source.at(path), path, *_missing(doc, path, missing))]
     if validator == "not" and value == {}:
         return [_refused(doc, path, at)]
-    if validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+    if validator in ("exclusiveMinimum", "exclusiveMaximum"):
+        side = "greater" if validator == "exclusiveMinimum" else "less"
+        message = f"{instance!r} must be {side} than {value}"
+        return [at(doc.source.at(path), path, message, _range_hint(path))]
+    if validator in ("minimum", "maximum"):
         return [at(doc.source.at(path), path, error.message, _range_hint(path))]
     if "propertyNames" in error.schema_path:
         return [_bad_name(doc, path, instance, at)]
@@ -267,6 +271,10 @@ def _range_hint(path: PathKey) -> str | None:
         return "retry is how many extra attempts: 0 to 10"
     if name == "timeout":
         return "give a positive duration such as 90s, 10m or 1h"
+    if name == "max_usd":
+        return "the budget is in US dollars, e.g. budget: {max_usd: 0.5}"
+    if name == "max_instances":
+        return "max_instances is 1 to 100000 (default 1000)"
     return None
 
 
@@ -285,6 +293,12 @@ def _pattern(path: PathKey, instance: str) -> tuple[str, str | None]:
         )
     if "needs" in path:
         return (f"{instance!r} is not a step id", "step ids match ^[a-z][a-z0-9_-]*$")
+    if name == "foreach" or (len(path) >= 2 and path[-2] == "matrix"):
+        return (
+            f"expected a list or a template giving one, got {instance!r}",
+            f"write a YAML list ([{instance}, ...]) or a template such as "
+            '"{{ params.styles }}"',
+        )
     return (f"{instance!r} does not have the expected form", None)
 
 

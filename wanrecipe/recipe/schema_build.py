@@ -20,10 +20,13 @@ OUTPUT_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 #: A string holding at least one ``{{ expression }}``; its value is checked after rendering.
 TEMPLATE_PATTERN = r"\{\{[\s\S]*\}\}"
 DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h)\s*)+$|^\s*\d+(\.\d+)?\s*$"
-PARAM_TYPES = ("image", "string", "number", "integer", "boolean")
+PARAM_TYPES = ("image", "string", "number", "integer", "boolean", "list")
+ITEM_TYPES = ("image", "string", "number", "integer", "boolean")
 #: Functions whose prompt may be empty (API guide §2.1); every other one needs a prompt.
 OPTIONAL_PROMPT_FUNCTIONS = ("colorization", "description_edit_with_mask")
 DEFAULT_TIMEOUT = "10m"
+DEFAULT_MAX_INSTANCES = 1000
+MAX_INSTANCES_LIMIT = 100_000
 MAX_RETRY = 10
 
 Schema = dict[str, Any]
@@ -155,6 +158,45 @@ def _step() -> Schema:
             },
             "retry": {"$ref": "#/$defs/retry"},
             "timeout": {"$ref": "#/$defs/duration"},
+            "foreach": {
+                "title": "foreach",
+                "description": "Run this step once per item: a list, a list param "
+                "({{ params.styles }}) or another step's images ({{ steps.gen.images }}, that "
+                "step with n > 1). Templates see item and loop.index (1-based), loop.index0, "
+                "loop.length; the instances are <id>.0, <id>.1, ... and steps.<id>.images holds "
+                "all their images in order.",
+                "type": ["array", "string"],
+                "pattern": TEMPLATE_PATTERN,
+                "examples": [["ink wash", "gold foil"], "{{ params.styles }}"],
+            },
+            "matrix": {
+                "title": "matrix",
+                "description": "Run this step once per combination of the named lists (the "
+                "last name varies fastest); templates see matrix.<name> and loop.*. Each list "
+                "is written out or a template such as {{ params.strengths }}.",
+                "type": "object",
+                "propertyNames": {"pattern": PARAM_NAME_PATTERN},
+                "additionalProperties": {
+                    "type": ["array", "string"],
+                    "pattern": TEMPLATE_PATTERN,
+                },
+                "examples": [{"style": ["ink", "oil"], "strength": [0.3, 0.6, 0.9]}],
+            },
+            "if": {
+                "title": "if",
+                "description": "Run this step only when this Jinja expression is true, e.g. "
+                "params.upscale or item != 'oil'. Decided before the run from params, item, "
+                "loop and matrix (never step results).",
+                "type": ["string", "boolean"],
+                "examples": ["params.upscale", "{{ loop.index <= 3 }}"],
+            },
+            "on_skipped": {
+                "title": "on_skipped",
+                "description": "When a step this one refers to or needs is skipped: skip "
+                "(default) skips this one too; run runs it, the skipped step's images being [] "
+                "and its image none ({{ steps.up.image or steps.color.image }}).",
+                "enum": ["skip", "run"],
+            },
         },
         "additionalProperties": False,
         "allOf": per_function,
@@ -183,10 +225,17 @@ def _param() -> Schema:
     typed_defaults.append(
         {
             "if": {
-                "properties": {"type": {"enum": ["image", "string", "boolean"]}},
+                "properties": {"type": {"enum": ["image", "string", "boolean", "list"]}},
                 "required": ["type"],
             },
             "then": {"properties": {"minimum": REFUSED, "maximum": REFUSED}},
+        }
+    )
+    typed_defaults.append(
+        {
+            "if": {"properties": {"type": {"const": "list"}}, "required": ["type"]},
+            "then": {"properties": {"default": {"type": "array"}, "enum": REFUSED}},
+            "else": {"properties": {"items": REFUSED}},
         }
     )
     return {
@@ -198,8 +247,23 @@ def _param() -> Schema:
             "type": {
                 "title": "type",
                 "description": "image (a path relative to the recipe, a URL or a data URI), "
-                "string, number, integer or boolean.",
+                "string, number, integer, boolean, or list (of items as `items` says; "
+                "-p styles=a,b,c).",
                 "enum": list(PARAM_TYPES),
+            },
+            "items": {
+                "title": "items",
+                "description": "For a list param: what each item is (type, enum, bounds). "
+                "Default: strings.",
+                "type": "object",
+                "properties": {
+                    "type": {"enum": list(ITEM_TYPES)},
+                    "enum": {"type": "array", "minItems": 1, "uniqueItems": True},
+                    "minimum": {"type": "number"},
+                    "maximum": {"type": "number"},
+                },
+                "additionalProperties": False,
+                "examples": [{"type": "string", "enum": ["ink", "oil"]}],
             },
             "default": {
                 "title": "default",
@@ -277,6 +341,32 @@ def build_schema() -> Schema:
                 "minProperties": 1,
                 "propertyNames": {"pattern": STEP_ID_PATTERN},
                 "additionalProperties": {"$ref": "#/$defs/step"},
+            },
+            "max_instances": {
+                "title": "max_instances",
+                "description": "The most instances one foreach:/matrix: step may expand into "
+                f"(default {DEFAULT_MAX_INSTANCES}); a guard against a mistyped list.",
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_INSTANCES_LIMIT,
+            },
+            "budget": {
+                "title": "budget",
+                "description": "Spending limit of a run (a batch: of all its rows). plan refuses "
+                "an estimate over it; a run stops before a submit would cross it. "
+                "--max-cost on the command line wins.",
+                "type": "object",
+                "required": ["max_usd"],
+                "properties": {
+                    "max_usd": {
+                        "title": "max_usd",
+                        "description": "US dollars at the model's price per billed image.",
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "examples": [0.5],
+                    }
+                },
+                "additionalProperties": False,
             },
             "outputs": {
                 "title": "outputs",

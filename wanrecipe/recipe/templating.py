@@ -25,7 +25,7 @@ import jinja2
 from jinja2 import meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-CONTEXT_NAMES = frozenset({"params", "steps", "step", "recipe"})
+CONTEXT_NAMES = frozenset({"params", "steps", "step", "recipe", "item", "loop", "matrix"})
 STEP_OUTPUT_ATTRS = ("image", "images")
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -261,7 +261,8 @@ def _check_lookups(
 def _undefined_name(name: str) -> tuple[str, str | None]:
     return (
         f"undefined name {name!r} in template",
-        "templates can use params, steps, step and recipe",
+        "templates can use params, steps, step and recipe (and item, loop, matrix in a "
+        "foreach: or matrix: step)",
     )
 
 

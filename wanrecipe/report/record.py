@@ -81,6 +81,9 @@ class StepRecord:
     cached_from: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    #: For an instance of a foreach:/matrix: step: the step as written and its values
+    #: (``{"group": "styles", "index": 2, "item": "ink"}`` or ``..., "matrix": {...}}``).
+    fanout: dict[str, Any] | None = None
 
     @property
     def cost_usd(self) -> Decimal:

@@ -1,0 +1,222 @@
+"""What every part of the scheduler shares: run options, the step's request, the step-state
+base class (its fields, events, journal calls) and small helpers.
+
+The scheduler is one class built in layers, one module each: ``stepbase`` (state, events) ->
+``downloads`` (results into the store and the run directory) -> ``submission`` (one attempt:
+intent, submit, poll) -> ``recovery`` (resume, re-attach, another run's step, lost submits) ->
+``scheduler`` (the DAG, steps, interrupt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .. import wire
+from ..errors import BackendError, StoreError
+from ..redact import redact_text
+from ..report.events import Event, EventSink, discard
+from ..report.record import ErrorInfo, RunRecord, StepRecord
+from ..store import Attempt as JournalAttempt
+from ..store import KeyBusy, StateDir
+from .identity import realm_of
+from .inputs import DEFAULT_UPLOAD_THRESHOLD, PreparedInput, StepImage
+from .lost import LostTaskFinder
+from .polling import DurationModel, PollPolicy
+from .quota import Quota, QuotaGate
+from .retry import RetryPolicy
+from .slots import PrioritySlots, priorities
+
+#: Result downloads are capped: 16384x16384 RGB PNG is the largest output there is.
+DEFAULT_MAX_DOWNLOAD_BYTES = 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    fail_fast: bool = False
+    quota: Quota = field(default_factory=Quota)
+    poll: PollPolicy = field(default_factory=PollPolicy)
+    #: Attempts for a task that ends FAILED with a transient code (recipe `retry:` overrides).
+    task_attempts: int = 3
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    upload_threshold: int = DEFAULT_UPLOAD_THRESHOLD
+    max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
+    #: After an interrupt, how long running tasks may still finish (and be downloaded).
+    interrupt_grace_s: float = 30.0
+    #: Ignore stored results (still record new ones).
+    no_cache: bool = False
+    #: Steps to redo whatever the cache holds (the runner adds their dependants).
+    force: frozenset[str] = frozenset()
+    #: ``run --locked``: the seed of each step without one of its own, from the lock file.
+    locked_seeds: Mapping[str, int] = field(default_factory=dict)
+    #: Zone of the service's task timestamps, for finding a lost task in the task list
+    #: (DashScope: Beijing time [UNC]; the emulator's default too).
+    server_utc_offset_hours: float = 8.0
+
+
+class StepFailed(Exception):
+    def __init__(self, error: ErrorInfo) -> None:
+        super().__init__(f"{error.code}: {error.message}")
+        self.error = error
+
+
+class Stopped(Exception):
+    """The run is stopping; this step must not start anything new."""
+
+
+@dataclass
+class Request:
+    """One step's request, ready to send, with what identifies it."""
+
+    step: Any  # RenderedStep
+    image: PreparedInput
+    mask: PreparedInput | None
+    parameters: dict[str, Any]
+    key: str
+    meta: dict[str, Any]  # stored with the journal's request summary
+    forced: bool
+
+
+class StepBase:
+    def __init__(
+        self,
+        recipe: Any,
+        client: Any,
+        *,
+        record: RunRecord,
+        run_dir: Path,
+        backend: str,
+        options: RunOptions,
+        render: Any,
+        state: StateDir,
+        on_event: EventSink = discard,
+        durations: DurationModel | None = None,
+    ) -> None:
+        self.recipe = recipe
+        self.client = client
+        self.record = record
+        self.run_dir = run_dir
+        self.backend = backend
+        self.options = options
+        self.state = state
+        self._journal = state.journal
+        self._realm = realm_of(backend)  # emulator results never stand in for paid ones
+        self._recipe_id = str(recipe.path)
+        self._render = render
+        self._emit_sink = on_event
+        self.gate = QuotaGate(options.quota)
+        self.durations = durations or DurationModel(options.poll)
+        self._t0 = time.monotonic()
+        self._finished: dict[str, asyncio.Event] = {}
+        self._outputs: dict[str, list[StepImage] | None] = {}
+        self._stopping: str | None = None
+        self._in_flight: set[str] = set()
+        self._step_tasks: dict[str, asyncio.Task[None]] = {}
+        self._wind_down_task: asyncio.Task[None] | None = None
+        self._lost = LostTaskFinder(
+            client, state.journal, utc_offset_hours=options.server_utc_offset_hours,
+            warn=self._warn,
+        )  # fmt: skip
+        # One submit in flight at a time (intent -> submit -> task id journaled): a crash then
+        # leaves at most one intent without its task id, and the task list names its task
+        # without doubt (two lost submits at once could not be told apart). Costs nothing at
+        # the service's 2 submits/s: a submit takes a round trip and two fsyncs.
+        self._submitting = asyncio.Lock()
+        self._incoming = state.path / "incoming"
+        self._slots = PrioritySlots(
+            self.gate, priorities(recipe), [s.id for s in recipe.steps if not recipe.deps(s.id)]
+        )
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._t0
+
+    async def _journal_call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """A journal write: a few ms of fsync, so off the event loop."""
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except KeyBusy:
+            raise
+        except StoreError as exc:
+            raise StepFailed(ErrorInfo("StateError", str(exc))) from exc
+
+    async def _sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if self._stopping:
+            raise Stopped()
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _on_status(self, rec: StepRecord, status: str) -> None:
+        if status == "RUNNING" and rec.state == "submitted":
+            rec.state = "running"
+            self._emit_step(rec)
+
+    def _skip(self, rec: StepRecord, reason: str) -> None:
+        rec.state, rec.skipped_because = "skipped", reason
+        self._emit_step(rec, message=reason)
+
+    def _warn(self, message: str) -> None:
+        self.record.warnings.append(message)
+        self._emit(Event("warning", self.elapsed(), message=message))
+
+    def _emit_step(
+        self, rec: StepRecord, *, message: str = "", data: dict[str, Any] | None = None
+    ) -> None:
+        payload = {
+            "images": rec.images_billed,
+            "cost_usd": str(rec.cost_usd),
+            "run_images": self.record.images_billed,
+            "run_cost_usd": str(self.record.cost_usd),
+        }
+        if data:
+            payload.update(data)
+        if rec.state in ("done", "cached"):
+            payload["files"] = [r.path for r in rec.results]
+        self._emit(
+            Event(
+                "step", self.elapsed(), step=rec.id, state=rec.state, message=message, data=payload
+            )
+        )
+
+    def _emit(self, event: Event) -> None:
+        self._emit_sink(event)
+
+
+def file_name(sid: str, index: int) -> str:
+    return f"{sid}.png" if index == 0 else f"{sid}-{index + 1}.png"
+
+
+def is_mine(attempt: JournalAttempt) -> bool:
+    return attempt.owner_pid == os.getpid() and attempt.owner_host == socket.gethostname()
+
+
+def service_time(value: datetime | None) -> str | None:
+    """Back to the service's own format (its clock, no zone), as the record keeps it."""
+    return wire.format_time(value) if value is not None else None
+
+
+def error_info(exc: BackendError) -> ErrorInfo:
+    return ErrorInfo(exc.code, redact_text(exc.message), exc.status, exc.request_id, exc.task_id)
+
+
+def request_summary(req: Request) -> dict[str, Any]:
+    """The request as the record and journal keep it: no payloads, no signatures."""
+    body: dict[str, Any] = {
+        "model": wire.MODEL,
+        "input": {
+            "function": req.step.function,
+            "prompt": req.step.prompt,
+            "base_image_url": req.image.shown,
+        },
+        "parameters": dict(req.parameters),
+    }
+    if req.mask is not None:
+        body["input"]["mask_image_url"] = req.mask.shown
+    return body

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import json
 import mimetypes
 import os
@@ -43,6 +44,8 @@ from .models import (
 )
 from .transport import RequestProbe, is_transport_failure, map_error, trace_config
 
+#: Request bodies above this are streamed from memory rather than written in one go.
+_STREAM_BODY_OVER = 512 * 1024
 DEFAULT_USER_AGENT = f"wanrecipe/{__version__}"
 _CHUNK = 64 * 1024
 _LIST_TIME_FORMAT = "%Y%m%d%H%M%S"
@@ -333,6 +336,10 @@ class DashScopeClient:
     ) -> Mapping[str, Any] | None:
         """One request; the only place API-call failures are translated."""
         probe = RequestProbe()
+        if isinstance(data, bytes) and len(data) > _STREAM_BODY_OVER:
+            # aiohttp sends a large bytes body in one write that may hold the loop (and warns);
+            # a fresh BytesIO per attempt streams it in chunks, with the same Content-Length.
+            data = io.BytesIO(data)  # type: ignore[assignment]
         try:
             async with self.session.request(
                 method, url, headers=headers, data=data, params=params, trace_request_ctx=probe

@@ -13,7 +13,7 @@ import typing
 __version__ = "0.1.0"
 
 if typing.TYPE_CHECKING:
-    from .api import ValidationReport, load_recipe, plan_recipe, validate_recipe
+    from .api import ValidationReport, load_recipe, plan_recipe, run_batch, validate_recipe
     from .errors import (
         BackendError,
         Diagnostic,
@@ -27,12 +27,14 @@ if typing.TYPE_CHECKING:
     from .recipe.model import Recipe
     from .recipe.plan import Plan
     from .recipe.render import RenderedStep, render_step
+    from .report.batch_record import BatchRecord, RowRecord
     from .report.record import RunRecord
     from .runner import BackendChoice, run_recipe
 
 #: public name -> the module that defines it.
 _WHERE: dict[str, str] = {
     "BackendChoice": ".runner",
+    "BatchRecord": ".report.batch_record",
     "BackendError": ".errors",
     "Diagnostic": ".errors",
     "ImageInputError": ".errors",
@@ -40,6 +42,7 @@ _WHERE: dict[str, str] = {
     "Recipe": ".recipe.model",
     "RecipeError": ".errors",
     "RenderedStep": ".recipe.render",
+    "RowRecord": ".report.batch_record",
     "RunRecord": ".report.record",
     "TaskFailed": ".errors",
     "TransportError": ".errors",
@@ -49,6 +52,7 @@ _WHERE: dict[str, str] = {
     "load_recipe": ".api",
     "plan_recipe": ".api",
     "render_step": ".recipe.render",
+    "run_batch": ".api",
     "run_recipe": ".runner",
     "validate_recipe": ".api",
 }
@@ -56,12 +60,14 @@ _WHERE: dict[str, str] = {
 __all__ = [
     "BackendChoice",
     "BackendError",
+    "BatchRecord",
     "Diagnostic",
     "ImageInputError",
     "Plan",
     "Recipe",
     "RecipeError",
     "RenderedStep",
+    "RowRecord",
     "RunRecord",
     "TaskFailed",
     "TransportError",
@@ -72,6 +78,7 @@ __all__ = [
     "load_recipe",
     "plan_recipe",
     "render_step",
+    "run_batch",
     "run_recipe",
     "validate_recipe",
 ]

@@ -1,4 +1,5 @@
-"""The public Python API: load, validate and plan recipes (the runner adds ``run_recipe``).
+"""The public Python API: load, validate and plan recipes, run batches (the runner adds
+``run_recipe``).
 
 ``params`` values may be strings (converted to the declared type, as ``-p`` does) or already
 typed values; ``param_files`` are YAML or JSON mappings applied before ``params``.
@@ -10,7 +11,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import Diagnostic, RecipeError
 from .recipe.build import build_recipe
@@ -18,6 +19,10 @@ from .recipe.loader import load_file
 from .recipe.model import Recipe
 from .recipe.params import GivenValue, given_from_file, given_from_mapping
 from .recipe.plan import Plan, Quota, check_rendering, diagnostic_dict, make_plan
+
+if TYPE_CHECKING:
+    from .report.batch_record import BatchRecord
+    from .report.events import EventSink
 
 PathLike = str | os.PathLike[str]
 
@@ -124,3 +129,48 @@ def _load(
             [Diagnostic(file, 1, 1, "", "a recipe must be a mapping (version:, steps:, ...)")]
         )
     return build_recipe(doc, Path(file), given)
+
+
+def run_batch(
+    path: PathLike,
+    rows: Iterable[Any],
+    *,
+    params: Mapping[str, object] | None = None,
+    param_files: Iterable[PathLike] = (),
+    backend: Any = None,
+    run_dir: PathLike | None = None,
+    options: Any = None,
+    on_event: EventSink | None = None,
+    state_dir: PathLike | None = None,
+    max_usd: Any = None,
+) -> BatchRecord:
+    """Run the recipe once per row, all rows in one scheduler; return the batch record.
+
+    ``rows``: ``recipe.rows.load_rows(...)`` rows, or mappings of param values (a ``key``
+    entry names the row's directory). ``params`` apply to every row (a row's own values win).
+    ``max_usd`` (or the recipe's ``budget: {max_usd}``) caps what the batch may bill. Raises
+    RecipeError (every row's problems, nothing sent) or UsageError.
+    """
+    import asyncio
+
+    from .batch import BatchGraph, as_rows, execute_batch, load_rows_recipes
+    from .batch.graph import budget_of
+    from .report.events import discard
+    from .runner import BackendChoice, choose_backend, default_run_dir
+
+    batch_rows = as_rows(rows)
+    loaded = load_rows_recipes(Path(path), batch_rows, load_recipe, params, list(param_files))
+    graph = BatchGraph(loaded[0].recipe.path, loaded)
+    choice = backend if isinstance(backend, BackendChoice) else choose_backend(backend)
+    out = Path(run_dir) if run_dir is not None else default_run_dir(loaded[0].recipe.name)
+    return asyncio.run(
+        execute_batch(
+            graph,
+            backend=choice,
+            run_dir=out,
+            options=options,
+            on_event=on_event or discard,
+            state_dir=Path(state_dir) if state_dir is not None else None,
+            max_usd=budget_of(loaded[0].recipe, max_usd),
+        )
+    )

@@ -1,8 +1,17 @@
-"""Image inspection and references: what the API accepts, checked without decoding pixels.
+"""Image inspection and references: what the API accepts, and whether the data decodes.
 
 Used by the recipe checks (local files known at plan time), the runner (preflight before any
 submit) and the emulator (validation of what arrives). Decoding pixels for editing is the
 engines' job, not this module's.
+
+Two separate checks. The header says what an image claims to be (``inspect_bytes``: cheap,
+first bytes). ``check_decodes`` then checks that the data behind it is really there: a
+truncated PNG, or one whose header says 4096x4096 over corrupt data, is refused before it
+reaches a backend. It is bounded in memory and time: a PNG is checked by streaming its
+compressed data through zlib (no pixel buffer: the decompressed size is only counted), a JPEG
+is decoded at 1/8 scale (Pillow's draft mode), other formats (BMP, TIFF, WEBP: at most 10 MB
+and 4096 px a side by then) are decoded whole. ``check_file_decodes`` caches by file version,
+so a file used by many steps, or checked by ``validate`` and again by ``run``, is decoded once.
 """
 
 from __future__ import annotations
@@ -10,7 +19,11 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import os
 import re
+import struct
+import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,12 +72,16 @@ def inspect_file(path: Path) -> ImageInfo:
 def load_file(path: Path) -> tuple[bytes | None, ImageInfo]:
     """The file's bytes and what the API cares about, reading it once; bytes are None for a
     file over the size limit (only its header is read: it cannot be sent anyway)."""
+    if "\0" in str(path):
+        raise ImageInputError(f"{shown_path(path)}: the path contains a NUL byte")
     try:
         size = path.stat().st_size
     except FileNotFoundError as exc:
         raise ImageInputError(f"{path}: no such file") from exc
     except OSError as exc:
         raise ImageInputError(f"{path}: cannot read: {exc.strerror}") from exc
+    except ValueError as exc:  # a path the OS cannot take at all
+        raise ImageInputError(f"{shown_path(path)}: not a usable path ({exc})") from exc
     if not path.is_file():
         raise ImageInputError(f"{path}: not a file")
     if size > wire.IMAGE_MAX_BYTES:
@@ -93,6 +110,14 @@ def inspect_header(path: Path) -> ImageInfo:
         raise ImageInputError(f"{path}: image declares too many pixels: {exc}") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise ImageInputError(f"{path}: not a readable image") from exc
+
+
+def shown_path(path: Path | str) -> str:
+    """A path as it may be printed: control characters (a NUL byte, ...) escaped."""
+    text = str(path)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 def _size_only(path: Path, size: int) -> ImageInfo:
@@ -156,3 +181,141 @@ def is_remote(ref: str) -> bool:
 
 def is_data_uri(ref: str) -> bool:
     return ref.startswith("data:")
+
+
+# -- does it decode -----------------------------------------------------------------------
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: Inflate at most this much at once: memory stays flat whatever the header claims.
+_INFLATE_STEP = 1 << 20
+#: Mask pixels counted as black or white: at most this far from 0 or 255.
+_MASK_TOLERANCE = 16
+#: A mask with more gray pixels than this share gets a warning.
+MASK_GRAY_SHARE = 0.02
+_MASK_SAMPLE = (512, 512)
+
+_CACHE: OrderedDict[tuple[object, ...], str | None] = OrderedDict()
+_CACHE_SIZE = 512
+
+
+def check_decodes(data: bytes) -> None:
+    """Raise ImageInputError when ``data`` (an image whose header was read) does not decode."""
+    if data.startswith(_PNG_SIGNATURE):
+        _check_png(data)
+        return
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format == "JPEG":
+                im.draft("RGB", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
+            im.load()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as exc:
+        raise ImageInputError(f"the image data is damaged or incomplete ({_reason(exc)})") from exc
+
+
+def check_file_decodes(path: Path, data: bytes | None = None) -> None:
+    """``check_decodes`` for a file, once per file version (path, size, mtime, inode)."""
+    try:
+        st = path.stat()
+    except (OSError, ValueError):
+        return  # reported by the header check
+    key = ("decode", os.fspath(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key in _CACHE:
+        _CACHE.move_to_end(key)
+        problem = _CACHE[key]
+    else:
+        try:
+            check_decodes(data if data is not None else path.read_bytes())
+            problem = None
+        except ImageInputError as exc:
+            problem = str(exc)
+        except OSError as exc:
+            problem = f"cannot read: {exc.strerror}"
+        _remember(key, problem)
+    if problem is not None:
+        raise ImageInputError(problem)
+
+
+def gray_share(data: bytes) -> float:
+    """The share of a mask's pixels that are neither black nor white (on a sample)."""
+    with Image.open(io.BytesIO(data)) as im:
+        if im.format == "JPEG":
+            im.draft("L", (max(1, im.size[0] // 8), max(1, im.size[1] // 8)))
+        gray = im.convert("L")
+    gray.thumbnail(_MASK_SAMPLE, Image.Resampling.NEAREST)
+    histogram = gray.histogram()
+    total = sum(histogram) or 1
+    middle = sum(histogram[_MASK_TOLERANCE + 1 : 255 - _MASK_TOLERANCE])
+    return middle / total
+
+
+def _remember(key: tuple[object, ...], problem: str | None) -> None:
+    _CACHE[key] = problem
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+
+
+def _check_png(data: bytes) -> None:
+    pos = len(_PNG_SIGNATURE)
+    inflater = zlib.decompressobj()
+    inflated = 0
+    expected: int | None = None
+    seen_end = False
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body_end = pos + 8 + length
+        if body_end + 4 > len(data):
+            raise _damaged(f"chunk {kind.decode('latin-1')!r} is cut off: the file is truncated")
+        body = data[pos + 8 : body_end]
+        (crc,) = struct.unpack(">I", data[body_end : body_end + 4])
+        if zlib.crc32(kind + body) != crc:
+            raise _damaged(f"chunk {kind.decode('latin-1')!r} fails its checksum")
+        if kind == b"IHDR":
+            expected = _png_raw_size(body)
+        elif kind == b"IDAT":
+            inflated += _inflate(inflater, body)
+        elif kind == b"IEND":
+            seen_end = True
+            break
+        pos = body_end + 4
+    if not seen_end:
+        raise _damaged("no end chunk: the file is truncated")
+    if not inflater.eof:
+        raise _damaged("the compressed pixel data ends early")
+    if expected is not None and inflated != expected:
+        raise _damaged(
+            f"the header's size needs {expected:,} bytes of pixel data, the file has {inflated:,}"
+        )
+
+
+def _inflate(inflater: zlib._Decompress, chunk: bytes) -> int:
+    count = 0
+    pending = chunk
+    try:
+        while pending:
+            out = inflater.decompress(pending, _INFLATE_STEP)
+            count += len(out)
+            pending = inflater.unconsumed_tail
+    except zlib.error as exc:
+        raise _damaged(f"the compressed pixel data is corrupt ({exc})") from exc
+    return count
+
+
+def _png_raw_size(ihdr: bytes) -> int | None:
+    if len(ihdr) != 13:
+        raise _damaged("the header chunk has the wrong length")
+    width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", ihdr)
+    channels = _PNG_CHANNELS.get(color)
+    if channels is None or interlace:
+        return None  # interlaced: checked for completeness (zlib end), not for exact size
+    row = (width * channels * depth + 7) // 8
+    return int(height * (1 + row))
+
+
+def _damaged(reason: str) -> ImageInputError:
+    return ImageInputError(f"the image data is damaged or incomplete ({reason})")
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text[:200]

@@ -24,9 +24,9 @@ def redact_url(url: str) -> str:
     except ValueError:
         return "<unparseable URL>"
     query = "<redacted>" if parts.query else ""
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
+    # Host and port as written, never the userinfo (user:password@) before them; no
+    # parts.port, which raises for a port that is not a number.
+    netloc = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
@@ -35,3 +35,23 @@ def redact_text(text: str) -> str:
     text = _BEARER.sub(r"\1<redacted>", text)
     text = _SK.sub("sk-<redacted>", text)
     return _URL.sub(lambda m: redact_url(m.group(0)), text)
+
+
+def redact_value(value: object) -> object:
+    """``redact_text`` applied to every string inside ``value`` (dicts, lists, tuples)."""
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: redact_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v) for v in value]
+    return value
+
+
+def has_userinfo(url: str) -> bool:
+    """Whether ``url`` carries ``user[:password]@`` before its host."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.username is not None or parts.password is not None

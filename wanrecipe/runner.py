@@ -21,7 +21,9 @@ from typing import Any, Literal, TypeVar, cast
 from urllib.parse import urlsplit
 
 from . import wire
-from .errors import UsageError
+from .errors import RecipeError, UsageError
+from .recipe.names import run_dir_name
+from .redact import has_userinfo, redact_url, redact_value
 from .report.events import Event, EventSink, discard
 from .report.record import RunRecord, StepRecord
 
@@ -99,9 +101,20 @@ def choose_backend(
 
 
 def _check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"base URL must be http(s)://HOST[:PORT]/api/v1, not {url!r}")
+    if has_userinfo(url):
+        # Never echoed: the password part is usually the key itself.
+        raise UsageError(
+            f"the base URL {redact_url(url)} carries a user name or password (user:...@HOST); "
+            "pass the key in DASHSCOPE_API_KEY instead"
+        )
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError when the port is not a number
+    except ValueError:
+        valid = False
+    if not valid:
+        raise UsageError(f"base URL must be http(s)://HOST[:PORT]/api/v1, not {redact_url(url)!r}")
     return url.rstrip("/")
 
 
@@ -192,7 +205,8 @@ def _warm_engine() -> None:
 def default_run_dir(recipe_name: str, now: datetime | None = None) -> Path:
     """``runs/<name>/<UTC timestamp>``; a second run in the same second gets ``-2``, ..."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%d-%H%M%S")
-    base = Path("runs") / recipe_name / stamp
+    # A name never steers the path (`../x`, `/abs`): validate warns when it was changed.
+    base = Path("runs") / run_dir_name(recipe_name) / stamp
     candidate, number = base, 1
     while candidate.exists():
         number += 1
@@ -256,6 +270,7 @@ async def _execute(
     state: Any,
 ) -> RunRecord:
     from .backends.dashscope import DashScopeClient
+    from .executor.ledger import close_gate, open_gate
     from .executor.scheduler import RunOptions, Scheduler
     from .recipe.render import render_outputs, render_step
 
@@ -264,7 +279,7 @@ async def _execute(
     record = RunRecord(
         recipe=str(recipe.path),
         name=recipe.name,
-        params=dict(recipe.params),
+        params=cast(dict[str, Any], redact_value(dict(recipe.params))),
         backend=backend.label,
         base_url="",
         run_dir=str(run_dir),
@@ -273,7 +288,7 @@ async def _execute(
     )
     loop = asyncio.get_running_loop()
     async with open_backend(backend) as base_url:
-        record.base_url = base_url if backend.kind != "dashscope" else _host(base_url)
+        record.base_url = redact_url(base_url) if backend.kind != "dashscope" else _host(base_url)
         on_event(
             Event(
                 "run_started",
@@ -285,6 +300,14 @@ async def _execute(
                     "steps": len(record.steps),
                 },
             )
+        )
+        # The embedded emulator is this process's own; any other server's quota is shared
+        # with the other runs using this state directory.
+        gate = open_gate(
+            options.quota,
+            shared_in=state.path if backend.kind != "local" else None,
+            base_url=base_url,
+            api_key=backend.api_key,
         )
         async with DashScopeClient(base_url, backend.api_key) as client:
             scheduler = Scheduler(
@@ -298,6 +321,7 @@ async def _execute(
                 on_event=on_event,
                 state=state,
                 durations=_load_durations(state.path, backend.label, options.poll),
+                gate=gate,
             )
             interrupts = 0
 
@@ -327,16 +351,27 @@ async def _execute(
                 if handle_signals:
                     loop.remove_signal_handler(signal.SIGINT)
                     loop.remove_signal_handler(signal.SIGTERM)
+                await close_gate(gate)
             elapsed = scheduler.elapsed()
             _save_durations(state.path, backend.label, scheduler.durations)
             interrupted = scheduler.stopping is not None and not options.fail_fast
-    outputs = _collect_outputs(recipe, record, run_dir, render_outputs)
+    outputs_failed = False
+    try:
+        outputs = _collect_outputs(recipe, record, run_dir, render_outputs)
+    except RecipeError as exc:
+        outputs_failed = True
+        # The steps' images are stored and linked: say what is wrong with `outputs:` in the
+        # record (the CLI prints its warnings) rather than losing run.json to a traceback.
+        outputs = {}
+        record.warnings.extend(d.format() for d in exc.diagnostics)
     record.outputs = outputs
     record.elapsed_s = round(elapsed, 3)
     record.finished = datetime.now(UTC).isoformat(timespec="seconds")
-    if interrupted:
+    if scheduler.budget_reached:
+        record.status = "budget"
+    elif interrupted:
         record.status = "interrupted"
-    elif record.failed or record.unavailable:
+    elif record.failed or record.unavailable or outputs_failed:
         record.status = "failed"
     else:
         record.status = "ok"

@@ -13,7 +13,7 @@ PACKAGE = Path(backends.__file__).parent
 def test_all_is_sorted_and_complete() -> None:
     assert backends.__all__ == sorted(backends.__all__)
     public = {n for n in dir(backends) if not n.startswith("_")}
-    submodules = {"annotations", "dashscope", "models", "transport"}
+    submodules = {"annotations", "dashscope", "hosts", "models", "transport"}
     assert public - submodules == set(backends.__all__)
 
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import re
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 from aiohttp import web
+from PIL import Image
 
 from wanrecipe import wire
 from wanrecipe.backends import DashScopeClient, TaskState
@@ -50,6 +53,19 @@ async def test_submit_query_download_round_trip(client: DashScopeClient, tmp_pat
     assert got.size == len(data) and got.sha256 == hashlib.sha256(data).hexdigest()
     assert data.startswith(b"\x89PNG")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # no temp file left
+
+
+async def test_a_large_data_uri_submit_does_not_warn(client: DashScopeClient) -> None:
+    """A body over aiohttp's 1 MiB "large raw bytes" mark (a ~1.5 MB photo as a data URI) is
+    streamed, not sent as raw bytes: the suite turns aiohttp's ResourceWarning into an error,
+    and on a user's machine it would block the loop."""
+    noisy = np.random.default_rng(1).integers(0, 256, (720, 720, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noisy).save(buf, format="PNG", compress_level=1)
+    assert len(buf.getvalue()) > 1024 * 1024
+    sub = await client.submit("super_resolution", "x", data_uri(buf.getvalue()))
+    state = await finish(client, sub.task_id)
+    assert state.status == "SUCCEEDED", state
 
 
 async def test_download_over_the_cap_leaves_nothing(

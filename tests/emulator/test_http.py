@@ -38,7 +38,9 @@ async def test_task_succeeds_with_the_service_shapes(start: Start, http: aiohttp
     assert out["task_metrics"] == {"TOTAL": 2, "SUCCEEDED": 2, "FAILED": 0}
     assert done["usage"] == {"image_count": 2}
     assert len(out["results"]) == 2
-    assert all(set(r) == {"url"} for r in out["results"])
+    # The emulator adds its engine labels (docs/engines.md) next to the service's url.
+    assert all(set(r) == {"url", "fidelity", "engine", "note"} for r in out["results"])
+    assert all(r["fidelity"] in ("real", "approximate", "placeholder") for r in out["results"])
     assert out["results"][0]["url"] != out["results"][1]["url"]
 
 

@@ -52,10 +52,10 @@ PARAMS = {
 
 @pytest.mark.parametrize("function", wire.FUNCTIONS)
 def test_every_function_is_sized_and_labelled(render: Render, function: str) -> None:
-    img, mask, prompt = input_for(function)
+    img, mask, prompt = input_for(function, 384)
     params = PARAMS.get(function, {})
     result, out = render(function, img, prompt, mask=mask, **params)
-    expected = engines.output_size(function, 512, 512, defaults(function, **params))
+    expected = engines.output_size(function, 384, 384, defaults(function, **params))
     assert (result.width, result.height) == expected == (out.shape[1], out.shape[0])
     labels = read_labels(result.png)
     assert labels["wanrecipe:fidelity"] == result.fidelity
@@ -68,6 +68,7 @@ def test_every_function_is_sized_and_labelled(render: Render, function: str) -> 
         "stylization_local": "approximate",
         "colorization": "approximate",
         "doodle": "approximate",
+        "expand": "approximate",
     }.get(function, "real")
     assert result.fidelity == expected_fidelity
 
@@ -184,7 +185,10 @@ def test_remove_watermark_falls_back_to_telea_past_the_budget(render: Render) ->
     clean = scenes.landscape(512)
     marked, text = scenes.with_text(clean)
     result, out = render("remove_watermark", marked, time_budget=0.0)
-    assert result.engine in ("text-detect+telea", "ppocr-det+telea")
+    assert result.engine.endswith("telea(budget)"), result.engine
+    assert "patchmatch" not in result.engine
+    assert result.fidelity == "approximate", "a budget fallback is never labelled real"
+    assert "budget" in result.note
     region = cv2.dilate(text.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
     err = lambda a: float(((a.astype(np.float64) - clean) ** 2)[region].mean())  # noqa: E731
     assert err(out) < 0.5 * err(marked)
@@ -211,7 +215,7 @@ def digests() -> dict[str, str]:
     cases += [(key, f, p, 3) for key, (f, p) in PROMPTED.items()]
     out = {}
     for key, function, prompt_override, seed in cases:
-        img, mask, prompt = input_for(function)
+        img, mask, prompt = input_for(function, 320)
         request = engines.EditRequest(
             function=function,
             image=scenes.png_bytes(img),

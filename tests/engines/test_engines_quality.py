@@ -9,7 +9,7 @@ import pytest
 from . import scenes
 from .conftest import Render
 
-SIZE = 768
+SIZE = 384
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -41,7 +41,7 @@ def test_super_resolution_factor_one_keeps_size_and_stays_close(render: Render) 
 
 
 def test_remove_watermark_restores_the_text_region(render: Render) -> None:
-    clean = scenes.landscape(SIZE)
+    clean = scenes.landscape(512)
     marked, text = scenes.with_text(clean)
     region = cv2.dilate(text.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
     result, out = render("remove_watermark", marked)
@@ -96,26 +96,27 @@ def test_recolour_inside_the_mask(render: Render, prompt: str) -> None:
     [
         (
             {"left_scale": 1.2, "right_scale": 1.2, "top_scale": 1.2, "bottom_scale": 1.2},
-            (614, 614),
+            (308, 308),
         ),
         (
             {"left_scale": 1.5, "right_scale": 1.0, "top_scale": 1.0, "bottom_scale": 1.2},
-            (640, 563),
+            (320, 282),
         ),
     ],
 )
 def test_expand_keeps_original_pixels_exactly(
     render: Render, scales: dict[str, float], size: tuple[int, int]
 ) -> None:
-    img = scenes.landscape(512)
+    img = scenes.landscape(256)
     result, out = render("expand", img, "", **scales)
     assert (result.width, result.height) == size == (out.shape[1], out.shape[0])
-    left = round(512 * (scales["left_scale"] - 1) / 2)
-    top = round(512 * (scales["top_scale"] - 1) / 2)
-    assert np.array_equal(out[top : top + 512, left : left + 512], img)
-    assert result.fidelity == "real" and result.engine == "expand:patchmatch"
+    left = round(256 * (scales["left_scale"] - 1) / 2)
+    top = round(256 * (scales["top_scale"] - 1) / 2)
+    assert np.array_equal(out[top : top + 256, left : left + 256], img)
+    # The prompt cannot add content: never labelled real.
+    assert result.fidelity == "approximate" and result.engine == "expand:patchmatch"
     # The new border is synthesised from the image, not a flat or smeared copy of the edge.
-    border = out[:, :left] if left else out[top + 512 :]
+    border = out[:, :left] if left else out[top + 256 :]
     assert float(border.astype(np.float32).std()) > 10
 
 
@@ -205,7 +206,7 @@ def test_stylization_local_renders_each_material_on_a_region(
     result, out = render("stylization_local", img, prompt)
     assert result.engine == f"material:{material}" and result.fidelity == "approximate"
     changed = np.abs(out.astype(np.int16) - img).max(axis=2) > 12
-    assert 0.01 < changed.mean() < 0.6  # a region, not the whole frame
+    assert 0.01 < changed.mean() < 0.7  # a region, not the whole frame
     corners = np.concatenate([changed[:40, :40].ravel(), changed[:40, -40:].ravel()])
     assert not corners.any()
 
@@ -240,7 +241,7 @@ def test_classical_detector_is_used_without_models(
     render: Render, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WANRECIPE_NO_MODELS", "1")
-    clean = scenes.landscape(SIZE)
+    clean = scenes.landscape(512)  # the classical detector needs glyphs >= ~15 px tall
     marked, text = scenes.with_text(clean)
     region = cv2.dilate(text.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
     result, out = render("remove_watermark", marked)

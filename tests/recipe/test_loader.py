@@ -48,7 +48,9 @@ def test_syntax_errors_point_at_the_problem():
     with pytest.raises(RecipeError) as info:
         load_text("a: [1, 2\nb: 3\n", "x.yaml")
     d = info.value.diagnostics[0]
-    assert d.line == 2 and d.message.startswith("invalid YAML")
+    # At the opening bracket (where the fix goes), not where the parser noticed (line 2).
+    assert (d.line, d.column) == (1, 4) and d.message.startswith("invalid YAML")
+    assert "not closed" in d.message and "line 2" in d.message
 
 
 def test_merge_keys_still_work():
@@ -65,9 +67,10 @@ def test_missing_and_undecodable_files(tmp_path: Path):
         load_file(bad)
 
 
-def test_recursive_aliases_do_not_hang():
-    doc = load_text("a: &x [1, *x]\n", "x.yaml")
-    assert doc.data["a"][1] is doc.data["a"]
+def test_recursive_aliases_are_refused_without_hanging():
+    with pytest.raises(RecipeError, match="alias to itself") as info:
+        load_text("a: &x [1, *x]\n", "x.yaml")
+    assert info.value.diagnostics[0].line == 1
 
 
 def test_keys_of_different_types_are_not_duplicates():

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import json
 import mimetypes
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +29,7 @@ import yarl
 from .. import __version__, wire
 from ..errors import BackendError, TransportError
 from ..redact import redact_text, redact_url
+from .hosts import result_url_problem
 from .models import (
     Downloaded,
     SubmitResult,
@@ -42,6 +44,8 @@ from .models import (
 )
 from .transport import RequestProbe, is_transport_failure, map_error, trace_config
 
+#: Request bodies above this are streamed from memory rather than written in one go.
+_STREAM_BODY_OVER = 512 * 1024
 DEFAULT_USER_AGENT = f"wanrecipe/{__version__}"
 _CHUNK = 64 * 1024
 _LIST_TIME_FORMAT = "%Y%m%d%H%M%S"
@@ -63,6 +67,8 @@ class DashScopeClient:
         connect_timeout: float = 10.0,
         user_agent: str = DEFAULT_USER_AGENT,
         workspace: str | None = None,
+        download_timeout: float = 300.0,
+        result_hosts: Sequence[str] = (),
     ) -> None:
         if not api_key:
             raise ValueError("an API key is required")
@@ -72,6 +78,10 @@ class DashScopeClient:
         self._connect_timeout = min(connect_timeout, timeout)
         self._user_agent = user_agent
         self._workspace = workspace
+        #: A whole download, however slowly it trickles in (the chunk wait alone never ends a
+        #: download that sends a byte now and then).
+        self._download_timeout = download_timeout
+        self._result_hosts = tuple(result_hosts)
         self._session: aiohttp.ClientSession | None = None
         self._policy: tuple[UploadPolicy, float] | None = None
 
@@ -207,13 +217,18 @@ class DashScopeClient:
     async def download(self, url: str, dest: Path, *, max_bytes: int) -> Downloaded:
         """Stream ``url`` into ``dest`` (atomically: temp file, fsync, rename), size-capped.
 
-        Sends no credentials: result URLs carry their own signature.
+        Sends no credentials: result URLs carry their own signature. Only URLs on the
+        backend's own hosts are fetched (``hosts.result_url_problem``), redirects are not
+        followed, and the whole download is bounded by ``download_timeout``.
         """
         what = f"download {redact_url(url)}"
+        refused = result_url_problem(self.base_url, url, self._result_hosts)
+        if refused is not None:
+            raise BackendError("ForeignResultURL", f"{what}: refused: {refused}")
         dest.parent.mkdir(parents=True, exist_ok=True)
         probe = RequestProbe()
         timeout = aiohttp.ClientTimeout(
-            total=None, connect=self._connect_timeout, sock_read=self._timeout
+            total=self._download_timeout, connect=self._connect_timeout, sock_read=self._timeout
         )
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         tmp = Path(tmp_name)
@@ -224,7 +239,10 @@ class DashScopeClient:
                 try:
                     # encoded=True: re-quoting the query would break its signature.
                     async with self.session.get(
-                        yarl.URL(url, encoded=True), timeout=timeout, trace_request_ctx=probe
+                        yarl.URL(url, encoded=True),
+                        timeout=timeout,
+                        trace_request_ctx=probe,
+                        allow_redirects=False,
                     ) as resp:
                         if resp.status != 200:
                             raise await _error_from_response(resp, what)
@@ -317,6 +335,10 @@ class DashScopeClient:
     ) -> Mapping[str, Any] | None:
         """One request; the only place API-call failures are translated."""
         probe = RequestProbe()
+        if isinstance(data, bytes) and len(data) > _STREAM_BODY_OVER:
+            # aiohttp sends a large bytes body in one write that may hold the loop (and warns);
+            # a fresh BytesIO per attempt streams it in chunks, with the same Content-Length.
+            data = io.BytesIO(data)  # type: ignore[assignment]
         try:
             async with self.session.request(
                 method, url, headers=headers, data=data, params=params, trace_request_ctx=probe

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import click
@@ -92,6 +93,17 @@ def validate(
     help="Which results count as cached: the emulator's or the service's (default local; "
     "env WANRECIPE_BACKEND).",
 )  # fmt: skip
+@click.option(
+    "--max-cost", "max_cost", default=None, metavar="USD",
+    help="Refuse (exit 3) a plan whose cost is over USD (default: the recipe's budget).",
+)  # fmt: skip
+@click.option(
+    "--batch", "batch_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    metavar="FILE", help="Plan a batch: one run per row of FILE (see run --batch).",
+)  # fmt: skip
+@click.option("--each", default=None, metavar="NAME=GLOB", help="Plan one run per file.")
+@click.option("--rows", "rows_spec", default=None, metavar="A:B", help="With --batch/--each.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="With --batch/--each.")
 def plan(
     recipe: str,
     param_items: tuple[str, ...],
@@ -102,6 +114,11 @@ def plan(
     task_seconds: float,
     state_dir: str | None,
     backend: str | None,
+    max_cost: str | None = None,
+    batch_file: Path | None = None,
+    each: str | None = None,
+    rows_spec: str | None = None,
+    limit: int | None = None,
 ) -> None:
     """Show what a run would do: steps by dependency level, billed images, cost, wall time.
 
@@ -112,9 +129,16 @@ def plan(
     Example:
       wanrecipe plan recipes/old-photo.yaml -p factor=4
       wanrecipe plan recipes/style-fanout.yaml --json
+      wanrecipe plan recipes/batch-stylize.yaml --batch recipes/batch-stylize.csv --max-cost 1
     """
     params = parse_params(param_items)
     quota = Quota(submit_rps=submit_rps, concurrency=concurrency, task_seconds=task_seconds)
+    if batch_file is not None or each is not None:
+        from .batch_run import plan_batch
+
+        source = (batch_file, each, rows_spec, limit)
+        plan_batch(Path(recipe), params, params_files, source, quota, max_cost, as_json)
+        return
     try:
         result = api.plan_recipe(recipe, params, params_files, quota=quota)
     except RecipeError as exc:
@@ -131,6 +155,28 @@ def plan(
         click.echo(format_plan(result))
         if cache is not None:
             click.echo(preview.format_marks(cache[0], shown_path(cache[1])))
+    _check_budget(result, max_cost)
+
+
+def _check_budget(result: Any, max_cost: str | None) -> None:
+    """A plan over the budget (``--max-cost`` or ``budget: {max_usd}``) exits 3."""
+    from ..batch.graph import budget_of
+    from ..errors import UsageError
+    from . import EXIT_INTERRUPTED
+
+    try:
+        budget = budget_of(result.recipe, max_cost)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if budget is not None and result.cost_usd > budget:
+        click.echo(
+            f"error: the plan costs ${result.cost_usd:.4f}, over the budget of ${budget} by "
+            f"${result.cost_usd - budget:.4f}\n"
+            "  hint: raise --max-cost (or budget: {max_usd} in the recipe), or ask for fewer "
+            "images (n) or steps",
+            err=True,
+        )
+        raise SystemExit(EXIT_INTERRUPTED)
 
 
 def _cache_marks(recipe: Any, state_dir: str | None, backend: str | None) -> Any:

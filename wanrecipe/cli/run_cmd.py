@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from ..runner import (
 )
 from ..store import StateDir
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, main
+from .batch_run import batch_options, require_consent, resolve_budget, run_batch_command
 from .common import echo_diagnostics, param_option, params_file_option, parse_params, shown_path
 
 
@@ -125,6 +127,7 @@ from .common import echo_diagnostics, param_option, params_file_option, parse_pa
     "task, submit again anyway (may pay twice; by default the step stops and says so).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
+@batch_options
 def run(
     recipe: Path,
     param_items: tuple[str, ...],
@@ -143,6 +146,12 @@ def run(
     locked: bool,
     resubmit_lost: bool,
     as_json: bool,
+    batch_file: Path | None = None,
+    each: str | None = None,
+    rows_spec: str | None = None,
+    limit: int | None = None,
+    max_cost: str | None = None,
+    yes: bool = False,
 ) -> None:
     """Run RECIPE: every step, each output feeding the next.
 
@@ -155,12 +164,18 @@ def run(
       wanrecipe run recipes/old-photo.yaml -p factor=4 --out out/
       wanrecipe run recipes/old-photo.yaml --base-url http://127.0.0.1:8080/api/v1
       DASHSCOPE_API_KEY=sk-... wanrecipe run recipes/old-photo.yaml --backend dashscope
+      wanrecipe run recipes/batch-restore.yaml --batch recipes/batch-restore.csv
+      wanrecipe run recipes/old-photo.yaml --each photo='photos/*.jpg' --max-cost 2
 
     Every run that finishes a step writes <recipe>.lock beside the recipe (seeds, inputs,
     outputs, task ids); --locked replays it.
 
     Exit codes: 0 all steps done, 1 a step failed (independent steps still ran),
-    2 invalid recipe or usage (nothing was sent), 3 interrupted (finished work kept).
+    2 invalid recipe or usage (nothing was sent), 3 interrupted or over budget (finished
+    work kept).
+
+    --batch FILE / --each NAME=GLOB run the recipe once per row, every row in one scheduler
+    (one quota, one cache), outputs in <run dir>/<row key>/ (docs/batch.md).
     """
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
@@ -168,7 +183,26 @@ def run(
     except UsageError as exc:
         raise click.UsageError(str(exc)) from exc
     start_engines_early(choice)  # the embedded emulator's workers start while we check
+    quota = Quota(submit_rps=rps, concurrency=concurrency, query_qps=query_qps)
+    if batch_file is not None or each is not None:
+        if locked:
+            raise click.UsageError("--locked replays one run's lock file: not with --batch/--each")
+        run_batch_command(
+            err, recipe, choice=choice, params=parse_params(param_items),
+            params_files=params_files, batch_file=batch_file, each=each, rows_spec=rows_spec,
+            limit=limit, max_cost=max_cost, yes=yes, out_dir=out_dir, state_dir=state_dir,
+            options=RunOptions(
+                fail_fast=fail_fast, no_cache=no_cache, quota=quota,
+                lost_submit="resubmit" if resubmit_lost else "stop",
+            ),
+            force_steps=force_steps, as_json=as_json,
+        )  # fmt: skip
+        return
+    if rows_spec is not None or limit is not None:
+        raise click.UsageError("--rows and --limit pick rows of --batch FILE or --each NAME=GLOB")
     loaded = _load_checked(recipe, parse_params(param_items), params_files)
+    max_usd = resolve_budget(loaded, max_cost)
+    require_consent(err, choice, _estimate(loaded), max_usd, yes)
     run_dir = out_dir or default_run_dir(loaded.name)
     try:
         force = with_dependants(loaded, force_steps)
@@ -179,8 +213,9 @@ def run(
         force=force,
         locked_seeds=_locked_seeds(loaded) if locked else {},
         fail_fast=fail_fast,
-        quota=Quota(submit_rps=rps, concurrency=concurrency, query_qps=query_qps),
+        quota=quota,
         poll=PollPolicy(),
+        max_usd=max_usd,
         lost_submit="resubmit" if resubmit_lost else "stop",
     )
     if as_json:
@@ -218,6 +253,8 @@ def run(
         err.print(f"[yellow]warning[/]: the lock file was not written: {escape(str(exc))}")
     if not as_json:
         _summary(err, record)
+        if record.status == "budget":
+            err.print(_budget_line(loaded, record, max_usd))
         if lock is not None:
             err.print(f"lock file {escape(shown_path(lock))}")
     sys.exit(_exit_code(record))
@@ -306,6 +343,29 @@ def _summary(console: Console, record: RunRecord) -> None:
             )
     for name, paths in record.outputs.items():
         console.print(f"output {name}: {escape(', '.join(paths))}")
+    for warning in record.warnings:
+        console.print(f"[yellow]warning[/]: {escape(warning)}")
+
+
+def _budget_line(recipe: Any, record: RunRecord, max_usd: Decimal | None) -> str:
+    from ..recipe.plan import check_rendering
+
+    rendered, _ = check_rendering(recipe)
+    left = [sid for sid, s in record.steps.items() if s.state not in ("done", "cached")]
+    images = sum(rendered[sid].n if sid in rendered else 1 for sid in left)
+    return (
+        f"[yellow]budget ${max_usd} reached[/]: {len(left)} steps left ({images} images), "
+        f"which would cost ${wire.PRICE_PER_IMAGE_USD * images:.4f} more; done steps are "
+        "kept and come from the cache next time"
+    )
+
+
+def _estimate(recipe: Any) -> Decimal:
+    """The most the run can bill: every step's ``n`` at the model's price."""
+    from ..recipe.plan import check_rendering
+
+    rendered, _ = check_rendering(recipe)
+    return wire.PRICE_PER_IMAGE_USD * sum(r.n for r in rendered.values())
 
 
 def _labels(step: Any) -> str:
@@ -322,7 +382,7 @@ def _labels(step: Any) -> str:
 
 
 def _exit_code(record: RunRecord) -> int:
-    if record.status == "interrupted":
+    if record.status in ("interrupted", "budget"):
         return EXIT_INTERRUPTED
     if record.status == "failed":
         return EXIT_STEP_FAILED

@@ -52,6 +52,8 @@ class Task:
     #: per output: a signed path ("/results/...png?Expires=..") or an error (code, message)
     results: list[str | tuple[str, str]] = field(default_factory=list)
     inputs: tuple[bytes, bytes | None] | None = None  # pre-fetched when validated at submit
+    #: per output index: the engine's labels (fidelity, engine, note), as in the PNG's chunks
+    labels: dict[int, dict[str, str]] = field(default_factory=dict)
 
     @property
     def succeeded(self) -> int:
@@ -294,6 +296,11 @@ class TaskManager:
             result = next(rendered)
             await self.store.put(result_key(task.task_id, i), result.png)
             path = result_path(task.task_id, i)
+            task.labels[len(task.results)] = {
+                "fidelity": result.fidelity,
+                "engine": result.engine,
+                "note": result.note,
+            }
             task.results.append(
                 f"{path}?{self.signer.signed_query(path, now, self.config.url_ttl)}"
             )
@@ -324,8 +331,10 @@ class TaskManager:
         usage = None
         if task.status == "SUCCEEDED":
             out["results"] = [
-                {"url": origin + r} if isinstance(r, str) else {"code": r[0], "message": r[1]}
-                for r in task.results
+                {"url": origin + r, **task.labels.get(i, {})}
+                if isinstance(r, str)
+                else {"code": r[0], "message": r[1]}
+                for i, r in enumerate(task.results)
             ]
             usage = {"image_count": task.succeeded}
         elif task.status == "FAILED":

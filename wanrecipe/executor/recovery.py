@@ -103,6 +103,8 @@ class Recovery(Submission):
             rec.state = "submitted"
             self._emit_step(rec, message=f"re-attached to task {task_id}")
             state = await self._wait(rec, attempt, req, task_id, attempt_id)
+        if self.budget is not None:
+            self.budget.add_billed(state.usage_images)
         if state.status == "SUCCEEDED":
             return await self._download(sid, rec, state, attempt_id, float(req.step.timeout))
         if state.status == "UNKNOWN":

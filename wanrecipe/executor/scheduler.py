@@ -120,6 +120,10 @@ class Scheduler(Recovery):
     def stopping(self) -> str | None:
         return self._stopping
 
+    @property
+    def budget_reached(self) -> bool:
+        return self.budget is not None and self.budget.refused is not None
+
     # -- steps ---------------------------------------------------------------------------
 
     async def _run_step(self, sid: str) -> None:
@@ -153,8 +157,8 @@ class Scheduler(Recovery):
             self._emit_step(rec, message=f"{exc.error.code}: {exc.error.message}")
             if self.options.fail_fast:
                 self.stop(f"step {sid} failed (--fail-fast)")
-        except Stopped:
-            self._skip(rec, self._stopping or "stopped")
+        except Stopped as exc:
+            self._skip(rec, self._stopping or str(exc) or "stopped")
         except asyncio.CancelledError:
             if rec.state not in ("done", "cached", "failed", "skipped", "unavailable"):
                 rec.state = "failed"
@@ -175,6 +179,22 @@ class Scheduler(Recovery):
         self, sid: str, rec: StepRecord, upstream: Mapping[str, Sequence[StepImage]]
     ) -> list[StepImage]:
         req = await self._prepare(sid, rec, upstream)
+        if not req.forced:
+            # The same request elsewhere in this run (rows of a batch that share a step):
+            # wait for it, then take its result from the store instead of paying again.
+            while (twin := self._working.get(req.key)) is not None:
+                self._slots.left(sid)  # not a starter while it waits: the others may go
+                await twin.wait()
+        mine = asyncio.Event()
+        self._working.setdefault(req.key, mine)
+        try:
+            return await self._execute_request(sid, rec, req)
+        finally:
+            if self._working.get(req.key) is mine:
+                del self._working[req.key]
+            mine.set()
+
+    async def _execute_request(self, sid: str, rec: StepRecord, req: Request) -> list[StepImage]:
         # Waiting for another run's work on this step never goes past the step's timeout.
         deadline = time.monotonic() + float(req.step.timeout)
         while True:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ from ..report.events import Event, EventSink, discard
 from ..report.record import ErrorInfo, RunRecord, StepRecord
 from ..store import Attempt as JournalAttempt
 from ..store import KeyBusy, StateDir
+from .budget import Budget
 from .identity import realm_of
 from .inputs import DEFAULT_UPLOAD_THRESHOLD, PreparedInput, StepImage
 from .lost import LIST_RETRY_DELAYS, LostTaskFinder
@@ -60,6 +62,8 @@ class RunOptions:
     #: Zone of the service's task timestamps, for finding a lost task in the task list
     #: (DashScope: Beijing time [UNC]; the emulator's default too).
     server_utc_offset_hours: float = 8.0
+    #: The most this run may bill, USD (``--max-cost`` / ``budget: {max_usd}``); None: no cap.
+    max_usd: Decimal | None = None
     #: A submit got no answer and the task list cannot tell whether it created a task:
     #: ``stop`` fails the step (a re-run looks again), ``resubmit`` submits again, warning
     #: that this may pay twice (``run --resubmit-lost``).
@@ -116,6 +120,8 @@ class StepBase:
         state: StateDir,
         on_event: EventSink = discard,
         durations: DurationModel | None = None,
+        gate: QuotaGate | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.recipe = recipe
         self.client = client
@@ -129,7 +135,11 @@ class StepBase:
         self._recipe_id = str(recipe.path)
         self._render = render
         self._emit_sink = on_event
-        self.gate = QuotaGate(options.quota)
+        self.gate = gate or QuotaGate(options.quota)
+        if budget is None and options.max_usd is not None:
+            budget = Budget(options.max_usd)
+        #: Cost reserved before each submit, settled with what was billed (None: no budget).
+        self.budget = budget
         self.durations = durations or DurationModel(options.poll)
         self._t0 = time.monotonic()
         self._started_wall = time.time()
@@ -137,6 +147,8 @@ class StepBase:
         self._outputs: dict[str, list[StepImage] | None] = {}
         self._stopping: str | None = None
         self._in_flight: set[str] = set()
+        #: Content keys being worked on in this run -> set when that work ends.
+        self._working: dict[str, asyncio.Event] = {}
         self._step_tasks: dict[str, asyncio.Task[None]] = {}
         self._wind_down_task: asyncio.Task[None] | None = None
         self._lost = LostTaskFinder(
@@ -163,8 +175,10 @@ class StepBase:
         #: Billed images per step as last emitted, and their sum (see ``_emit_step``).
         self._billed: dict[str, int] = {}
         self._billed_total = 0
+        # A batch graph orders its own (row by row); a recipe by its longest chains.
+        order = recipe.priorities() if hasattr(recipe, "priorities") else priorities(recipe)
         self._slots = PrioritySlots(
-            self.gate, priorities(recipe), [s.id for s in recipe.steps if not recipe.deps(s.id)]
+            self.gate, order, [s.id for s in recipe.steps if not recipe.deps(s.id)]
         )
 
     def _working_on(self, attempt_id: int) -> None:

@@ -29,10 +29,15 @@ class Submission(Downloads):
             req = await self._materialize(sid, req)
             attempt.request = request_summary(req)
             deadline = time.monotonic() + float(req.step.timeout)
+            reserved = self._reserve(sid, req)
             try:
                 attempt_id, submitted = await self._submit(sid, rec, req, deadline)
             except Busy:
+                self._settle(reserved, 0)
                 rec.attempts.remove(attempt)  # nothing was sent
+                raise
+            except BaseException:
+                self._settle(reserved, 0)  # not created (a lost submit was looked up)
                 raise
             self._submitted(sid)
             task_id = submitted.task_id
@@ -40,7 +45,12 @@ class Submission(Downloads):
             attempt.submitted_at = self.elapsed()
             rec.state = "submitted"
             self._emit_step(rec, data={"task_id": task_id, "attempt": number})
-            state = await self._wait(rec, attempt, req, task_id, attempt_id)
+            try:
+                state = await self._wait(rec, attempt, req, task_id, attempt_id)
+            except BaseException:
+                self._settle(reserved, reserved)  # created: it may bill, count it all
+                raise
+            self._settle(reserved, state.usage_images)
         return state, attempt_id
 
     async def _materialize(self, sid: str, req: Request) -> Request:
@@ -64,6 +74,24 @@ class Submission(Downloads):
         no step still needs is dropped."""
         for prepared in self._claimed.pop(sid, ()):
             self._payloads.release(prepared)
+
+    def _reserve(self, sid: str, req: Request) -> int:
+        """Reserve the most this task can bill; a step that does not fit is skipped."""
+        if self.budget is None:
+            return 0
+        images = int(req.parameters.get("n", 1) or 1)
+        first = self.budget.refused is None
+        if not self.budget.reserve(images, sid):
+            reason = self.budget.refused or "budget reached"
+            if first:
+                self._warn(f"{reason}: submitting nothing that does not fit")
+            # Only this step stops: what was started within the budget goes on.
+            raise Stopped(reason)
+        return images
+
+    def _settle(self, reserved: int, billed: int) -> None:
+        if self.budget is not None:
+            self.budget.settle(reserved, billed)
 
     async def _wait(
         self, rec: StepRecord, attempt: Attempt, req: Request, task_id: str, attempt_id: int

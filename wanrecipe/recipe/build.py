@@ -21,6 +21,7 @@ from .dag import Graph
 from .expand import Expansion, expand, names_used
 from .loader import Document, Location, PathKey, SourceMap
 from .model import Budget, Param, ParamType, Recipe, Step
+from .names import name_problem
 from .params import GivenValue, bind
 from .schema import check_document
 from .schema_build import DEFAULT_MAX_INSTANCES
@@ -119,6 +120,14 @@ class _Builder:
                     "declared but never used",
                     f"use it as {{{{ params.{name} }}}} or remove it",
                 )
+        renamed = name_problem(str(self.data.get("name") or self.path.stem))
+        if renamed:
+            self.warn(
+                self.source.at(("name",)),
+                "name",
+                renamed,
+                "a name is a label, not a path: use letters, digits, '.', '_' and '-'",
+            )
         if any(d.severity == "error" for d in self.diagnostics):
             self.diagnostics.sort()
             return None

@@ -44,6 +44,14 @@ def parse_assignments(items: Iterable[str]) -> dict[str, str]:
         name = name.strip()
         if not sep or not name:
             raise UsageError(f"-p {item!r}: expected name=value, e.g. -p factor=4")
+        bad = next((i for i, c in enumerate(value) if "\udc80" <= c <= "\udcff"), None)
+        if bad is not None:
+            # The shell passed bytes that are not UTF-8; they would fail at the first submit.
+            byte = ord(value[bad]) - 0xDC00
+            raise UsageError(
+                f"-p {name}: the value is not UTF-8 text (byte 0x{byte:02x} at character "
+                f"{bad + 1}); use UTF-8 in the terminal, or a --params file"
+            )
         out[name] = value
     return out
 
@@ -188,6 +196,8 @@ def _typed(decl: Param, raw: object) -> object:
         raise ValueError(f"expected an integer, got {raw!r}")
     if kind == "number":
         if isinstance(raw, int | float) and not isinstance(raw, bool):
+            if isinstance(raw, float) and not math.isfinite(raw):
+                raise ValueError(f"expected a finite number, got {raw!r}")
             return float(raw)
         if isinstance(raw, str):
             try:

@@ -19,7 +19,7 @@ from ..durations import format_duration
 from ..errors import Diagnostic, RecipeError
 from ..redact import redact_url
 from .model import Recipe
-from .preflight import InputChecker
+from .preflight import InputChecker, check_outputs
 from .render import RenderedStep, render_step
 
 _MAX_N = int(wire.PARAMS["n"].maximum or 4)
@@ -171,6 +171,7 @@ def check_rendering(recipe: Recipe) -> tuple[dict[str, RenderedStep], list[Diagn
                     f"to render ({', '.join(failed[_SHOWN_FAILING_INSTANCES:][:3])}, ...)",
                 )
             )
+    problems.extend(check_outputs(recipe, outputs))
     return rendered, sorted(problems)
 
 

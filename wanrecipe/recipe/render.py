@@ -8,6 +8,7 @@ out of range fails here, with the line that set it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,6 +259,9 @@ def check_parameter(name: str, value: object) -> object:
             raise ValueError(f"expected {kind}, got {value!r}") from None
     else:
         number = value
+    if isinstance(number, float) and not math.isfinite(number):
+        # NaN compares false with every bound: it would pass the range check below.
+        raise ValueError(f"expected a finite number, got {number!r}")
     if spec.type == "integer" and isinstance(number, float):
         if not number.is_integer():
             raise ValueError(f"expected an integer, got {number!r}")

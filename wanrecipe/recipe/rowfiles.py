@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Diagnostic, RecipeError
-from .loader import Location, load_file
+from .loader import Location, load_file, read_text
+
+#: A rows file larger than this is refused before it is read whole.
+MAX_ROWS_FILE_BYTES = 64 * 1024 * 1024
 
 _SUFFIXES = {
     ".csv": "csv",
@@ -69,16 +72,8 @@ def read_rows(path: Path, file: str) -> tuple[list[RawRow], Location | None, lis
     problems: list[Diagnostic] = []
     if kind == "yaml":
         return _read_yaml(path, file, base, problems), None, problems
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise RecipeError([Diagnostic(file, 0, 0, "", "no such file")]) from None
-    except UnicodeDecodeError as exc:
-        raise RecipeError(
-            [Diagnostic(file, 0, 0, "", f"not UTF-8 text ({exc.reason} at byte {exc.start})")]
-        ) from None
-    except OSError as exc:
-        raise RecipeError([Diagnostic(file, 0, 0, "", f"cannot read: {exc.strerror}")]) from None
+    # Size-capped, and a byte that is not UTF-8 is reported with its line.
+    text = read_text(path, file, max_bytes=MAX_ROWS_FILE_BYTES)
     if kind == "jsonl":
         return _read_jsonl(text, file, base, problems), None, problems
     rows, header = _read_csv(text, file, base, "\t" if kind == "tsv" else ",", problems)

@@ -66,7 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Diagnostic, ImageInputError, RecipeError, UsageError
-from ..images import input_problems, inspect_file, is_data_uri, is_remote
+from ..images import check_file_decodes, input_problems, inspect_file, is_data_uri, is_remote
 from ..redact import redact_text
 from .loader import Location, load_file
 from .model import Param, Recipe
@@ -357,7 +357,7 @@ def _key_problem(key: str) -> str | None:
 
 
 class _ImageChecker:
-    """Local image files named by cells, inspected once each (header only)."""
+    """Local image files named by cells, inspected once each (header, then that it decodes)."""
 
     def __init__(self) -> None:
         self._seen: dict[str, list[str]] = {}
@@ -373,7 +373,10 @@ class _ImageChecker:
                 continue
             if item not in self._seen:
                 try:
-                    self._seen[item] = input_problems(inspect_file(Path(item)))
+                    problems = input_problems(inspect_file(Path(item)))
+                    if not problems:
+                        check_file_decodes(Path(item))  # the data too, not only the header
+                    self._seen[item] = problems
                 except ImageInputError as exc:
                     self._seen[item] = [str(exc)]
             shown = cell.text.strip() if cell.text else str(cell.value)

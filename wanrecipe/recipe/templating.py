@@ -23,7 +23,15 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
+
+from .sandbox import (
+    LimitedEnvironment,
+    TemplateLimit,
+    check_value,
+    instrument_loops,
+    render_limited,
+)
+from .sandbox import render_template as _render_whole
 
 CONTEXT_NAMES = frozenset({"params", "steps", "step", "recipe", "item", "loop", "matrix"})
 STEP_OUTPUT_ATTRS = ("image", "images")
@@ -82,12 +90,8 @@ class Scope:
         return f"<{self._what}>"
 
 
-class _Environment(SandboxedEnvironment):
-    pass
-
-
-def _make_env() -> _Environment:
-    return _Environment(
+def _make_env() -> LimitedEnvironment:
+    return LimitedEnvironment(
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -118,10 +122,13 @@ class Template:
         """The value of this string in ``context``. Raises TemplateProblem."""
         if self._evaluate is None:
             return self.source
+        evaluate = self._evaluate
         try:
-            return self._evaluate(context)
+            return render_limited(lambda: evaluate(context))
         except TemplateProblem:
             raise
+        except TemplateLimit as exc:
+            raise TemplateProblem(exc.message, hint=exc.hint) from None
         except jinja2.exceptions.SecurityError as exc:
             raise TemplateProblem(f"refused by the template sandbox: {exc}") from None
         except jinja2.UndefinedError as exc:
@@ -286,28 +293,54 @@ def _bad_output_attr(step_id: str, attr: object) -> tuple[str, str | None]:
 
 def _compile_jinja(source: str) -> Template:
     try:
-        ast = _ENV.parse(source)
+        return _compile_jinja_unchecked(source)
+    except jinja2.TemplateAssertionError as exc:
+        # Found while compiling, e.g. an unknown filter or test.
+        message = exc.message or str(exc)
+        raise TemplateProblem(
+            f"template error: {message[:1].lower()}{message[1:].rstrip('.')}",
+            line=exc.lineno or 1,
+            hint=_assertion_hint(message),
+        ) from None
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateProblem(
             f"template syntax error: {exc.message}", line=exc.lineno or 1
         ) from None
+    except (RecursionError, MemoryError, SyntaxError):
+        raise TemplateProblem(
+            "template nested too deeply to compile",
+            hint="split the expression; templates fill in recipe values",
+        ) from None
+
+
+def _assertion_hint(message: str) -> str | None:
+    if "filter" in message:
+        return "recipes have Jinja's built-in filters only: " + ", ".join(sorted(_ENV.filters))
+    if "test" in message:
+        return "recipes have Jinja's built-in tests only: " + ", ".join(sorted(_ENV.tests))
+    return None
+
+
+def _compile_jinja_unchecked(source: str) -> Template:
+    ast = _ENV.parse(source)
     steps, params, problems = _analyse(ast)
     native_expr = _single_expression(ast, source)
     if native_expr is not None:
-        try:
-            expression = _ENV.compile_expression(native_expr, undefined_to_none=False)
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateProblem(f"template syntax error: {exc.message}") from None
+        expression = _ENV.compile_expression(native_expr, undefined_to_none=False)
 
         def evaluate(context: Mapping[str, Any]) -> Any:
             value = expression(**context)
             if isinstance(value, jinja2.Undefined):
                 str(value)  # StrictUndefined raises UndefinedError with Jinja's own message
+            # Within limits, and no Undefined hiding in a list (it would print "Undefined").
+            check_value(value)
             return value
 
         return Template(source, steps, params, problems, evaluate)
-    compiled = _ENV.from_string(ast)
-    return Template(source, steps, params, problems, lambda context: compiled.render(context))
+    compiled = _ENV.from_string(instrument_loops(ast))
+    return Template(
+        source, steps, params, problems, lambda context: _render_whole(compiled, context)
+    )
 
 
 def _single_expression(ast: nodes.Template, source: str) -> str | None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-EventKind = Literal["run_started", "step", "warning", "run_finished"]
+EventKind = Literal["run_started", "step", "row", "warning", "run_finished"]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ def write_text_atomic(path: Path, text: str, *, keep_if_unchanged: bool = False)
         return
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        # backslashreplace: a path from the command line may hold bytes that are not UTF-8
+        # (a lone surrogate): the record shows them escaped rather than not being written.
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())

@@ -30,6 +30,7 @@ from ..executor.identity import realm_of
 from ..executor.inputs import StepImage
 from ..executor.preview import facts_dict, placeholder, step_view
 from ..recipe.model import Recipe
+from ..redact import redact_value
 from ..store import Journal
 from .files import write_text_atomic
 from .record import RunRecord
@@ -244,7 +245,8 @@ def _param(recipe: Recipe, name: str, value: object) -> object:
         path = Path(value)
         if path.is_absolute():
             return recipe.display_path(path)
-    return value
+    # A param may be a signed URL (-p photo=https://...?Signature=...): never its query.
+    return redact_value(value)
 
 
 def _last_task(rec: Any) -> str | None:

@@ -124,9 +124,11 @@ class RunRecord:
     outputs: dict[str, list[str]] = field(default_factory=dict)  # name -> paths
     finished: str | None = None
     elapsed_s: float | None = None
-    status: Literal["running", "ok", "failed", "interrupted"] = "running"
+    status: Literal["running", "ok", "failed", "interrupted", "budget"] = "running"
     warnings: list[str] = field(default_factory=list)
     version: int = RECORD_VERSION
+    #: "run"; the top of a batch directory holds a "batch" record (report/batch_record.py).
+    kind: Literal["run"] = "run"
     #: Billed images of tasks that may be this run's but could not be tied to a step (a lost
     #: submit sent again under ``lost_submit=resubmit``): counted, so the cost is not low.
     unattributed_images: int = 0

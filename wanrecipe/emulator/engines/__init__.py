@@ -27,9 +27,9 @@ Fidelity = Literal["real", "approximate", "placeholder"]
 DEFAULT_MAX_OUTPUT_PIXELS = 64 * 1024 * 1024
 
 
-#: Per-function budgets (seconds) for the heavy steps, sized to the 2-core targets at 1024².
-#: remove_watermark's is smaller because text detection (up to ~0.5 s) comes first.
-DEFAULT_TIME_BUDGETS: Mapping[str, float] = {"expand": 10.0, "remove_watermark": 1.0}
+#: Per-function budgets (predicted CPU seconds) for the heavy steps, sized to the targets at
+#: 1024² (docs/engines.md): expand <= 6 CPU-s, the others <= 2 (text detection comes first).
+DEFAULT_TIME_BUDGETS: Mapping[str, float] = {"expand": 5.0, "remove_watermark": 1.6}
 
 
 class OutputTooLargeError(ImageInputError):
@@ -61,6 +61,8 @@ class EditResult:
     fidelity: Fidelity
     engine: str
     notes: dict[str, str] = field(default_factory=dict)
+    #: One line: what the engine did (also the PNG's ``wanrecipe:note`` chunk).
+    note: str = ""
 
 
 def output_size(
@@ -152,13 +154,30 @@ def render(request: EditRequest) -> EditResult:
             f"{request.function} engine returned {result.shape[1]}x{result.shape[0]}, "
             f"expected {out_w}x{out_h}"
         )
+    fidelity, note = honest_label(outcome.fidelity, outcome.note or outcome.engine, rgb, result)
     png = encode_png(
         result,
         function=request.function,
-        fidelity=outcome.fidelity,
+        fidelity=fidelity,
         engine=outcome.engine,
         notes=outcome.notes,
+        note=note,
         watermark=bool(request.parameters.get("watermark", False)),
         badge=request.badge,
     )
-    return EditResult(png, out_w, out_h, outcome.fidelity, outcome.engine, dict(outcome.notes))
+    return EditResult(png, out_w, out_h, fidelity, outcome.engine, dict(outcome.notes), note)
+
+
+def honest_label(fidelity: Fidelity, note: str, before: Any, after: Any) -> tuple[Fidelity, str]:
+    """The label an output may carry: never ``real`` when it equals its input (nothing was
+    edited, whatever the engine believes), and the note then says the input came back."""
+    from .labels import one_line
+
+    same = before.shape == after.shape and bool((before == after).all())
+    if same:
+        if fidelity == "real":
+            fidelity = "placeholder"
+            note = f"placeholder: {note}"
+        if "unchanged" not in note:
+            note = f"{note}; input returned unchanged"
+    return fidelity, one_line(note)

@@ -113,4 +113,8 @@ def run(job: Job) -> Outcome:
     a = alpha[..., None]
     canvas[py : py + sh, px : px + sw] = region * (1 - a) + sprite * a
     notes = {"scene": scene or "plain", "reason": "new poses and scenes need a generative model"}
-    return Outcome(to_u8(canvas), "placeholder", "cutout-composite", notes)
+    note = (
+        f"placeholder: the character cut out and pasted on a {scene or 'plain'} backdrop; "
+        "new poses and scenes need a generative model"
+    )
+    return Outcome(to_u8(canvas), "placeholder", "cutout-composite", notes, note)

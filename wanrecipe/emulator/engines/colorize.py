@@ -1,7 +1,12 @@
-"""colorization: keep the input's luminance, choose chroma from prompt colours or a scene prior.
+"""colorization: keep the input's luminance, choose chroma conservatively or from the prompt.
 
-No wheel ships a colourisation network, so colours land on regions a heuristic picks (subject
-versus background, luminance bands), not on the objects a prompt names.
+No wheel ships a colourisation network. Without colour words the engine tints the way a hand-
+coloured print does: a gentle warm tone on the mid-tones (shadows and highlights stay neutral)
+and a soft blue only on a wide, smooth sky hanging from the top edge; it never paints green or
+any saturated colour it was not asked for. Colour words go to the region their clause names
+(regions.py): sky (top, smooth), ground/grass (bottom, textured), background (not the subject)
+or the subject (the salient region), one colour per region, never split by brightness bands.
+A region that cannot be found is left at the default tint, and the note says so.
 """
 
 from __future__ import annotations
@@ -10,15 +15,17 @@ import cv2
 import numpy as np
 
 from . import prompt as words
+from . import regions
 from .common import Job, Outcome, working_size
-from .saliency import subject_mask
 
-WORK_PIXELS = 512 * 512
+WORK_PIXELS = 384 * 384
 
-WARM_NEUTRAL = (185, 160, 135)
-SKY = (110, 160, 220)
-FOLIAGE = (80, 140, 70)
-EARTH = (140, 105, 70)
+#: The default tint (CIELAB a*, b*) on mid-tones: a warm, low-chroma sepia-like cast.
+WARM_AB = (5.0, 12.0)
+#: The default sky tint: a pale blue, applied only to a wide smooth sky at the top.
+SKY_AB = (-2.0, -12.0)
+#: Named colours are applied at this share of their chroma: photographs are rarely pure hues.
+HINT_CHROMA = 0.75
 
 
 def _ab(colour: tuple[int, int, int]) -> np.ndarray:
@@ -38,42 +45,63 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     return np.asarray(cv2.boxFilter(a, -1, k) * guide + cv2.boxFilter(b, -1, k), np.float32)
 
 
-def _prior(lum: np.ndarray) -> tuple[np.ndarray, str]:
-    """Soft scene weights: bright smooth top = sky, textured = foliage, bottom = earth."""
-    h, w = lum.shape
-    y = np.linspace(0, 1, h, dtype=np.float32)[:, None] * np.ones((1, w), np.float32)
-    mean = cv2.blur(lum, (15, 15))
-    texture = np.sqrt(np.clip(cv2.blur(lum * lum, (15, 15)) - mean * mean, 0, None))
-    tex = np.clip(texture / 0.08, 0, 1)
-    w_sky = np.clip(1.4 - 2.2 * y, 0, 1) * np.clip((lum - 0.35) / 0.4, 0, 1) * (1 - tex)
-    w_leaf = tex * np.clip(1.2 - np.abs(y - 0.55) * 2, 0, 1) * 0.8
-    w_earth = np.clip((y - 0.55) / 0.35, 0, 1) * 0.8
-    w_rest = np.full_like(lum, 0.35)
-    weights = np.stack([w_sky, w_leaf, w_earth, w_rest], axis=-1)
-    weights /= weights.sum(axis=-1, keepdims=True)
-    chroma = np.stack([_ab(c) for c in (SKY, FOLIAGE, EARTH, WARM_NEUTRAL)])  # 4x2
-    return (weights @ chroma).astype(np.float32), "scene prior"
+def midtones(lum: np.ndarray) -> np.ndarray:
+    """1 at mid grey, 0 at black and white: chroma fades out in shadows and highlights."""
+    return np.asarray(np.clip(4.0 * lum * (1.0 - lum), 0, 1), np.float32)
 
 
-def _from_hints(
-    rgb: np.ndarray, lum: np.ndarray, hints: list[words.ColourHint], job: Job
-) -> np.ndarray:
-    fg = subject_mask(rgb, job.cv_seed("subject"))
-    ab, _ = _prior(lum)
-    back = [h for h in hints if h.background]
-    front = [h for h in hints if not h.background]
-    if back:
-        ab[~fg] = _ab(back[0].rgb)
-    if front:
-        if len(front) == 1:
-            ab[fg] = _ab(front[0].rgb)
+def default_chroma(lum: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The conservative a*b* field and the sky it found (None if none)."""
+    mid = midtones(lum)[..., None]
+    ab = mid * np.array(WARM_AB, np.float32)
+    found = regions.sky(lum, strict=True)
+    if found is not None:
+        ab[found] = np.array(SKY_AB, np.float32) * np.clip(mid[found] * 1.5, 0.3, 1.0)
+    return ab.astype(np.float32), found
+
+
+def _place_hints(
+    rgb: np.ndarray, lum: np.ndarray, hints: list[words.ColourHint], job: Job, ab: np.ndarray
+) -> tuple[list[str], list[str]]:
+    """Paint each hint's colour on its region; returns (placed, skipped) descriptions."""
+    placed: list[str] = []
+    skipped: list[str] = []
+    taken: set[str] = set()
+    sky = subj = None
+    mid = np.clip(midtones(lum) * 1.3, 0.25, 1.0)[..., None]
+    for hint in hints:
+        region = hint.region
+        if region in taken:
+            skipped.append(f"{hint.name} (a second colour for the {region})")
+            continue
+        mask: np.ndarray | None
+        if region == "sky":
+            mask = sky = regions.sky(lum, strict=False)
+        elif region == "ground":
+            if subj is None:
+                subj = regions.subject(rgb, job.cv_seed("subject"), confident=True)
+            mask = regions.ground(lum, exclude=subj)
         else:
-            # Several subject colours: split the subject into luminance bands, darkest first.
-            vals = lum[fg]
-            edges = np.quantile(vals, np.linspace(0, 1, len(front) + 1)[1:-1])
-            band = np.searchsorted(edges, vals)
-            ab[fg] = np.stack([_ab(h.rgb) for h in front])[band]
-    return ab
+            if sky is None:
+                sky = regions.sky(lum, strict=False)
+            if subj is None:
+                subj = regions.subject(rgb, job.cv_seed("subject"), exclude=sky, confident=True)
+            # The background: what is not the subject, else at least the sky.
+            background = ~subj if subj is not None else sky
+            mask = subj if region == "subject" else background
+        if mask is None or not mask.any():
+            skipped.append(f"{hint.name} ({region} not found)")
+            continue
+        # A soft alpha that snaps to the picture's own edges: the regions are guesses, and a
+        # hard outline (an ellipse, a band) would show.
+        radius = max(4, max(lum.shape) // 24)
+        alpha = np.clip(guided_filter(lum, mask.astype(np.float32), radius, 2e-3), 0, 1)
+        alpha = np.maximum(alpha * mask, alpha**2)[..., None]
+        target = (HINT_CHROMA * _ab(hint.rgb))[None, None, :] * mid
+        ab[:] = ab * (1 - alpha) + target * alpha
+        taken.add(region)
+        placed.append(f"{hint.name} on the {region}")
+    return placed, skipped
 
 
 def keep_luma(rgb: np.ndarray, grey: np.ndarray) -> np.ndarray:
@@ -96,16 +124,15 @@ def run(job: Job) -> Outcome:
     ww, wh, scale = working_size(w, h, WORK_PIXELS)
     small_grey = cv2.resize(grey, (ww, wh), interpolation=cv2.INTER_AREA) if scale < 1 else grey
     lum = small_grey.astype(np.float32) / 255.0
+    ab, sky = default_chroma(lum)
+    base = "warm mid-tone tint" + (", pale blue sky" if sky is not None else "")
     hints = words.colour_hints(job.prompt)
+    placed: list[str] = []
+    skipped: list[str] = []
     if hints:
         small_rgb = cv2.cvtColor(small_grey, cv2.COLOR_GRAY2RGB)
-        ab = _from_hints(small_rgb, lum, hints, job)
-        source = "prompt colours: " + ", ".join(
-            f"{x.name} ({'background' if x.background else 'subject'})" for x in hints
-        )
-    else:
-        ab, source = _prior(lum)
-    radius = max(4, round(16 * ww / 1024))
+        placed, skipped = _place_hints(small_rgb, lum, hints, job, ab)
+    radius = max(3, round(12 * ww / 1024))
     ab = np.stack([guided_filter(lum, ab[..., c], radius, 1e-3) for c in range(2)], axis=-1)
     if scale < 1:
         ab = cv2.resize(ab, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -113,4 +140,12 @@ def run(job: Job) -> Outcome:
     lab[..., 1:] = np.clip(ab + 128.0, 0, 255)
     out = cv2.cvtColor(np.clip(lab + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
     out = keep_luma(out, grey)
-    return Outcome(out, "approximate", "lab-chroma", {"colours": source})
+    note = "colour invented by a heuristic, not a model: " + base
+    if placed:
+        note += "; prompt colours: " + ", ".join(placed)
+    if skipped:
+        note += "; not placed: " + ", ".join(skipped)
+    notes = {"colours": "; ".join(placed) or base}
+    if skipped:
+        notes["skipped"] = "; ".join(skipped)
+    return Outcome(out, "approximate", "lab-chroma", notes, note)

@@ -59,11 +59,14 @@ class Outcome:
     fidelity: Fidelity
     engine: str
     notes: dict[str, str] = field(default_factory=dict)
+    #: One line for the user: what the engine really did (the ``wanrecipe:note`` chunk).
+    note: str = ""
 
 
-def placeholder(job: Job, reason: str) -> Outcome:
+def placeholder(job: Job, reason: str, engine: str = "identity") -> Outcome:
     """The honest answer where only a generative model could do the edit: the input pixels."""
-    return Outcome(job.rgb.copy(), "placeholder", "identity", {"reason": reason})
+    note = f"placeholder: {reason}; input returned unchanged"
+    return Outcome(job.rgb.copy(), "placeholder", engine, {"reason": reason}, note)
 
 
 def to_u8(arr: np.ndarray) -> np.ndarray:

@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 
 from . import prompt as words
-from .common import Job, Outcome, blend, placeholder, to_u8
+from . import regions
+from .common import Fidelity, Job, Outcome, blend, placeholder, to_u8
 from .fill import fill_holes
 
 Op = Callable[[np.ndarray, float], np.ndarray]
@@ -127,7 +128,9 @@ def run_global(job: Job) -> Outcome:
     names = matching_rules(job.prompt)
     if not names:
         return placeholder(
-            job, "no global rule matches; object-level edits need a generative model"
+            job,
+            f"no edit rule matched {quote(job.prompt)} (object-level edits need a generative "
+            "model)",
         )
     strength = float(job.parameters.get("strength", 0.5))
     a = 0.25 + 0.75 * strength
@@ -135,18 +138,13 @@ def run_global(job: Job) -> Outcome:
     ops = {name: op for name, _, op in RULES}
     for name in names:
         out = ops[name](out, a)
-    return Outcome(np.ascontiguousarray(out), "real", "rules", {"rules": ",".join(names)})
+    note = "global adjustment: " + ", ".join(names)
+    return Outcome(np.ascontiguousarray(out), "real", "rules", {"rules": ",".join(names)}, note)
 
 
 REMOVAL_WORDS = (
     "remove", "erase", "delete", "clean", "get rid", "nothing", "empty",
     "去除", "删除", "去掉", "移除", "消除", "擦除", "抹去",
-)  # fmt: skip
-SCENE_WORDS = (
-    "background", "grass", "lawn", "sky", "wall", "floor", "ground", "sand", "beach", "sea",
-    "water", "road", "field", "soil", "snow", "texture", "scenery",
-    "背景", "草地", "草坪", "天空", "墙", "地面", "地板",
-    "沙滩", "海", "水面", "道路", "田野", "雪地",
 )  # fmt: skip
 
 
@@ -167,16 +165,64 @@ def recolour(rgb: np.ndarray, mask: np.ndarray, colour: tuple[int, int, int]) ->
     return to_u8(rgb * (1.0 - alpha) + new * alpha)
 
 
+#: Prompts that ask for something to be drawn in (the guide's "add" and "modify" examples:
+#: "Add a hat to the puppy", "A puppy wearing a hat", "A ceramic rabbit holding a flower").
+ADD_WORDS = (
+    "add", "put", "place", "insert", "draw", "replace", "change", "turn", "make", "wear",
+    "wearing", "holding", "hold", "with a", "carrying",
+    "添加", "加上", "加一", "放", "画", "替换", "换成", "改成", "变成", "戴", "穿", "拿着", "抱着",
+)  # fmt: skip
+
+
+def quote(prompt: str, limit: int = 60) -> str:
+    text = " ".join(prompt.split())
+    return "'" + (text if len(text) <= limit else text[: limit - 1] + "…") + "'"
+
+
+def _follow(job: Job, mask: np.ndarray, clause: str) -> tuple[np.ndarray, str]:
+    """The mask narrowed to the region the prompt names (sky, ground), when that region is
+    found and overlaps it; else the mask as painted. Second value: for the note."""
+    region = words.region_of(clause)
+    if region not in ("sky", "ground"):
+        return mask, "the masked area"
+    lum = cv2.cvtColor(job.rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    found = regions.sky(lum, strict=False) if region == "sky" else regions.ground(lum)
+    if found is None:
+        return mask, f"the masked area (no {region} found to narrow it to)"
+    both = mask & cv2.dilate(found.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    if both.sum() < 0.05 * mask.sum():
+        return mask, f"the masked area (the {region} found does not overlap it)"
+    return both, f"the {region} inside the mask"
+
+
 def run_masked(job: Job) -> Outcome:
     assert job.mask is not None
     if not job.mask.any():
-        return Outcome(job.rgb.copy(), "real", "empty-mask", {"note": "the mask selects nothing"})
+        return Outcome(job.rgb.copy(), "approximate", "empty-mask",
+                       {"note": "the mask selects nothing"},
+                       "the mask selects nothing; input returned unchanged")  # fmt: skip
     text = job.prompt.strip()
     found = words.colours_in(text)
-    if found and not words.has_any(text, REMOVAL_WORDS):
+    removal = words.has_any(text, REMOVAL_WORDS)
+    if found and not removal:
         name, rgb = found[0]
-        return Outcome(recolour(job.rgb, job.mask, rgb), "real", "recolour", {"colour": name})
-    if not text or words.has_any(text, REMOVAL_WORDS) or words.has_any(text, SCENE_WORDS):
+        where, place = _follow(job, job.mask, text)
+        out = recolour(job.rgb, where, rgb)
+        note = f"recoloured {place} {name}, keeping its light and shade (the object is not redrawn)"
+        return Outcome(out, "real", "recolour", {"colour": name, "region": place}, note)
+    if not text or removal:
         out, method = fill_holes(job.rgb, job.mask, job.seed, job.budget)
-        return Outcome(out, "real", f"removal:{method}")
-    return placeholder(job, "adding or replacing an object needs a generative model")
+        fidelity: Fidelity = "approximate" if "budget" in method else "real"
+        note = f"masked content removed, filled from its surroundings ({method})"
+        return Outcome(out, fidelity, f"removal:{method}", {}, note)
+    if words.has_any(text, ADD_WORDS):
+        return placeholder(job, f"adding or replacing an object ({quote(text)}) needs a "
+                                "generative model", "identity")  # fmt: skip
+    # A plain description of the scene, as the guide asks for deletions ("A transparent glass
+    # vase on the table"): the masked object goes, its surroundings fill in.
+    out, method = fill_holes(job.rgb, job.mask, job.seed, job.budget)
+    note = (
+        f"read {quote(text)} as the scene after deletion: masked area filled from its "
+        f"surroundings ({method}); the description itself is not drawn"
+    )
+    return Outcome(out, "approximate", f"removal:{method}", {}, note)

@@ -1,7 +1,9 @@
 """doodle: line art (extracted from a photo when ``is_sketch`` is false), then a flat-colour fill.
 
-Sketch-to-image is generative; this keeps the lines and colours the closed regions they form,
-with prompt colours on the largest regions. It adds no content the lines do not imply.
+Sketch-to-image is generative; this keeps the lines and colours the closed regions they form.
+Prompt colours go where their nouns are (sky: regions at the top edge, ground/grass: at the
+bottom edge, a named object: the largest enclosed region), not by region size. It adds no
+content the lines do not imply.
 """
 
 from __future__ import annotations
@@ -48,6 +50,50 @@ def photo_ink(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(keep[labels])
 
 
+def place_colours(
+    prompt: str,
+    stats: np.ndarray,
+    order: list[int],
+    colours: np.ndarray,
+    size: tuple[int, int],
+) -> list[str]:
+    """Give each prompt colour to the regions its noun names, by position, not by size: sky =
+    regions touching the top edge, ground = regions touching the bottom edge, background = the
+    largest region, anything else (a house, a cat) = the largest region touching no edge."""
+    h, w = size
+    placed: list[str] = []
+
+    def touches(i: int, edge: str) -> bool:
+        x, y, bw, bh = (int(v) for v in stats[i, :4])
+        cy = y + bh / 2
+        if edge == "top":
+            return y <= 1 and cy < 0.5 * h
+        if edge == "bottom":
+            return y + bh >= h - 1 and cy > 0.5 * h
+        return x <= 1 or y <= 1 or x + bw >= w - 1 or y + bh >= h - 1
+
+    used: set[int] = set()
+    for hint in words.colour_hints(prompt):
+        if hint.region == "sky":
+            targets = [i for i in order if touches(i, "top")]
+        elif hint.region == "ground":
+            targets = [i for i in order if touches(i, "bottom")]
+        elif hint.region == "background":
+            targets = order[:1]
+        else:
+            inner = [i for i in order if not touches(i, "any") and i not in used]
+            targets = inner[:1]
+        targets = [i for i in targets if i not in used]
+        if not targets:
+            placed.append(f"{hint.name} not placed ({hint.region} not found)")
+            continue
+        for i in targets:
+            colours[i] = hint.rgb
+            used.add(i)
+        placed.append(f"{hint.name} on the {hint.region}")
+    return placed
+
+
 def run(job: Job) -> Outcome:
     h, w = job.rgb.shape[:2]
     is_sketch = bool(job.parameters.get("is_sketch", False))
@@ -67,17 +113,13 @@ def run(job: Job) -> Outcome:
     areas[0] = -1  # label 0 is the ink itself
     order = [int(i) for i in np.argsort(-areas, kind="stable") if areas[i] > 0]
     rng = job.rng("doodle")
-    prompt_colours = [rgb for _, rgb in words.colours_in(job.prompt)]
     colours = np.zeros((count, 3), np.float32)
     colours[0] = PAPER
     palette = [PALETTE[i] for i in rng.permutation(len(PALETTE))]
     for rank, label in enumerate(order):
-        if rank == 0:
-            colours[label] = PAPER  # the largest region is the ground of the drawing
-        elif rank <= len(prompt_colours):
-            colours[label] = prompt_colours[rank - 1]  # then the prompt's colours, in order
-        else:
-            colours[label] = palette[rank % len(palette)]
+        # The largest region is the ground of the drawing; the rest take soft palette colours.
+        colours[label] = PAPER if rank == 0 else palette[rank % len(palette)]
+    placed = place_colours(job.prompt, stats, order, colours, (wh, ww))
     flat = colours[labels]
     # Shade each region darker towards its borders, and add paper grain.
     # Capped: with no ink at all, OpenCV reports "infinitely far" as a huge float.
@@ -93,4 +135,8 @@ def run(job: Job) -> Outcome:
         "regions": str(len(order)),
         "lines": "given sketch" if is_sketch else "extracted from photo",
     }
-    return Outcome(out, "approximate", "lineart+flatfill", notes)
+    note = "line art kept, closed regions filled with flat colours; no new content drawn"
+    if placed:
+        note += "; prompt colours: " + ", ".join(placed)
+        notes["colours"] = ", ".join(placed)
+    return Outcome(out, "approximate", "lineart+flatfill", notes, note)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-import struct
-import zlib
 from functools import lru_cache
 from importlib import resources
 
 import cv2
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+from PIL import Image, ImageDraw, ImageFont
 
+from . import labels as chunks
 from .common import Fidelity
 
 #: Above this many pixels PNG is written at zlib level 1: level 6 costs ~5x the time at 4096²
@@ -65,61 +64,50 @@ def encode_png(
     fidelity: Fidelity,
     engine: str,
     notes: dict[str, str],
+    note: str = "",
     watermark: bool = False,
     badge: bool = False,
 ) -> bytes:
+    """A PNG of ``rgb`` whose first chunks after IHDR are the engine labels (labels.py), then
+    an iTXt ``wanrecipe-emulator`` JSON with the function, the labels and the engine's notes."""
     payload = {"function": function, "engine": engine, "fidelity": fidelity, **notes}
-    labels = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+    if note:
+        payload["note"] = chunks.one_line(note)
+    text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
     height, width = rgb.shape[:2]
     pixels = width * height
-    if pixels > HUGE_PNG_PIXELS and not (watermark or badge):
-        # Straight from the engine's array: no copy through Pillow.
-        return _encode_huge(rgb, fidelity, engine, labels)
-    img = Image.fromarray(rgb, "RGB")
-    if watermark:
-        draw_ai_mark(img)
-    if badge:
-        draw_badge(img, fidelity, engine)
+    if watermark or badge:
+        img = Image.fromarray(rgb, "RGB")
+        if watermark:
+            draw_ai_mark(img)
+        if badge:
+            draw_badge(img, fidelity, engine)
+        rgb = np.asarray(img)
     if pixels > HUGE_PNG_PIXELS:
-        return _encode_huge(np.asarray(img), fidelity, engine, labels)
-    info = PngImagePlugin.PngInfo()
-    info.add_text("wanrecipe:fidelity", fidelity)
-    info.add_text("wanrecipe:engine", engine)
-    info.add_itxt(TEXT_KEY, labels)
-    level = 1 if pixels > FAST_PNG_PIXELS else 6
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", pnginfo=info, compress_level=level)
-    return buf.getvalue()
-
-
-def _encode_huge(rgb: np.ndarray, fidelity: str, engine: str, labels: str) -> bytes:
-    ok, encoded = cv2.imencode(
-        ".png",
-        cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-        [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
-         cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY],
-    )  # fmt: skip
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    data = encoded.data.cast("B")  # the encoder's buffer, not a copy
-    # The same text chunks Pillow writes, right after the signature and IHDR (8 + 25 bytes).
-    chunks = (
-        _chunk(b"tEXt", b"wanrecipe:fidelity\0" + fidelity.encode("latin-1"))
-        + _chunk(b"tEXt", b"wanrecipe:engine\0" + engine.encode("latin-1"))
-        + _chunk(b"iTXt", TEXT_KEY.encode("latin-1") + b"\0\0\0\0\0" + labels.encode("utf-8"))
+        # OpenCV straight from the engine's array: no copy through Pillow.
+        ok, encoded = cv2.imencode(
+            ".png",
+            cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
+             cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY],
+        )  # fmt: skip
+        if not ok:
+            raise RuntimeError("PNG encoding failed")
+        data = encoded.data.cast("B")  # the encoder's buffer, not a copy
+    else:
+        buf = io.BytesIO()
+        level = 1 if pixels > FAST_PNG_PIXELS else 6
+        Image.fromarray(rgb, "RGB").save(buf, format="PNG", compress_level=level)
+        data = memoryview(buf.getvalue())
+    # The label chunks right after the signature and IHDR (8 + 25 bytes).
+    head = chunks.label_chunks(fidelity, engine, note or engine) + chunks.chunk(
+        b"iTXt", TEXT_KEY.encode("latin-1") + b"\0\0\0\0\0" + text.encode("utf-8")
     )
-    return b"".join((data[:33], chunks, data[33:]))
-
-
-def _chunk(kind: bytes, body: bytes) -> bytes:
-    return (
-        struct.pack(">I", len(body)) + kind + body
-        + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-    )  # fmt: skip
+    return b"".join((data[:33], head, data[33:]))
 
 
 def read_labels(png: bytes) -> dict[str, str]:
-    """The text chunks of a PNG this module wrote (for tests and the server's logs)."""
+    """Every text chunk of a PNG this module wrote (for tests and the server's logs)."""
     with Image.open(io.BytesIO(png)) as im:
         text = dict(getattr(im, "text", {}))
     return {str(k): str(v) for k, v in text.items()}

@@ -37,6 +37,19 @@ BACKGROUND_WORDS = (
     "背景", "天空", "墙", "周围",
 )  # fmt: skip
 
+#: Region nouns: where in a picture a clause's colours belong (colorization, doodle, masks).
+SKY_WORDS = ("sky", "skies", "heaven", "天空", "蓝天")
+GROUND_WORDS = (
+    "grass", "lawn", "meadow", "field", "ground", "earth", "soil", "sand", "beach", "hill",
+    "hills", "floor", "road", "path", "land",
+    "草", "草地", "草坪", "地面", "地板", "土地", "沙滩", "山", "田野", "道路",
+)  # fmt: skip
+PERSON_WORDS = (
+    "person", "people", "man", "woman", "girl", "boy", "child", "kid", "lady", "face", "skin",
+    "hair", "her", "his", "he", "she", "portrait", "astronaut",
+    "人", "人物", "男人", "女人", "女孩", "男孩", "孩子", "脸", "皮肤", "头发", "肖像",
+)  # fmt: skip
+
 _CLAUSE_SPLIT = re.compile(r"[,，;；、。.!！?？\n]|\band\b|\bwith\b|和|与|以及")
 
 
@@ -88,15 +101,58 @@ class ColourHint:
     name: str
     rgb: RGB
     background: bool  # the clause names the background / sky / wall
+    #: which region the clause names: "sky", "ground", "background" or "subject"
+    region: str = "subject"
+    clause: str = ""
+
+
+#: Surfaces and surroundings a subject stands on or before: they take the background's place.
+SURROUNDING_WORDS = (
+    "table", "desk", "bench", "counter", "room", "curtain", "桌子", "桌面", "房间", "窗帘",
+)  # fmt: skip
+
+
+def region_of(clause: str) -> str:
+    """The region a clause names: sky, ground, background, else the subject."""
+    if has_any(clause, SKY_WORDS):
+        return "sky"
+    if has_any(clause, GROUND_WORDS):
+        return "ground"
+    if has_any(clause, BACKGROUND_WORDS) or has_any(clause, SURROUNDING_WORDS):
+        return "background"
+    return "subject"
+
+
+def _colour_positions(clause: str) -> list[tuple[int, str, RGB]]:
+    found = []
+    for name, (rgb, words) in COLOURS.items():
+        pos = find(clause, words)
+        if pos is not None:
+            found.append((pos, name, rgb))
+    return sorted(found)
+
+
+def _near(clause: str, pos: int, after: bool) -> str:
+    """A few words (English) or characters (Chinese) right after / before position ``pos``."""
+    if after:
+        rest = clause[pos:]
+        return rest[:6] if _is_cjk(rest[:2]) else " ".join(rest.split()[:3])
+    head = clause[:pos]
+    return head[-4:] if _is_cjk(head[-2:]) else " ".join(head.split()[-3:])
 
 
 def colour_hints(prompt: str) -> list[ColourHint]:
-    """(colour, where) pairs: each clause's colours, marked background if the clause says so."""
+    """(colour, where) pairs. A colour belongs to the region named right after it ("a blue sky
+    over brown ground", "蓝色背景"), else right before it ("the sky is blue"), else to the
+    subject."""
     hints: list[ColourHint] = []
     for clause in _CLAUSE_SPLIT.split(prompt):
         if not clause.strip():
             continue
         background = has_any(clause, BACKGROUND_WORDS)
-        for name, rgb in colours_in(clause):
-            hints.append(ColourHint(name, rgb, background))
+        for pos, name, rgb in _colour_positions(clause):
+            region = region_of(_near(clause, pos, True))
+            if region == "subject":
+                region = region_of(_near(clause, pos, False))
+            hints.append(ColourHint(name, rgb, background, region, clause.strip()))
     return hints

@@ -9,10 +9,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from . import models
+from . import models, regions
 from . import prompt as words
 from .common import Job, Outcome, blend, fbm, luminance, placeholder, to_u8, working_size, xdog
-from .saliency import subject_mask
 
 STYLE_WORK_PIXELS = 640 * 640
 
@@ -123,8 +122,9 @@ def run_all(job: Job) -> Outcome:
     gold = words.has_any(job.prompt, GOLD_WORDS)
     styled, name = gold_foil(job.rgb, job) if gold else (picture_book(job.rgb, job), "picture-book")
     amount = 0.25 + 0.75 * strength
+    note = f"{name} style rendered procedurally (not Wan's learned look), strength {strength:g}"
     return Outcome(
-        blend(job.rgb, styled, amount), "approximate", name, {"strength": f"{strength:g}"}
+        blend(job.rgb, styled, amount), "approximate", name, {"strength": f"{strength:g}"}, note
     )
 
 
@@ -250,6 +250,25 @@ def material(
     return col, np.clip(alpha, 0, 1)
 
 
+def target_region(job: Job, rgb: np.ndarray, name: str) -> tuple[np.ndarray | None, str]:
+    """The region the prompt names (sky, ground, a person, else the main object), found on
+    ``rgb``; None when the named region is not in the picture. Second value: for the note."""
+    keys = MATERIALS[name]
+    rest = job.prompt
+    for key in sorted(keys, key=len, reverse=True):
+        rest = rest.replace(key, " ")
+    region = words.region_of(rest)
+    lum = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+    if region == "sky":
+        return regions.sky(lum, strict=False), "the sky (smooth area at the top)"
+    if region == "ground":
+        return regions.ground(lum), "the ground (bottom area)"
+    mask = regions.subject(rgb, job.cv_seed("subject"))
+    if words.has_any(rest, words.PERSON_WORDS):
+        return mask, "the main object, standing in for the person (no person segmenter)"
+    return mask, "the main object (a guess: no segmenter finds objects by name)"
+
+
 def run_local(job: Job) -> Outcome:
     name = words.pick(job.prompt, MATERIALS)
     if name is None:
@@ -258,12 +277,17 @@ def run_local(job: Job) -> Outcome:
     h, w = job.rgb.shape[:2]
     ww, wh, scale = working_size(w, h, 768 * 768)
     rgb = cv2.resize(job.rgb, (ww, wh), interpolation=cv2.INTER_AREA) if scale < 1 else job.rgb
-    mask = subject_mask(rgb, job.cv_seed("subject"))
+    found, where = target_region(job, rgb, name)
+    if found is None or not found.any():
+        return placeholder(job, f"{where.split(' (')[0]} named in the prompt was not found",
+                           f"material:{name}")  # fmt: skip
+    mask = found
     col, alpha = material(name, rgb, mask, job)
     if scale < 1:
         col = cv2.resize(col, (w, h), interpolation=cv2.INTER_LINEAR)
         alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
     a = alpha[..., None]
     out = to_u8(job.rgb.astype(np.float32) * (1 - a) + col * a)
-    notes = {"material": name, "region": "most salient central region (a guess)"}
-    return Outcome(out, "approximate", f"material:{name}", notes)
+    notes = {"material": name, "region": where}
+    note = f"{name} material rendered procedurally on {where}"
+    return Outcome(out, "approximate", f"material:{name}", notes, note)

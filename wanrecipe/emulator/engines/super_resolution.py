@@ -27,4 +27,9 @@ def upscale(rgb: np.ndarray, factor: int) -> np.ndarray:
 def run(job: Job) -> Outcome:
     factor = int(job.parameters.get("upscale_factor", 1))
     out = upscale(job.rgb, factor)
-    return Outcome(out, "real", "lanczos+unsharp", {"upscale_factor": str(factor)})
+    note = (
+        f"upscaled {factor}x by Lanczos resampling and an unsharp mask"
+        if factor > 1
+        else "denoised and sharpened (factor 1)"
+    )
+    return Outcome(out, "real", "lanczos+unsharp", {"upscale_factor": str(factor)}, note)

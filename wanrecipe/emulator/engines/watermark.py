@@ -1,9 +1,14 @@
-"""remove_watermark: find text-like marks with a classical detector, then inpaint them.
+"""remove_watermark: find lines of text, undo semi-transparent blends, inpaint the rest.
 
-The detector looks for strokes that stand out from their surroundings (morphological top-hat for
-light marks, black-hat for dark ones) and keeps clusters shaped like lines of text: wider than
-tall, densely stroked, not too big. It misses marks that barely differ from the background
-(faint semi-transparent text on bright areas) and non-text logos.
+Detection is the neural PP-OCR detector when the ``models`` extra is installed (its boxes
+confirmed by the PP-OCR recogniser, textdet.py), else the classical detector (textlines.py),
+both of which keep only boxes that read as text. A photo with no text comes back untouched.
+
+For each line the mark's opacity is estimated from its strokes against a smooth estimate of
+the ground under them (a white mark for light strokes, a black one for dark). Where it is
+clearly semi-transparent and consistent, the blend ``I = a·c + (1-a)·B`` is undone for the
+fully covered stroke pixels, which keeps the photo's own texture under the mark; the
+antialiased rims, and opaque marks, are inpainted (PatchMatch, fill.py).
 """
 
 from __future__ import annotations
@@ -11,48 +16,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from . import textdet
-from .common import Job, Outcome, working_size
-from .fill import fill_holes
+from . import textdet, textlines
+from .common import Fidelity, Job, Outcome
+from .fill import fill_holes, telea
 
-DETECT_MAX_PIXELS = 1024 * 1024
-
-
-def detect_text(rgb: np.ndarray) -> np.ndarray:
-    """A boolean mask of text strokes (dilated a little), at the size of ``rgb``."""
-    h, w = rgb.shape[:2]
-    ww, wh, scale = working_size(w, h, DETECT_MAX_PIXELS)
-    small = cv2.resize(rgb, (ww, wh), interpolation=cv2.INTER_AREA) if scale < 1 else rgb
-    grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-    size = max(ww, wh)
-    k = max(9, (size // 60) | 1)  # wider than a stroke, narrower than a glyph row's gaps
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (k, k))
-    light = cv2.morphologyEx(grey, cv2.MORPH_TOPHAT, kernel)
-    dark = cv2.morphologyEx(grey, cv2.MORPH_BLACKHAT, kernel)
-    response = cv2.max(light, dark)
-    # Strong, locally sharp responses only: texture noise has low, diffuse top-hat values.
-    level = max(28.0, float(response.mean() + 3.0 * response.std()))
-    strokes: np.ndarray = (response >= level).astype(np.uint8)
-    strokes = cv2.morphologyEx(strokes, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8))
-    line = cv2.morphologyEx(
-        strokes, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * k + 1, 3))
-    )
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(line, connectivity=8)
-    keep = np.zeros(count, bool)
-    for i in range(1, count):
-        x, y, bw, bh, area = (int(v) for v in stats[i])
-        if bh < 5 or bh > 0.2 * wh or bw < 2 * bh or bw < 20:
-            continue
-        density = float(strokes[y : y + bh, x : x + bw].mean())
-        if 0.12 <= density <= 0.85 and area >= 0.4 * bw * bh:
-            keep[i] = True
-    # Inside an accepted line, take fainter stroke pixels too (antialiasing, thin serifs).
-    boxes = cv2.dilate((keep[labels]).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    found = boxes & (response >= 0.5 * level)
-    grown = cv2.dilate(found.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
-    if scale < 1:
-        grown = cv2.resize(grown, (w, h), interpolation=cv2.INTER_NEAREST)
-    return np.asarray(grown > 0)
+#: Opacity range where undoing the blend beats inpainting: below, the mark is barely there;
+#: above, (1 - a) is too small and noise is amplified.
+UNBLEND_ALPHA = (0.12, 0.8)
+#: The per-pixel opacity estimates of one line must agree this well (interquartile range).
+UNBLEND_SPREAD = 0.2
 
 
 def strokes_in_boxes(rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -70,14 +42,97 @@ def strokes_in_boxes(rgb: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.asarray((grown > 0) & boxes)
 
 
+def unblend(rgb: np.ndarray, marks: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Undo semi-transparent marks where their opacity can be estimated.
+
+    Returns the image with those pixels restored, the part of ``marks`` still to inpaint, and
+    how many lines were unblended.
+    """
+    out = rgb.copy()
+    rest = marks.copy()
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(
+        cv2.dilate(marks.astype(np.uint8), np.ones((9, 9), np.uint8)), connectivity=8
+    )
+    done = 0
+    for i in range(1, count):
+        x, y, w, h = (int(v) for v in stats[i, :4])
+        pad = max(8, h // 2)
+        y0, y1 = max(0, y - pad), min(rgb.shape[0], y + h + pad)
+        x0, x1 = max(0, x - pad), min(rgb.shape[1], x + w + pad)
+        crop = rgb[y0:y1, x0:x1]
+        hole = marks[y0:y1, x0:x1] & (labels[y0:y1, x0:x1] == i)
+        if hole.sum() < 20:
+            continue
+        # A smooth guess of what is under, from pixels clear of the mark's antialiased rims.
+        wide = cv2.dilate(hole.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        ground = telea(crop, wide, 3).astype(np.float32)
+        img = crop.astype(np.float32)
+        lum_i = img @ np.array([0.299, 0.587, 0.114], np.float32)
+        lum_g = ground @ np.array([0.299, 0.587, 0.114], np.float32)
+        light = float(np.median(lum_i[hole] - lum_g[hole])) > 0
+        colour = 255.0 if light else 0.0
+        room = colour - lum_g
+        usable = hole & (np.abs(room) > 40)
+        if usable.sum() < 20:
+            continue
+        alpha_px = np.clip((lum_i - lum_g) / np.where(np.abs(room) < 1, 1, room), 0, 1)
+        # The covered core: the upper of two clusters (Otsu) of the estimates; the lower one is
+        # the antialiased rims and the ground a generous mask takes in.
+        vals = alpha_px[usable]
+        level, _ = cv2.threshold(
+            np.round(vals * 255).astype(np.uint8).reshape(-1, 1), 0, 255,
+            cv2.THRESH_BINARY + cv2.THRESH_OTSU,
+        )  # fmt: skip
+        core_vals = vals[vals * 255 > level]
+        if core_vals.size < 20:
+            continue
+        alpha = float(np.median(core_vals))
+        q1, q3 = np.quantile(core_vals, [0.25, 0.75])
+        if not (UNBLEND_ALPHA[0] <= alpha <= UNBLEND_ALPHA[1]) or q3 - q1 > UNBLEND_SPREAD:
+            continue
+        # Fully covered pixels only: a rim pixel (partly covered) restored with the full opacity
+        # would come out too dark (light marks) or too light; those are inpainted instead.
+        core = usable & (alpha_px >= alpha - 0.06) & (alpha_px <= alpha + 0.2)
+        restored = (img - alpha * colour) / (1.0 - alpha)
+        bad = np.asarray(((restored < -8) | (restored > 263)).any(axis=2), bool)
+        if float(bad[core].mean()) > 0.1:
+            continue  # the estimate does not explain these pixels: inpaint them instead
+        core &= ~bad
+        region = out[y0:y1, x0:x1]
+        region[core] = np.clip(restored[core] + 0.5, 0, 255).astype(np.uint8)
+        rest[y0:y1, x0:x1] &= ~core
+        done += 1
+    return out, rest, done
+
+
 def run(job: Job) -> Outcome:
-    boxes = textdet.detect_boxes(job.rgb)
+    boxes = textdet.detect(job.rgb)
+    read = ""
     if boxes is not None:
-        marks, detector = strokes_in_boxes(job.rgb, boxes), "ppocr-det"
+        marks = strokes_in_boxes(job.rgb, textdet.box_mask(job.rgb.shape, boxes))
+        detector = "ppocr-det"
+        texts = [b.text for b in boxes if b.text]
+        if texts:
+            read = " (read: " + "; ".join(f"'{t[:30]}'" for t in texts[:3]) + ")"
     else:
-        marks, detector = detect_text(job.rgb), "text-detect"
+        marks, _lines = textlines.detect(job.rgb)
+        detector = "text-detect"
     found = int(marks.sum())
     if not found:
-        return Outcome(job.rgb.copy(), "real", detector, {"marks": "none found"})
-    out, method = fill_holes(job.rgb, marks, job.seed, job.budget)
-    return Outcome(out, "real", f"{detector}+{method}", {"mark_pixels": str(found)})
+        return Outcome(
+            job.rgb.copy(), "approximate", detector, {"marks": "none found"},
+            "no text or watermark found; input returned unchanged",
+        )  # fmt: skip
+    base, rest, unblended = unblend(job.rgb, marks)
+    out, method = fill_holes(base, rest, job.seed, job.budget, grow=2 if not unblended else 1)
+    if method == "none":
+        method = "unblend"
+    elif unblended:
+        method = f"unblend+{method}"
+    fidelity: Fidelity = "approximate" if "budget" in method else "real"
+    note = f"removed {found} mark pixels ({detector}){read}: " + (
+        f"{unblended} semi-transparent line(s) unblended, the rest inpainted ({method})"
+        if unblended
+        else f"inpainted ({method})"
+    )
+    return Outcome(out, fidelity, f"{detector}+{method}", {"mark_pixels": str(found)}, note)

@@ -1,0 +1,385 @@
+"""Running a batch: every row's steps in one scheduler, one quota, one state dir, one cache.
+
+``<run dir>/<row key>/`` is each row's ordinary run directory (its images and ``run.json``);
+``<run dir>/run.json`` is the batch record. A row's record is written the moment its last step
+ends, so a batch killed halfway still has the records of its finished rows; the content keys
+in the journal make a re-run submit only what is unfinished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from ..executor.budget import RowBudget
+from ..executor.ledger import close_gate, open_gate
+from ..report.batch_record import BatchRecord, BatchStatus, RowRecord, RowStatus
+from ..report.events import Event, EventSink, discard
+from ..report.record import RunRecord, StepRecord
+from ..runner import (
+    BackendChoice,
+    _collect_outputs,
+    _host,
+    _load_durations,
+    _save_durations,
+    _step_records,
+    default_state_dir,
+    open_backend,
+)
+from .graph import BatchGraph, LoadedRow, node_id
+
+_TERMINAL = frozenset({"done", "cached", "failed", "skipped"})
+
+
+async def execute_batch(
+    graph: BatchGraph,
+    *,
+    backend: BackendChoice,
+    run_dir: Path,
+    options: Any = None,
+    on_event: EventSink = discard,
+    handle_signals: bool = False,
+    state_dir: Path | None = None,
+    max_usd: Decimal | None = None,
+    shared_quota: bool | None = None,
+) -> BatchRecord:
+    """Run every row of ``graph``; return the batch record (also written to run.json).
+
+    ``shared_quota``: share the account's quota with other processes through the state
+    directory (default: for every backend but the embedded emulator, which is this process's
+    alone).
+    """
+    from ..store import StateDir
+
+    state = await asyncio.to_thread(StateDir.open, state_dir or default_state_dir(graph.path))
+    try:
+        return await _execute(
+            graph, backend, run_dir, options, on_event, handle_signals, state, max_usd,
+            shared_quota,
+        )  # fmt: skip
+    finally:
+        state.close()
+
+
+async def _execute(
+    graph: BatchGraph,
+    backend: BackendChoice,
+    run_dir: Path,
+    options: Any,
+    on_event: EventSink,
+    handle_signals: bool,
+    state: Any,
+    max_usd: Decimal | None,
+    shared_quota: bool | None,
+) -> BatchRecord:
+    from ..backends.dashscope import DashScopeClient
+    from ..executor.scheduler import RunOptions, Scheduler
+
+    options = options or RunOptions()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    first = graph.rows[0].recipe
+    combined = RunRecord(
+        recipe=str(first.path),
+        name=first.name,
+        params={},
+        backend=backend.label,
+        base_url="",
+        run_dir=str(run_dir),
+        started=started,
+        steps=_combined_steps(graph),
+    )
+    batch = BatchRecord(str(first.path), first.name, backend.label, str(run_dir), started)
+    if max_usd is None and options.max_usd is not None:
+        max_usd = options.max_usd
+    budget = None
+    if max_usd is not None:
+        planned = {r.key: sum(r.images.values()) for r in graph.rows}
+        budget = RowBudget(max_usd, planned, lambda nid: graph.nodes[nid].row)
+    tracker = _RowTracker(graph, combined, batch, run_dir, on_event, budget)
+    loop = asyncio.get_running_loop()
+    async with open_backend(backend) as base_url:
+        combined.base_url = base_url if backend.kind != "dashscope" else _host(base_url)
+        share = backend.kind != "local" if shared_quota is None else shared_quota
+        gate = open_gate(
+            options.quota,
+            shared_in=state.path if share else None,
+            base_url=base_url,
+            api_key=backend.api_key,
+        )
+        on_event(
+            Event(
+                "run_started",
+                0.0,
+                data={
+                    "kind": "batch",
+                    "backend": backend.label,
+                    "base_url": combined.base_url,
+                    "run_dir": str(run_dir),
+                    "rows": len(graph.rows),
+                    "steps": len(combined.steps),
+                    "planned_images": graph.planned_images,
+                },
+            )
+        )
+        try:
+            async with DashScopeClient(base_url, backend.api_key) as client:
+                scheduler = Scheduler(
+                    graph,
+                    client,
+                    record=combined,
+                    run_dir=run_dir,
+                    backend=backend.label,
+                    options=options,
+                    render=graph.render,
+                    on_event=tracker,
+                    state=state,
+                    durations=_load_durations(state.path, backend.label, options.poll),
+                    gate=gate,
+                    budget=budget,
+                )
+                tracker.scheduler = scheduler
+                interrupts = 0
+
+                def on_sigint() -> None:
+                    nonlocal interrupts
+                    interrupts += 1
+                    if interrupts == 1:
+                        scheduler.stop("interrupted (Ctrl-C); press Ctrl-C again to stop at once")
+                    else:
+                        scheduler.abort()
+
+                if handle_signals:
+                    loop.add_signal_handler(signal.SIGINT, on_sigint)
+                    loop.add_signal_handler(signal.SIGTERM, on_sigint)
+                try:
+                    await scheduler.run()
+                except BaseException as exc:
+                    cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
+                    _finish(batch, tracker, scheduler.elapsed(), "interrupted" if cancelled
+                            else "failed")  # fmt: skip
+                    raise
+                finally:
+                    if handle_signals:
+                        loop.remove_signal_handler(signal.SIGINT)
+                        loop.remove_signal_handler(signal.SIGTERM)
+                elapsed = scheduler.elapsed()
+                _save_durations(state.path, backend.label, scheduler.durations)
+        finally:
+            await close_gate(gate)
+    status: BatchStatus
+    if scheduler.budget_reached:
+        status = "budget"
+    elif scheduler.stopping is not None and not options.fail_fast:
+        status = "interrupted"
+    elif any(r.status == "failed" for r in tracker.all_rows()):
+        status = "failed"
+    else:
+        status = "ok"
+    _finish(batch, tracker, elapsed, status)
+    on_event(
+        Event(
+            "run_finished",
+            elapsed,
+            data={
+                "kind": "batch",
+                "status": batch.status,
+                "rows": len(batch.rows),
+                "rows_ok": batch.count("ok"),
+                "rows_failed": batch.count("failed"),
+                "images": batch.images_billed,
+                "cost_usd": str(batch.cost_usd),
+                "left_images": batch.left_images,
+                "left_usd": str(batch.left_usd),
+            },
+        )
+    )
+    return batch
+
+
+def _combined_steps(graph: BatchGraph) -> dict[str, StepRecord]:
+    """Every row's step records (as a single run of it would have them, ``if:``-skipped steps
+    included), keyed by node id."""
+    steps: dict[str, StepRecord] = {}
+    for loaded in graph.rows:
+        for sid, rec in _step_records(loaded.recipe).items():
+            nid = node_id(loaded.key, sid)
+            steps[nid] = replace(rec, id=nid)
+    return steps
+
+
+def _finish(batch: BatchRecord, tracker: _RowTracker, elapsed: float, status: BatchStatus) -> None:
+    batch.rows = tracker.all_rows(final=True)
+    batch.warnings = list(tracker.combined.warnings)
+    batch.left_images = tracker.left_images()
+    batch.elapsed_s = round(elapsed, 3)
+    batch.finished = datetime.now(UTC).isoformat(timespec="seconds")
+    batch.status = status
+    batch.write(Path(batch.run_dir) / "run.json")
+
+
+class _RowTracker:
+    """The scheduler's event sink: passes events on with their row key, notices when a row's
+    last step ends, writes that row's record and says so (a ``row`` event)."""
+
+    def __init__(
+        self,
+        graph: BatchGraph,
+        combined: RunRecord,
+        batch: BatchRecord,
+        run_dir: Path,
+        sink: EventSink,
+        budget: RowBudget | None = None,
+    ) -> None:
+        self.graph = graph
+        self.budget = budget
+        self.combined = combined
+        self.batch = batch
+        self.run_dir = run_dir
+        self.sink = sink
+        self.scheduler: Any = None
+        self._ended: dict[str, set[str]] = {r.key: set() for r in graph.rows}
+        self._rows: dict[str, RowRecord] = {}
+
+    def __call__(self, event: Event) -> None:
+        if event.kind != "step" or event.step is None or event.step not in self.graph.nodes:
+            self.sink(event)
+            return
+        node = self.graph.nodes[event.step]
+        self.sink(replace(event, step=node.step, data={**event.data, "row": node.row}))
+        if event.state in _TERMINAL:
+            ended = self._ended[node.row]
+            ended.add(node.step)
+            if len(ended) == len(self.graph.by_key[node.row].recipe.steps):
+                row = self._close(self.graph.by_key[node.row], final=True, t=event.t)
+                if self.budget is not None:
+                    self.budget.release_row(row.key)
+                self.sink(
+                    Event(
+                        "row",
+                        event.t,
+                        state=row.status,
+                        message=row.error or "",
+                        data={
+                            "row": row.key,
+                            "index": row.index,
+                            "images": row.images_billed,
+                            "cost_usd": str(row.cost_usd),
+                            "outputs": row.outputs,
+                            "rows_done": sum(1 for r in self._rows.values() if r.status == "ok"),
+                            "rows_failed": sum(
+                                1 for r in self._rows.values() if r.status == "failed"
+                            ),
+                            "rows_left": len(self.graph.rows) - len(self._rows),
+                        },
+                    )
+                )
+
+    def all_rows(self, *, final: bool = False) -> list[RowRecord]:
+        rows = []
+        for loaded in self.graph.rows:
+            row = self._rows.get(loaded.key)
+            rows.append(row if row is not None else self._close(loaded, final=final))
+        return rows
+
+    def left_images(self) -> int:
+        """Images the steps not done would still bill."""
+        return sum(
+            self.graph.images(nid)
+            for nid, rec in self.combined.steps.items()
+            if nid in self.graph.nodes and rec.state not in ("done", "cached")
+        )
+
+    def _close(self, loaded: LoadedRow, *, final: bool, t: float | None = None) -> RowRecord:
+        """The row's record from the combined one; written to ``<key>/run.json``."""
+        recipe, key = loaded.recipe, loaded.key
+        prefix = f"{key}/"
+        steps = {
+            nid[len(prefix) :]: replace(rec, id=nid[len(prefix) :])
+            for nid, rec in self.combined.steps.items()
+            if nid.startswith(prefix)
+        }
+        record = RunRecord(
+            recipe=str(recipe.path),
+            name=recipe.name,
+            params=dict(recipe.params),
+            backend=self.combined.backend,
+            base_url=self.combined.base_url,
+            run_dir=str(self.run_dir / key),
+            started=self.combined.started,
+            steps=steps,
+            warnings=[w for w in self.combined.warnings if w.startswith(f"{key}/")],
+        )
+        from ..recipe.render import render_outputs
+
+        outputs = _collect_outputs(recipe, record, Path(""), render_outputs)
+        record.outputs = outputs
+        status = self._status(steps, frozenset(getattr(recipe, "skipped", {})))
+        record.status = {"ok": "ok", "failed": "failed"}.get(status, self._stopped_status())  # type: ignore[assignment]
+        record.finished = datetime.now(UTC).isoformat(timespec="seconds")
+        times = [s.finished_at for s in steps.values() if s.finished_at is not None]
+        if t is not None:
+            times.append(t)
+        record.elapsed_s = round(max(times), 3) if times else 0.0
+        if final:
+            (self.run_dir / key).mkdir(parents=True, exist_ok=True)
+            record.write(self.run_dir / key / "run.json")
+        row = RowRecord(
+            key=key,
+            index=loaded.row.index,
+            params={k: _jsonable(v) for k, v in loaded.row.params.items()},
+            status=status,
+            dir=key,
+            outputs={name: [f"{key}/{p}" for p in paths] for name, paths in outputs.items()},
+            images_billed=record.images_billed,
+            error=_row_error(steps) if status != "ok" else None,
+            record=record,
+        )
+        if final:
+            self._rows[key] = row
+        return row
+
+    def _stopped_status(self) -> str:
+        scheduler = self.scheduler
+        return "budget" if scheduler is not None and scheduler.budget_reached else "interrupted"
+
+    @staticmethod
+    def _status(steps: Mapping[str, StepRecord], by_design: frozenset[str]) -> RowStatus:
+        """``by_design``: steps an ``if:`` leaves out (skipped as documented, not a failure)."""
+        states = [s.state for sid, s in steps.items() if sid not in by_design]
+        if all(s in ("done", "cached") for s in states):
+            return "ok"
+        if any(
+            s.state == "failed" and not (s.error and s.error.code == "Interrupted")
+            for s in steps.values()
+        ):
+            return "failed"
+        if all(s == "skipped" for s in states):
+            return "skipped"
+        return "interrupted"
+
+
+def _row_error(steps: Mapping[str, StepRecord]) -> str | None:
+    for step in steps.values():
+        if step.state == "failed" and step.error is not None:
+            return f"{step.id}: {step.error.code}: {step.error.message}"
+    for step in steps.values():
+        if step.state == "skipped" and step.skipped_because:
+            return f"{step.id}: skipped: {step.skipped_because}"
+    return None
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)

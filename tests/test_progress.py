@@ -41,7 +41,7 @@ def test_without_a_loop_every_event_is_written_at_once() -> None:
     sink(step(1, "done"))
     assert out.getvalue() == "[   1.00s] s1: done\n"
     sink(Event("run_finished", 2.0, data={"status": "ok", "images": 1, "cost_usd": "0.02"}))
-    assert out.getvalue().splitlines()[-1].endswith("run ok: 1 images, $0.02")
+    assert out.getvalue().splitlines()[-1].endswith("run ok: 1 images, $0.02 at DashScope prices")
 
 
 async def test_a_full_buffer_is_written_without_waiting() -> None:

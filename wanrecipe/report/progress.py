@@ -139,7 +139,9 @@ class LiveTable:
         now = time.monotonic() - self.t0
         cost = wire.PRICE_PER_IMAGE_USD * self.images
         table = Table(
-            title=f"{self.images} images, ${cost:.4f} so far", title_justify="left", expand=False
+            title=f"{self.images} images, ${cost:.4f} at DashScope prices so far",
+            title_justify="left",
+            expand=False,
         )
         for col in ("step", "function", "state", "time", "images"):
             table.add_column(col)
@@ -172,7 +174,8 @@ def _describe(event: Event) -> str:
         return f"{t} warning: {event.message}"
     if event.kind == "run_finished":
         d = event.data
-        return f"{t} run {d.get('status')}: {d.get('images')} images, ${d.get('cost_usd')}"
+        cost = f"${d.get('cost_usd')} at DashScope prices"
+        return f"{t} run {d.get('status')}: {d.get('images')} images, {cost}"
     if event.kind == "step":
         extra = event.message or ", ".join(event.data.get("files", []))
         tail = f": {extra}" if extra else ""

@@ -197,6 +197,10 @@ class BatchGraph:
     def dependents(self, nid: str) -> tuple[str, ...]:
         return self._dependents[nid]
 
+    def display_path(self, path: Path) -> str:
+        """Paths as the recipe shows them: every row is a binding of the same recipe file."""
+        return self.rows[0].recipe.display_path(path)
+
     def levels(self) -> tuple[tuple[str, ...], ...]:
         merged: list[list[str]] = []
         for loaded in self.rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -56,7 +57,11 @@ def _write_gitignore(path: Path) -> None:
     target = path / ".gitignore"
     if target.exists():
         return
-    tmp = path / f".gitignore.{os.getpid()}.tmp"
-    tmp.write_text(GITIGNORE, encoding="utf-8")
+    # A name of its own per writer: several runs in one process (threads) may open one state
+    # directory at the same moment, and a pid-named temp file would be renamed from under one.
+    fd, tmp = tempfile.mkstemp(prefix=".gitignore.", suffix=".tmp", dir=path)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(GITIGNORE)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, target)
     fsync_dir(path)

@@ -46,20 +46,20 @@ params:
   seed: {type: integer, default: 1}
 steps:
   a:
-    function: colorization
+    function: remove_watermark
     image: "{{ params.photo }}"
-    prompt: blue sky
+    prompt: remove the text
     parameters: {seed: "{{ params.seed }}"}
   b:
-    function: stylization_all
+    function: super_resolution
     image: "{{ steps.a.image }}"
-    prompt: Convert to French picture book style
-    parameters: {seed: "{{ params.seed }}", strength: 0.5}
+    prompt: Image super resolution
+    parameters: {seed: "{{ params.seed }}", upscale_factor: 1}
   c:
-    function: colorization
+    function: expand
     image: "{{ steps.b.image }}"
-    prompt: warm light
-    parameters: {seed: "{{ params.seed }}"}
+    prompt: a wider view
+    parameters: {seed: "{{ params.seed }}", left_scale: 1.0}
 """
 
 

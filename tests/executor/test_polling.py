@@ -28,6 +28,7 @@ from wanrecipe.executor.polling import (
     PollPlan,
     PollPolicy,
     duration_key,
+    grid_phase,
     sdk_poll_time,
     sdk_polls_by,
     sdk_queries_for,
@@ -363,3 +364,39 @@ def test_distribution_cdf_inverts_quantile(history: list[float], level: float) -
     assert dist.cdf(x) >= level - 1e-9 or x == dist.seconds[-1]
     # monotone
     assert dist.quantile(min(1.0, level + 0.01)) >= x - 1e-9
+
+
+@pytest.mark.parametrize("duration", [0.35, 1.0, 2.5, 9.0])
+def test_a_fixed_duration_is_seen_just_after_it_ends(duration: float) -> None:
+    """The warm grid is placed just after the learned durations (not on a grid that ends at
+    the margin-widened window's end): a task of a fixed duration is seen a few ms after its
+    end, with one query, whatever the spacing."""
+    model = DurationModel()
+    for _ in range(8):
+        model.observe("expand", duration)
+    for spacing in (0.05, 0.22, 0.7):
+        times = simulate(model, "expand", duration, spacing=spacing)
+        assert 0 <= times[-1] - duration <= 0.02, (spacing, times)
+        # no earlier than the window (the shortest seen less a margin), one per spacing
+        assert len(times) <= 1 + math.ceil(0.07 / spacing)
+
+
+def test_the_grid_sits_where_most_tasks_end() -> None:
+    """One long outlier does not move the grid away from where the others end."""
+    model = DurationModel()
+    for _ in range(9):
+        model.observe("expand", 1.0)
+    model.observe("expand", 1.37)
+    assert simulate(model, "expand", 1.0)[-1] - 1.0 <= 0.02
+    late = simulate(model, "expand", 1.37)
+    assert late[-1] - 1.37 <= SPACING + 1e-9
+
+
+@given(
+    samples=st.lists(st.floats(0.0, 100.0), min_size=1, max_size=64),
+    spacing=st.floats(0.05, 1.0),
+)
+def test_grid_phase_is_an_offset_within_one_spacing(samples: list[float], spacing: float) -> None:
+    phase = grid_phase(sorted(samples), spacing)
+    assert phase is not None and 0.0 <= phase < spacing
+    assert grid_phase((), spacing) is None

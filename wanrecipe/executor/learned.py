@@ -113,6 +113,8 @@ class Distribution:
     seconds: tuple[float, ...]
     #: Nothing learned about this function yet (the policy's prior, or other functions').
     prior: bool = False
+    #: The durations it was drawn from, sorted (empty for the policy's prior).
+    samples: tuple[float, ...] = ()
 
     @property
     def low(self) -> float:
@@ -158,10 +160,14 @@ class DurationModel:
         self.history: int = policy.history
         self._by_key: dict[str, deque[float]] = {}
         self._pooled: deque[float] = deque(maxlen=self.history)
+        # Distributions as last computed, per key; emptied whenever something is learned
+        # (every query of every task asks for one: no sort per query).
+        self._cache: dict[DurationKey | str, Distribution] = {}
 
     def observe(self, key: DurationKey | str, seconds: float) -> None:
         if not math.isfinite(seconds) or seconds < 0:
             return
+        self._cache.clear()
         for level in _levels(key):
             samples = self._by_key.get(level)
             if samples is None:
@@ -183,6 +189,7 @@ class DurationModel:
 
     def restore(self, data: Mapping[str, Sequence[float]]) -> None:
         """Learn what an earlier run saw (see :meth:`snapshot`); bad entries are skipped."""
+        self._cache.clear()
         for key, samples in data.items():
             if not isinstance(key, str) or not isinstance(samples, list | tuple):
                 continue
@@ -210,6 +217,13 @@ class DurationModel:
     def distribution(self, key: DurationKey | str) -> Distribution:
         """Running time as a piecewise-linear quantile function: each sample at its plotting
         position, widened by a margin at both ends; the prior (uniform) when nothing is known."""
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        dist = self._cache[key] = self._distribution(key)
+        return dist
+
+    def _distribution(self, key: DurationKey | str) -> Distribution:
         found, own = self.samples(key)
         data = sorted(found)
         if not data:
@@ -222,6 +236,7 @@ class DurationModel:
             (max(0.0, data[0] - margin), *data, data[-1] + margin),
             # Other functions' durations are a better prior than none, but only a prior.
             prior=not own,
+            samples=tuple(data),
         )
 
     def window(self, key: DurationKey | str) -> tuple[float, float]:

@@ -27,11 +27,12 @@ queries for it plus ``dense_cap``, and the run's quota gate keeps the sum of all
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -50,6 +51,7 @@ __all__ = [
     "PollPolicy",
     "PollStats",
     "duration_key",
+    "grid_phase",
     "sdk_poll_time",
     "sdk_poll_times",
     "sdk_polls_by",
@@ -166,6 +168,8 @@ class PollPlan:
         self.sent = 0
         self._last: float | None = None  # seconds since submit of the last query sent
         self._pending_dense = False
+        self._phase_of: Distribution | None = None
+        self._phase_value: float | None = None
 
     def next_time(self, elapsed: float, started: float = 0.0) -> float:
         """When to send the next query, in seconds since submit (``elapsed`` is now).
@@ -176,6 +180,11 @@ class PollPlan:
         dist = self.model.distribution(self.key)
         cold = dist.prior
         lo, hi = started + dist.low, started + dist.high
+        phase = None if cold else self._phase(dist)
+        if phase is not None:
+            # The grid's last point is the first at or after the longest duration seen.
+            top = started + dist.samples[-1]
+            hi = max(hi, started + phase + math.ceil((top - started - phase) / spacing) * spacing)
         last = self._last
         floor = elapsed if last is None else max(elapsed, last + spacing)
         # The SDK's next time: always while cold; once warm only past the window (inside it
@@ -187,15 +196,27 @@ class PollPlan:
         if self.dense_left > 0:
             if elapsed < hi:
                 at = max(floor, lo)
-                steps = max(0, math.floor((hi - at) / spacing + 1e-9))
-                if steps < self.dense_left:
-                    # The cap covers the rest of the window: one query per spacing on a grid
-                    # that ends at the window's end (a narrow window gets a single query
-                    # there), so a finish anywhere inside is seen within ``spacing``.
-                    dense = hi - steps * spacing
+                if phase is not None:
+                    # Warm: one query per spacing on a grid placed where the learned tasks
+                    # end (just after them), so the likely finish is seen at once.
+                    first = (
+                        started
+                        + phase
+                        + math.ceil((at - started - phase) / spacing - 1e-9) * spacing
+                    )
+                    steps = max(0, math.floor((hi - first) / spacing + 1e-9)) + 1
+                    first = max(first, at)
                 else:
-                    # It does not: split the probability still ahead into equal parts, one
-                    # per query left, dense where tasks usually end.
+                    steps = max(0, math.floor((hi - at) / spacing + 1e-9))
+                    # A grid that ends at the window's end (a narrow window gets a single
+                    # query there), so a finish anywhere inside is seen within ``spacing``.
+                    first = hi - steps * spacing
+                if steps <= self.dense_left:
+                    dense = first
+                else:
+                    # The cap does not cover the rest of the window: split the probability
+                    # still ahead into equal parts, one per query left, dense where tasks
+                    # usually end.
                     done = dist.cdf(at - started)
                     dense = started + dist.quantile(done + (1.0 - done) / self.dense_left)
                 if cold:
@@ -213,6 +234,12 @@ class PollPlan:
         self._pending_dense = False
         return max(sdk, elapsed)
 
+    def _phase(self, dist: Distribution) -> float | None:
+        """Where (mod ``spacing``) the warm grid's points fall, from ``dist``'s samples."""
+        if self._phase_of is not dist:
+            self._phase_of, self._phase_value = dist, grid_phase(dist.samples, self.spacing)
+        return self._phase_value
+
     def sent_at(self, elapsed: float) -> None:
         """A query went out at ``elapsed``: count it against the cap if it was not the SDK's."""
         if self._pending_dense:
@@ -223,6 +250,31 @@ class PollPlan:
 
     def delay(self, elapsed: float, started: float = 0.0) -> float:
         return max(0.0, self.next_time(elapsed, started) - elapsed)
+
+
+def grid_phase(samples: Sequence[float], spacing: float) -> float | None:
+    """The offset in [0, spacing) of a query grid (offset + k * spacing) that notices the
+    learned durations ``samples`` soonest on average: just after one of them (a task of a
+    fixed duration is seen a few ms after it ends, not up to ``spacing`` later). None
+    without samples.
+
+    The mean delay of offset f over residues r_i = d_i mod spacing is
+    (sum over i of (f - r_i) mod spacing) / n, least just after some r_i: O(n log n)."""
+    if not samples:
+        return None
+    median = samples[len(samples) // 2]
+    # Past the sample by a hair: the server stamps its times to the millisecond.
+    eps = max(0.003, 0.002 * median)
+    residues = sorted(math.fmod(d + eps, spacing) for d in samples)
+    n, total = len(residues), sum(residues)
+    best, best_cost = residues[-1], math.inf
+    for j, f in enumerate(residues):
+        # residues after index j are > f (ties: the last equal one is counted as <=)
+        later = n - bisect.bisect_right(residues, f, lo=j)
+        cost = n * f - total + spacing * later
+        if cost < best_cost - 1e-12:
+            best, best_cost = f, cost
+    return best
 
 
 class TaskQuerier(Protocol):

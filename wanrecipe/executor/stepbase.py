@@ -160,6 +160,8 @@ class StepBase:
         # without doubt (two lost submits at once could not be told apart). Costs nothing at
         # the service's 2 submits/s: a submit takes a round trip and two fsyncs.
         self._submitting = asyncio.Lock()
+        #: When each attempt's submit answer arrived (monotonic), until its polling starts.
+        self._answered: dict[int, float] = {}
         #: Tasks that may be ours (a lost submit sent again under ``lost_submit=resubmit``):
         #: their billed images are added to the record at the end of the run.
         self._possibly_billed: set[str] = set()

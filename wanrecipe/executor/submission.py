@@ -116,6 +116,9 @@ class Submission(Downloads):
                 model=self.durations,
                 policy=self.options.poll,
                 deadline=deadline,
+                # The poll times count from the submit's answer, not from now (the submit
+                # token and the slot's bookkeeping came in between).
+                submitted_at=self._answered.pop(attempt_id, None),
                 stats=stats,
                 on_status=lambda status: self._on_status(rec, status),
             )
@@ -186,9 +189,14 @@ class Submission(Downloads):
             # lost-task lookup included: no other submit of this run can put a second unknown
             # task into the task list while we look ours up.
             async with self._submitting:
+                # The intent is durable before the submission token is taken: its fsync is
+                # not spent inside the submit window, and a crash while waiting for the token
+                # leaves an intent whose submit never went out (the task list says so).
+                if attempt_id is None:
+                    attempt_id = await self._intent(sid, req)
                 async with self.gate.submission():
-                    if attempt_id is None:
-                        attempt_id = await self._intent(sid, req)
+                    if self._stopping:
+                        continue  # the loop's top abandons the intent
                     sent_at = time.time()
                     try:
                         submitted = await self.client.submit(
@@ -202,6 +210,7 @@ class Submission(Downloads):
                     except BackendError as exc:
                         error = exc
                     else:
+                        self._answered[attempt_id] = time.monotonic()
                         # On the loop, no thread hand-off: a commit without fsync (see
                         # store/journal.py), and no other intent can hold the journal now.
                         self._journal_now(

@@ -228,11 +228,16 @@ class PollPlan:
                 # Overran the window: back off in proportion to the time taken.
                 dense = elapsed + min(p.max_interval, max(spacing, 0.1 * elapsed))
             dense = max(dense, floor)
-        if dense < sdk and sdk - dense >= spacing:
-            self._pending_dense = True
-            return dense
-        self._pending_dense = False
-        return max(sdk, elapsed)
+        if cold:
+            # Every SDK time is kept: a dense query only where it leaves room before the next.
+            if dense < sdk and sdk - dense >= spacing:
+                self._pending_dense = True
+                return dense
+            self._pending_dense = False
+            return max(sdk, elapsed)
+        # Warm: the SDK's times are only the fallback past the window (one spacing apart).
+        self._pending_dense = dense < sdk
+        return dense if self._pending_dense else max(sdk, floor)
 
     def _phase(self, dist: Distribution) -> float | None:
         """Where (mod ``spacing``) the warm grid's points fall, from ``dist``'s samples."""

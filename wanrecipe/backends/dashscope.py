@@ -17,7 +17,8 @@ import mimetypes
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -214,8 +215,18 @@ class DashScopeClient:
         )
         return f"oss://{key}"
 
-    async def download(self, url: str, dest: Path, *, max_bytes: int) -> Downloaded:
+    async def download(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        max_bytes: int,
+        then: Callable[[Downloaded], Any] | None = None,
+    ) -> Downloaded:
         """Stream ``url`` into ``dest`` (atomically: temp file, fsync, rename), size-capped.
+
+        ``then``: called with the placed file in the same worker-thread call that fsyncs and
+        renames it (one thread hand-off for both); what it returns is ``Downloaded.placed``.
 
         Sends no credentials: result URLs carry their own signature. Only URLs on the
         backend's own hosts are fetched (``hosts.result_url_problem``), redirects are not
@@ -262,13 +273,14 @@ class DashScopeClient:
                         raise
                     raise map_error(exc, what, sent=probe.sent) from exc
                 out.flush()
+                got = Downloaded(dest, digest.hexdigest(), size)
                 # One thread call: the bytes to disk, then the name, then the name to disk.
-                await asyncio.to_thread(_sync_and_place, out.fileno(), tmp, dest)
+                placed = await asyncio.to_thread(_sync_and_place, out.fileno(), tmp, got, then)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
-        return Downloaded(dest, digest.hexdigest(), size)
+        return replace(got, placed=placed)
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -409,10 +421,13 @@ def _too_large(what: str, size: int, limit: int) -> BackendError:
     )
 
 
-def _sync_and_place(fd: int, tmp: Path, dest: Path) -> None:
+def _sync_and_place(
+    fd: int, tmp: Path, got: Downloaded, then: Callable[[Downloaded], Any] | None
+) -> Any:
     os.fsync(fd)
-    tmp.replace(dest)
-    _fsync_dir(dest.parent)
+    tmp.replace(got.path)
+    _fsync_dir(got.path.parent)
+    return then(got) if then is not None else None
 
 
 def _fsync_dir(path: Path) -> None:

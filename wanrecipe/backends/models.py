@@ -53,8 +53,14 @@ class TaskState:
     image_count: int | None = None
     code: str | None = None
     message: str | None = None
-    #: The body as received, with signed URLs and secrets redacted.
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    #: The body as received (private: read it through ``raw``, which redacts it).
+    _body: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """The body as received, with signed URLs and secrets redacted (on demand: a run
+        queries thousands of times and looks at almost none of them)."""
+        return cast(Mapping[str, Any], redact_body(self._body))
 
     @property
     def terminal(self) -> bool:
@@ -102,6 +108,8 @@ class Downloaded:
     path: Path
     sha256: str
     size: int
+    #: What the caller's ``then`` made of the file (``DashScopeClient.download``).
+    placed: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -193,7 +201,7 @@ def parse_task(body: Mapping[str, Any], task_id: str) -> TaskState:
         image_count=_int(usage.get("image_count")),
         code=_str(output.get("code")),
         message=_str(output.get("message")),
-        raw=redact_body(body),
+        _body=body,
     )
 
 

@@ -246,6 +246,14 @@ class _RowTracker:
         self.scheduler: Any = None
         self._ended: dict[str, set[str]] = {r.key: set() for r in graph.rows}
         self._rows: dict[str, RowRecord] = {}
+        # Each row's node ids, so closing a row looks at its own steps only (not at every
+        # step of the batch: that made a batch O(rows x steps)), and running counts.
+        self._nodes_of: dict[str, list[str]] = {r.key: [] for r in graph.rows}
+        for nid in combined.steps:
+            row_key = nid.partition("/")[0]
+            if row_key in self._nodes_of:
+                self._nodes_of[row_key].append(nid)
+        self._count: dict[str, int] = {"ok": 0, "failed": 0}
 
     def __call__(self, event: Event) -> None:
         if event.kind != "step" or event.step is None or event.step not in self.graph.nodes:
@@ -272,10 +280,8 @@ class _RowTracker:
                             "images": row.images_billed,
                             "cost_usd": str(row.cost_usd),
                             "outputs": row.outputs,
-                            "rows_done": sum(1 for r in self._rows.values() if r.status == "ok"),
-                            "rows_failed": sum(
-                                1 for r in self._rows.values() if r.status == "failed"
-                            ),
+                            "rows_done": self._count["ok"],
+                            "rows_failed": self._count["failed"],
                             "rows_left": len(self.graph.rows) - len(self._rows),
                         },
                     )
@@ -300,10 +306,10 @@ class _RowTracker:
         """The row's record from the combined one; written to ``<key>/run.json``."""
         recipe, key = loaded.recipe, loaded.key
         prefix = f"{key}/"
+        combined = self.combined.steps
         steps = {
-            nid[len(prefix) :]: replace(rec, id=nid[len(prefix) :])
-            for nid, rec in self.combined.steps.items()
-            if nid.startswith(prefix)
+            nid[len(prefix) :]: replace(combined[nid], id=nid[len(prefix) :])
+            for nid in self._nodes_of[key]
         }
         record = RunRecord(
             recipe=str(recipe.path),
@@ -342,7 +348,12 @@ class _RowTracker:
             record=record,
         )
         if final:
+            previous = self._rows.get(key)
+            if previous is not None and previous.status in self._count:
+                self._count[previous.status] -= 1
             self._rows[key] = row
+            if row.status in self._count:
+                self._count[row.status] += 1
         return row
 
     def _stopped_status(self) -> str:

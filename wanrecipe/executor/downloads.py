@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from pathlib import Path
 from typing import Any
 
 from .. import images, wire
@@ -94,11 +95,8 @@ class Downloads(StepBase):
         for g in got:
             if isinstance(g, BaseException):
                 continue
-            index, url, (sha, size, info) = g
-            dest = self.run_dir / file_name(sid, index)
-            await asyncio.to_thread(self.state.blobs.export, sha, dest)
+            index, url, (dest, sha, size, info, labels) = g
             shown = redact_url(url)
-            labels = await asyncio.to_thread(read_labels, dest)
             rec.results.append(
                 ResultFile(
                     index, dest.name, sha, size, info.width, info.height, shown,
@@ -139,16 +137,24 @@ class Downloads(StepBase):
 
     async def _fetch(
         self, sid: str, index: int, url: str, task_id: str, urls: _FreshUrls, deadline: float
-    ) -> tuple[int, str, tuple[str, int, Any]]:
-        """Download one result into the store; returns (index, url used, (sha256, size, info)).
-        Raises the last BackendError when the image cannot be had within ``deadline``."""
+    ) -> tuple[int, str, Any]:
+        """Download one result (fsynced, into the state dir); returns (index, url used, what
+        was downloaded). Raises the last BackendError when the image cannot be had within
+        ``deadline``."""
         policy = self.options.retry
         dest = self._incoming / f"{task_id}-{index}.png"
         failures = refreshed = 0
+        blobs, final = self.state.blobs, self.run_dir / file_name(sid, index)
         while True:
             try:
+                # In the thread call that fsyncs the download: its header (not the whole
+                # file), then the file becomes its blob under the digest computed while it
+                # streamed in (no re-read, no re-hash), linked into the run directory.
                 got = await self.client.download(
-                    url, dest, max_bytes=self.options.max_download_bytes
+                    url,
+                    dest,
+                    max_bytes=self.options.max_download_bytes,
+                    then=lambda d: _place(blobs, d, final),
                 )
                 break
             except BackendError as exc:
@@ -179,10 +185,7 @@ class Downloads(StepBase):
                 ):
                     raise
                 await asyncio.sleep(delay)
-        # One thread call: the header (not the whole file), then the file becomes its blob
-        # under the digest computed while it streamed in (no re-read, no re-hash).
-        info, blob = await asyncio.to_thread(_adopt, self.state.blobs, got)
-        return index, url, (blob.sha256, blob.size, info)
+        return index, url, got.placed
 
 
 #: Fresh-URL queries per image after a 403, before it counts as unavailable.
@@ -230,9 +233,13 @@ class _FreshUrls:
         self._version += 1
 
 
-def _adopt(blobs: Any, got: Any) -> tuple[images.ImageInfo, Any]:
+def _place(blobs: Any, got: Any, dest: Path) -> tuple[Path, str, int, Any, Any]:
+    """A download into the store and to its place in the run directory: (dest, sha256, size,
+    header info, labels)."""
     info = images.inspect_header(got.path)
-    return info, blobs.adopt(got.path, got.sha256, got.size)
+    blob = blobs.adopt(got.path, got.sha256, got.size)
+    blobs.export(blob.sha256, dest)
+    return dest, blob.sha256, blob.size, info, read_labels(dest)
 
 
 def url_valid_until(url: str) -> float:

@@ -23,7 +23,7 @@ import json
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,8 @@ class Distribution:
     prior: bool = False
     #: The durations it was drawn from, sorted (empty for the policy's prior).
     samples: tuple[float, ...] = ()
+    #: Grid phases computed from ``samples``, per spacing (see ``polling.grid_phase``).
+    phases: dict[float, float | None] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def low(self) -> float:

@@ -168,8 +168,6 @@ class PollPlan:
         self.sent = 0
         self._last: float | None = None  # seconds since submit of the last query sent
         self._pending_dense = False
-        self._phase_of: Distribution | None = None
-        self._phase_value: float | None = None
 
     def next_time(self, elapsed: float, started: float = 0.0) -> float:
         """When to send the next query, in seconds since submit (``elapsed`` is now).
@@ -240,10 +238,12 @@ class PollPlan:
         return dense if self._pending_dense else max(sdk, floor)
 
     def _phase(self, dist: Distribution) -> float | None:
-        """Where (mod ``spacing``) the warm grid's points fall, from ``dist``'s samples."""
-        if self._phase_of is not dist:
-            self._phase_of, self._phase_value = dist, grid_phase(dist.samples, self.spacing)
-        return self._phase_value
+        """Where (mod ``spacing``) the warm grid's points fall, from ``dist``'s samples
+        (computed once per distribution and spacing, shared by every task that uses it)."""
+        phases = dist.phases
+        if self.spacing not in phases:
+            phases[self.spacing] = grid_phase(dist.samples, self.spacing)
+        return phases[self.spacing]
 
     def sent_at(self, elapsed: float) -> None:
         """A query went out at ``elapsed``: count it against the cap if it was not the SDK's."""

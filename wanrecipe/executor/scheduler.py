@@ -198,12 +198,12 @@ class Scheduler(Recovery):
         # Waiting for another run's work on this step never goes past the step's timeout.
         deadline = time.monotonic() + float(req.step.timeout)
         while True:
-            if not req.forced:
-                entry = await asyncio.to_thread(self._journal.lookup_done, req.key)
-                if entry is not None:
-                    return await self._from_cache(sid, rec, entry)
+            # One thread call: the stored result, else what an earlier run left in flight.
+            entry, flights = await asyncio.to_thread(self._look_up, req.key, req.forced)
+            if entry is not None:
+                return await self._from_cache(sid, rec, entry)
             try:
-                resumed = await self._resume(sid, rec, req)
+                resumed = await self._resume(sid, rec, req, flights)
                 if resumed is not None:
                     return resumed
                 return await self._attempts(sid, rec, req)
@@ -211,6 +211,10 @@ class Scheduler(Recovery):
                 # Another live run works on this key: wait for its outcome (outside any slot),
                 # then look again: its stored result, or its task to take over.
                 await self._wait_for_other_run(sid, req, busy.attempts, deadline)
+
+    def _look_up(self, key: str, forced: bool) -> tuple[Any, Any]:
+        entry = None if forced else self._journal.lookup_done(key)
+        return entry, (self._journal.in_flight(key) if entry is None else None)
 
     async def _attempts(self, sid: str, rec: StepRecord, req: Request) -> list[StepImage]:
         """Submit, wait, download; a task that ends FAILED with a transient code is sent again

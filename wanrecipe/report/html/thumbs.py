@@ -21,6 +21,10 @@ MAX_SIDE = 256
 #: Thumbnails in a batch grid (500 rows on one page): smaller still.
 GRID_SIDE = 128
 _QUALITY = 72
+#: PNGs from this size on are decoded with OpenCV (faster on big images); below it Pillow's
+#: decoder takes a few ms, less than importing OpenCV and numpy (about 0.3 s), which a short
+#: run would otherwise pay at its end.
+_OPENCV_FROM_BYTES = 1024 * 1024
 #: The engine labels every emulator output carries (tEXt chunks before the image data).
 LABEL_KEYS = ("fidelity", "engine", "note")
 FIDELITIES = ("real", "approximate", "placeholder")
@@ -69,7 +73,8 @@ def _make(path: Path, side: int) -> Thumb | None:
     try:
         with Image.open(path) as im:
             full = im.size
-            small = _png_small(path, side) if im.format == "PNG" else None
+            big_png = im.format == "PNG" and path.stat().st_size >= _OPENCV_FROM_BYTES
+            small = _png_small(path, side) if big_png else None
             if small is None:
                 small = shrink(im, side)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):

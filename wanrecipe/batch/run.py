@@ -9,7 +9,6 @@ in the journal make a re-run submit only what is unfinished.
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -18,19 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from ..executor.budget import RowBudget
-from ..executor.ledger import close_gate, open_gate
 from ..report.batch_record import BatchRecord, BatchStatus, RowRecord, RowStatus
 from ..report.events import Event, EventSink, discard
 from ..report.record import RunRecord, StepRecord
 from ..runner import (
     BackendChoice,
-    _collect_outputs,
-    _host,
-    _load_durations,
-    _save_durations,
-    _step_records,
+    collect_outputs,
     default_state_dir,
-    open_backend,
+    host_of,
+    interruptible,
+    open_session,
+    save_durations,
+    step_records,
 )
 from .graph import BatchGraph, LoadedRow, node_id
 
@@ -55,30 +53,6 @@ async def execute_batch(
     directory (default: for every backend but the embedded emulator, which is this process's
     alone).
     """
-    from ..store import StateDir
-
-    state = await asyncio.to_thread(StateDir.open, state_dir or default_state_dir(graph.path))
-    try:
-        return await _execute(
-            graph, backend, run_dir, options, on_event, handle_signals, state, max_usd,
-            shared_quota,
-        )  # fmt: skip
-    finally:
-        state.close()
-
-
-async def _execute(
-    graph: BatchGraph,
-    backend: BackendChoice,
-    run_dir: Path,
-    options: Any,
-    on_event: EventSink,
-    handle_signals: bool,
-    state: Any,
-    max_usd: Decimal | None,
-    shared_quota: bool | None,
-) -> BatchRecord:
-    from ..backends.dashscope import DashScopeClient
     from ..executor.scheduler import RunOptions, Scheduler
 
     options = options or RunOptions()
@@ -103,16 +77,14 @@ async def _execute(
         planned = {r.key: sum(r.images.values()) for r in graph.rows}
         budget = RowBudget(max_usd, planned, lambda nid: graph.nodes[nid].row)
     tracker = _RowTracker(graph, combined, batch, run_dir, on_event, budget)
-    loop = asyncio.get_running_loop()
-    async with open_backend(backend) as base_url:
-        combined.base_url = base_url if backend.kind != "dashscope" else _host(base_url)
-        share = backend.kind != "local" if shared_quota is None else shared_quota
-        gate = open_gate(
-            options.quota,
-            shared_in=state.path if share else None,
-            base_url=base_url,
-            api_key=backend.api_key,
-        )
+    async with open_session(
+        backend,
+        state_dir or default_state_dir(graph.path),
+        options,
+        shared_quota=backend.kind != "local" if shared_quota is None else shared_quota,
+    ) as session:
+        base_url = session.base_url
+        combined.base_url = base_url if backend.kind != "dashscope" else host_of(base_url)
         on_event(
             Event(
                 "run_started",
@@ -128,51 +100,31 @@ async def _execute(
                 },
             )
         )
+        scheduler = Scheduler(
+            graph,
+            session.client,
+            record=combined,
+            run_dir=run_dir,
+            backend=backend.label,
+            options=options,
+            render=graph.render,
+            on_event=tracker,
+            state=session.state,
+            durations=session.durations,
+            gate=session.gate,
+            budget=budget,
+        )
+        tracker.scheduler = scheduler
         try:
-            async with DashScopeClient(base_url, backend.api_key) as client:
-                scheduler = Scheduler(
-                    graph,
-                    client,
-                    record=combined,
-                    run_dir=run_dir,
-                    backend=backend.label,
-                    options=options,
-                    render=graph.render,
-                    on_event=tracker,
-                    state=state,
-                    durations=_load_durations(state.path, backend.label, options.poll),
-                    gate=gate,
-                    budget=budget,
-                )
-                tracker.scheduler = scheduler
-                interrupts = 0
-
-                def on_sigint() -> None:
-                    nonlocal interrupts
-                    interrupts += 1
-                    if interrupts == 1:
-                        scheduler.stop("interrupted (Ctrl-C); press Ctrl-C again to stop at once")
-                    else:
-                        scheduler.abort()
-
-                if handle_signals:
-                    loop.add_signal_handler(signal.SIGINT, on_sigint)
-                    loop.add_signal_handler(signal.SIGTERM, on_sigint)
-                try:
-                    await scheduler.run()
-                except BaseException as exc:
-                    cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
-                    _finish(batch, tracker, scheduler.elapsed(), "interrupted" if cancelled
-                            else "failed")  # fmt: skip
-                    raise
-                finally:
-                    if handle_signals:
-                        loop.remove_signal_handler(signal.SIGINT)
-                        loop.remove_signal_handler(signal.SIGTERM)
-                elapsed = scheduler.elapsed()
-                _save_durations(state.path, backend.label, scheduler.durations)
-        finally:
-            await close_gate(gate)
+            with interruptible(scheduler, handle_signals):
+                await scheduler.run()
+        except BaseException as exc:
+            cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
+            _finish(batch, tracker, scheduler.elapsed(), "interrupted" if cancelled
+                    else "failed")  # fmt: skip
+            raise
+        elapsed = scheduler.elapsed()
+        save_durations(session.state.path, backend.label, scheduler.durations)
     status: BatchStatus
     if scheduler.budget_reached:
         status = "budget"
@@ -208,7 +160,7 @@ def _combined_steps(graph: BatchGraph) -> dict[str, StepRecord]:
     included), keyed by node id."""
     steps: dict[str, StepRecord] = {}
     for loaded in graph.rows:
-        for sid, rec in _step_records(loaded.recipe).items():
+        for sid, rec in step_records(loaded.recipe).items():
             nid = node_id(loaded.key, sid)
             steps[nid] = replace(rec, id=nid)
     return steps
@@ -237,12 +189,8 @@ class _RowTracker:
         sink: EventSink,
         budget: RowBudget | None = None,
     ) -> None:
-        self.graph = graph
-        self.budget = budget
-        self.combined = combined
-        self.batch = batch
-        self.run_dir = run_dir
-        self.sink = sink
+        self.graph, self.combined, self.batch = graph, combined, batch
+        self.run_dir, self.sink, self.budget = run_dir, sink, budget
         self.scheduler: Any = None
         self._ended: dict[str, set[str]] = {r.key: set() for r in graph.rows}
         self._rows: dict[str, RowRecord] = {}
@@ -324,7 +272,7 @@ class _RowTracker:
         )
         from ..recipe.render import render_outputs
 
-        outputs = _collect_outputs(recipe, record, Path(""), render_outputs)
+        outputs = collect_outputs(recipe, record, Path(""), render_outputs)
         record.outputs = outputs
         status = self._status(steps, frozenset(getattr(recipe, "skipped", {})))
         record.status = {"ok": "ok", "failed": "failed"}.get(status, self._stopped_status())  # type: ignore[assignment]

@@ -17,15 +17,15 @@ from .. import api, wire
 from ..batch import BatchGraph, as_rows, execute_batch, load_rows_recipes
 from ..batch.graph import budget_of, node_id
 from ..batch.lock import write_batch_lock
-from ..errors import RecipeError, UsageError, WanRecipeError
+from ..errors import RecipeError, UsageError
 from ..executor.budget import consent_needed
 from ..report.batch_progress import BatchBar, BatchLines, BatchState
 from ..report.batch_record import BatchRecord
 from ..report.progress import JsonLines
-from ..runner import BackendChoice, _load_durations, default_run_dir, default_state_dir
-from ..store import StateDir
+from ..runner import BackendChoice, default_run_dir, default_state_dir, load_durations
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED
 from .common import echo_diagnostics
+from .finish import lock_summary_exit
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -156,7 +156,7 @@ def run_batch_command(
     require_consent(err, choice, estimate, max_usd, yes)
     state_path = state_dir or default_state_dir(first.path)
     run_dir = out_dir or default_run_dir(first.name)
-    durations = _load_durations(state_path, choice.label, options.poll)
+    durations = load_durations(state_path, choice.label, options.poll)
     progress = BatchState(
         len(loaded),
         {node_id(n.row, n.step): n.function for n in graph.steps},
@@ -195,17 +195,15 @@ def run_batch_command(
         from .report_cmds import report_after_run  # the batch grid, also after a failure
 
         report_after_run(run_dir, err)
-    try:
-        with StateDir.open(state_path) as state:
-            lock = write_batch_lock(graph, record, state.journal)
-    except (WanRecipeError, OSError) as exc:
-        lock = None
-        err.print(f"[yellow]warning[/]: the lock file was not written: {escape(str(exc))}")
-    if not as_json:
-        batch_summary(err, record)
-        if lock is not None:
-            err.print(f"lock file {escape(str(lock))}")
-    sys.exit(batch_exit_code(record))
+    lock_summary_exit(
+        err,
+        state_path,
+        lambda journal: write_batch_lock(graph, record, journal),
+        as_json=as_json,
+        summary=lambda: batch_summary(err, record),
+        code=batch_exit_code(record),
+        show=str,
+    )
 
 
 def _backend_line(choice: BackendChoice) -> str:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import api, wire
-from ..errors import RecipeError, UsageError, WanRecipeError
+from ..errors import RecipeError, UsageError
 from ..executor.polling import PollPolicy
 from ..executor.quota import Quota
 from ..executor.scheduler import RunOptions
@@ -28,10 +28,10 @@ from ..runner import (
     start_engines_early,
     with_dependants,
 )
-from ..store import StateDir
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, main
 from .batch_run import batch_options, require_consent, resolve_budget, run_batch_command
 from .common import echo_diagnostics, param_option, params_file_option, parse_params, shown_path
+from .finish import lock_summary_exit
 
 
 @main.command()
@@ -244,20 +244,20 @@ def run(
         from .report_cmds import report_after_run  # the report, also after a failure
 
         report_after_run(run_dir, err)
-    try:
-        with StateDir.open(state_path) as state:
-            lock = write_lock(loaded, record, state.journal)
-    except (WanRecipeError, OSError) as exc:
-        # The images are stored and the run record written: a lock problem is not a failure.
-        lock = None
-        err.print(f"[yellow]warning[/]: the lock file was not written: {escape(str(exc))}")
-    if not as_json:
+
+    def summary() -> None:
         _summary(err, record)
         if record.status == "budget":
             err.print(_budget_line(loaded, record, max_usd))
-        if lock is not None:
-            err.print(f"lock file {escape(shown_path(lock))}")
-    sys.exit(_exit_code(record))
+
+    lock_summary_exit(
+        err,
+        state_path,
+        lambda journal: write_lock(loaded, record, journal),
+        as_json=as_json,
+        summary=summary,
+        code=_exit_code(record),
+    )
 
 
 def _locked_seeds(recipe: Any) -> dict[str, int]:

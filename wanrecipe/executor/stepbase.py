@@ -123,17 +123,17 @@ class StepBase:
         gate: QuotaGate | None = None,
         budget: Budget | None = None,
     ) -> None:
+        # Each derived attribute beside what it derives from.
         self.recipe = recipe
-        self.client = client
-        self.record = record
-        self.run_dir = run_dir
-        self.backend = backend
-        self.options = options
-        self.state = state
-        self._journal = state.journal
-        self._realm = realm_of(backend)  # emulator results never stand in for paid ones
         self._recipe_id = str(recipe.path)
         self._render = render
+        self.backend = backend
+        self._realm = realm_of(backend)  # emulator results never stand in for paid ones
+        self.state = state
+        self._journal = state.journal
+        self._journal_path = str(state.journal.path)
+        self._incoming = state.path / "incoming"
+        self.client, self.record, self.run_dir, self.options = client, record, run_dir, options
         self._emit_sink = on_event
         self.gate = gate or QuotaGate(options.quota)
         if budget is None and options.max_usd is not None:
@@ -165,9 +165,7 @@ class StepBase:
         #: Tasks that may be ours (a lost submit sent again under ``lost_submit=resubmit``):
         #: their billed images are added to the record at the end of the run.
         self._possibly_billed: set[str] = set()
-        self._journal_path = str(state.journal.path)
         self._mine: set[int] = set()
-        self._incoming = state.path / "incoming"
         #: Inputs: identified when a step is ready, built when its slot is granted, shared
         #: per digest; what each step still holds (see ``payloads``).
         self._payloads = Payloads(

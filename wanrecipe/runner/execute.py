@@ -1,0 +1,207 @@
+"""Running one recipe: open the session, run the scheduler, write the record."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from ..errors import RecipeError
+from ..redact import redact_url, redact_value
+from ..report.events import Event, EventSink, discard
+from ..report.record import RunRecord
+from .choice import BackendChoice, choose_backend, host_of
+from .records import collect_outputs, default_run_dir, default_state_dir, step_records
+from .session import interruptible, open_session, save_durations
+
+T = TypeVar("T")
+
+
+async def execute(
+    recipe: Any,
+    *,
+    backend: BackendChoice,
+    run_dir: Path,
+    options: Any = None,
+    on_event: EventSink = discard,
+    handle_signals: bool = False,
+    state_dir: Path | None = None,
+) -> RunRecord:
+    """Run a loaded recipe to the end and return its record (also written to run.json)."""
+    from ..executor.scheduler import RunOptions, Scheduler
+    from ..recipe.render import render_outputs, render_step
+
+    options = options or RunOptions()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    record = RunRecord(
+        recipe=str(recipe.path),
+        name=recipe.name,
+        params=cast(dict[str, Any], redact_value(dict(recipe.params))),
+        backend=backend.label,
+        base_url="",
+        run_dir=str(run_dir),
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+        steps=step_records(recipe),
+    )
+    # The embedded emulator is this process's own; any other server's quota is shared with
+    # the other runs using this state directory.
+    async with open_session(
+        backend,
+        state_dir or default_state_dir(recipe.path),
+        options,
+        shared_quota=backend.kind != "local",
+    ) as session:
+        base_url = session.base_url
+        record.base_url = redact_url(base_url) if backend.kind != "dashscope" else host_of(base_url)
+        on_event(
+            Event(
+                "run_started",
+                0.0,
+                data={
+                    "backend": backend.label,
+                    "base_url": record.base_url,
+                    "run_dir": str(run_dir),
+                    "steps": len(record.steps),
+                },
+            )
+        )
+        scheduler = Scheduler(
+            recipe,
+            session.client,
+            record=record,
+            run_dir=run_dir,
+            backend=backend.label,
+            options=options,
+            render=render_step,
+            on_event=on_event,
+            state=session.state,
+            durations=session.durations,
+            gate=session.gate,
+        )
+        try:
+            with interruptible(scheduler, handle_signals):
+                await scheduler.run()
+        except BaseException as exc:
+            # A bug or a hard stop: still leave the record of what finished (its images are
+            # in the run directory and the store), then let the error through.
+            cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
+            record.status = "interrupted" if cancelled else "failed"
+            record.elapsed_s = round(scheduler.elapsed(), 3)
+            record.finished = datetime.now(UTC).isoformat(timespec="seconds")
+            record.write(run_dir / "run.json")
+            raise
+        elapsed = scheduler.elapsed()
+        save_durations(session.state.path, backend.label, scheduler.durations)
+        interrupted = scheduler.stopping is not None and not options.fail_fast
+    outputs_failed = False
+    try:
+        outputs = collect_outputs(recipe, record, run_dir, render_outputs)
+    except RecipeError as exc:
+        outputs_failed = True
+        # The steps' images are stored and linked: say what is wrong with `outputs:` in the
+        # record (the CLI prints its warnings) rather than losing run.json to a traceback.
+        outputs = {}
+        record.warnings.extend(d.format() for d in exc.diagnostics)
+    record.outputs = outputs
+    record.elapsed_s = round(elapsed, 3)
+    record.finished = datetime.now(UTC).isoformat(timespec="seconds")
+    if scheduler.budget_reached:
+        record.status = "budget"
+    elif interrupted:
+        record.status = "interrupted"
+    elif record.failed or record.unavailable or outputs_failed:
+        record.status = "failed"
+    else:
+        record.status = "ok"
+    record.write(run_dir / "run.json")
+    on_event(
+        Event(
+            "run_finished",
+            elapsed,
+            data={
+                "status": record.status,
+                "images": record.images_billed,
+                "cost_usd": str(record.cost_usd),
+                "outputs": outputs,
+            },
+        )
+    )
+    return record
+
+
+def run_recipe(
+    path: str | os.PathLike[str],
+    *,
+    params: Mapping[str, Any] | None = None,
+    param_files: Sequence[str | os.PathLike[str]] = (),
+    backend: BackendChoice | str | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    options: Any = None,
+    on_event: EventSink = discard,
+    state_dir: str | os.PathLike[str] | None = None,
+) -> RunRecord:
+    """Load, check and run a recipe; return the run record. Raises RecipeError before any
+    request when the recipe or its inputs are invalid."""
+    from ..api import load_recipe
+
+    recipe = load_recipe(path, params, param_files)  # every check, once; raises RecipeError
+    choice = backend if isinstance(backend, BackendChoice) else choose_backend(backend)
+    out = Path(run_dir) if run_dir is not None else default_run_dir(recipe.name)
+    return run_blocking(
+        execute(
+            recipe,
+            backend=choice,
+            run_dir=out,
+            options=options,
+            on_event=on_event,
+            state_dir=Path(state_dir) if state_dir is not None else None,
+        )
+    )
+
+
+def run_blocking(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to the end from synchronous code and return its result.
+
+    Where this thread already runs an event loop (a Jupyter kernel, an async web framework
+    calling sync code) ``asyncio.run`` would refuse; the run then gets a fresh loop in a
+    thread of its own, and this thread waits for it. A KeyboardInterrupt while waiting (the
+    kernel's "interrupt") cancels the run, which records itself as interrupted, and is then
+    raised here.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(main)
+    box: dict[str, Any] = {}
+    started = threading.Event()
+
+    async def wrapper() -> T:
+        box["loop"], box["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        started.set()
+        return await main
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(wrapper())
+        except BaseException as exc:  # handed to the waiting thread below
+            box["error"] = exc
+        finally:
+            started.set()
+
+    thread = threading.Thread(target=target, name="wanrecipe-run", daemon=True)
+    thread.start()
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        started.wait()
+        if "task" in box:
+            box["loop"].call_soon_threadsafe(box["task"].cancel)
+        thread.join()
+        raise
+    if "error" in box:
+        raise box["error"]
+    return cast(T, box["value"])

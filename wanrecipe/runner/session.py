@@ -1,0 +1,106 @@
+"""What a run (a recipe, or a batch of rows) opens before its first request and closes after
+its last: the state directory, the backend (the embedded emulator for ``local``), the quota
+gate and the client; and Ctrl-C while the scheduler runs.
+
+One function, :func:`open_session`, for the single run and the batch alike: where the state
+(or, later, the blob store) is opened from a URL, it is opened here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .choice import BackendChoice
+from .embedded import open_backend
+
+
+@dataclass
+class Session:
+    """What the scheduler of a run talks through."""
+
+    state: Any  # StateDir
+    base_url: str
+    gate: Any  # QuotaGate
+    client: Any  # DashScopeClient
+    #: What earlier runs in this backend's realm learned about task durations.
+    durations: Any  # DurationModel
+
+
+@contextlib.asynccontextmanager
+async def open_session(
+    backend: BackendChoice, state_dir: Path, options: Any, *, shared_quota: bool
+) -> AsyncIterator[Session]:
+    """Open the state dir, the backend, the quota gate and the client; close them in reverse.
+
+    ``shared_quota``: take running slots and submit tokens from the state directory's ledger
+    too (every run on this state dir shares the account's quota), not only from this
+    process's own gate."""
+    from ..backends.dashscope import DashScopeClient
+    from ..executor.ledger import close_gate, open_gate
+    from ..store import StateDir
+
+    state = await asyncio.to_thread(StateDir.open, state_dir)
+    try:
+        async with open_backend(backend) as base_url:
+            gate = open_gate(
+                options.quota,
+                shared_in=state.path if shared_quota else None,
+                base_url=base_url,
+                api_key=backend.api_key,
+            )
+            try:
+                async with DashScopeClient(base_url, backend.api_key) as client:
+                    durations = load_durations(state.path, backend.label, options.poll)
+                    yield Session(state, base_url, gate, client, durations)
+            finally:
+                await close_gate(gate)
+    finally:
+        state.close()
+
+
+@contextlib.contextmanager
+def interruptible(scheduler: Any, enabled: bool) -> Iterator[None]:
+    """While the scheduler runs: the first Ctrl-C (or SIGTERM) stops it cleanly, the second
+    at once."""
+    if not enabled:
+        yield
+        return
+    loop = asyncio.get_running_loop()
+    interrupts = 0
+
+    def on_sigint() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            scheduler.stop("interrupted (Ctrl-C); press Ctrl-C again to stop at once")
+        else:
+            scheduler.abort()
+
+    loop.add_signal_handler(signal.SIGINT, on_sigint)
+    loop.add_signal_handler(signal.SIGTERM, on_sigint)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def load_durations(state_path: Path, label: str, policy: Any) -> Any:
+    """What earlier runs in this backend's realm learned about task durations, so the first
+    tasks of a run are polled as well as the last ones."""
+    from ..executor.learned import DurationModel
+    from ..executor.learned import load_durations as load
+
+    return load(state_path, label, DurationModel(policy))
+
+
+def save_durations(state_path: Path, label: str, model: Any) -> None:
+    from ..executor.learned import save_durations as save
+
+    save(state_path, label, model)

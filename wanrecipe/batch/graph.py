@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Diagnostic, RecipeError, UsageError
+from ..executor.budget import budget_of as budget_of  # re-exported (its old home)
 from ..executor.slots import priorities as step_priorities
 from ..recipe.model import Recipe
 from ..recipe.plan import check_rendering
@@ -235,21 +236,3 @@ class BatchGraph:
         recipe = self.by_key[node.row].recipe
         outputs = {self.nodes[d].step: images for d, images in upstream.items()}
         return render_step(recipe, node.step, outputs)
-
-
-def budget_of(recipe: Recipe, max_usd: Any = None) -> Any:
-    """The run's budget in USD (a Decimal) or None: ``--max-cost`` wins over the recipe's
-    ``budget: {max_usd: ...}``."""
-    from decimal import Decimal
-
-    from ..executor.budget import parse_usd
-
-    if max_usd is not None:
-        return parse_usd(max_usd)
-    declared = getattr(recipe, "budget", None)
-    value = (
-        declared.get("max_usd")
-        if isinstance(declared, Mapping)
-        else getattr(declared, "max_usd", None)
-    )
-    return None if value is None else Decimal(str(value))

@@ -7,15 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from rich.console import Console
-from rich.markup import escape
-
 from ..errors import WanRecipeError
 from .common import shown_path
 
 
 def lock_summary_exit(
-    err: Console,
+    err: Any,
     state_path: Path,
     write_lock: Callable[[Any], Path | None],
     *,
@@ -29,6 +26,8 @@ def lock_summary_exit(
 
     The images are stored and the run record written by now: a lock file that cannot be
     written is a warning, not a failure."""
+    from rich.markup import escape
+
     from ..store import StateDir
 
     lock: Path | None

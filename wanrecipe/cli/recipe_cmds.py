@@ -160,8 +160,8 @@ def plan(
 
 def _check_budget(result: Any, max_cost: str | None) -> None:
     """A plan over the budget (``--max-cost`` or ``budget: {max_usd}``) exits 3."""
-    from ..batch.graph import budget_of
     from ..errors import UsageError
+    from ..executor.budget import budget_of
     from . import EXIT_INTERRUPTED
 
     try:

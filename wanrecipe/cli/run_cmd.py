@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
 from .. import api, wire
 from ..errors import RecipeError, UsageError
@@ -29,9 +27,11 @@ from ..runner import (
     with_dependants,
 )
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, main
-from .batch_run import batch_options, require_consent, resolve_budget, run_batch_command
 from .common import echo_diagnostics, param_option, params_file_option, parse_params, shown_path
+from .console import StderrConsole
 from .finish import lock_summary_exit
+from .run_options import batch_options, require_consent, resolve_budget
+from .warm import WarmOnFirstSubmit
 
 
 @main.command()
@@ -177,7 +177,7 @@ def run(
     --batch FILE / --each NAME=GLOB run the recipe once per row, every row in one scheduler
     (one quota, one cache), outputs in <run dir>/<row key>/ (docs/batch.md).
     """
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err: Any = StderrConsole()
     try:
         choice = choose_backend(backend, base_url=base_url, region=region)
     except UsageError as exc:
@@ -187,6 +187,8 @@ def run(
     if batch_file is not None or each is not None:
         if locked:
             raise click.UsageError("--locked replays one run's lock file: not with --batch/--each")
+        from .batch_run import run_batch_command  # the batch machinery: only for a batch
+
         run_batch_command(
             err, recipe, choice=choice, params=parse_params(param_items),
             params_files=params_files, batch_file=batch_file, each=each, rows_spec=rows_spec,
@@ -202,7 +204,9 @@ def run(
         raise click.UsageError("--rows and --limit pick rows of --batch FILE or --each NAME=GLOB")
     loaded = _load_checked(recipe, parse_params(param_items), params_files)
     max_usd = resolve_budget(loaded, max_cost)
-    require_consent(err, choice, _estimate(loaded), max_usd, yes)
+    # The estimate renders every step again: only a paid run can need consent.
+    estimate = _estimate(loaded) if choice.kind == "dashscope" else Decimal(0)
+    require_consent(err, choice, estimate, max_usd, yes)
     run_dir = out_dir or default_run_dir(loaded.name)
     try:
         force = with_dependants(loaded, force_steps)
@@ -222,9 +226,10 @@ def run(
         sink: Any = JsonLines(sys.stdout)
     elif sys.stderr.isatty():
         err.print(_backend_line(choice.kind, choice.label))
-        sink = LiveTable(err, {s.id: s.function for s in loaded.steps})
+        sink = LiveTable(err.console, {s.id: s.function for s in loaded.steps})
     else:
-        err.print(_backend_line(choice.kind, choice.label))
+        # Plain text, no markup: echoed without rich (it is loaded for the summary).
+        click.echo(_backend_line(choice.kind, choice.label), err=True)
         sink = PlainLines(sys.stderr)
     try:
         state_path = state_dir or default_state_dir(loaded.path)
@@ -234,7 +239,7 @@ def run(
                 backend=choice,
                 run_dir=run_dir,
                 options=options,
-                on_event=sink,
+                on_event=WarmOnFirstSubmit(sink),
                 handle_signals=True,
                 state_dir=state_path,
             )
@@ -317,7 +322,9 @@ def _cost(record: RunRecord) -> str:
     return f"{counted} on {record.backend}, not the paid service ({priced})"
 
 
-def _summary(console: Console, record: RunRecord) -> None:
+def _summary(console: Any, record: RunRecord) -> None:
+    from rich.markup import escape
+
     console.print(
         f"run {record.status} in {record.elapsed_s or 0.0:.1f}s: {_cost(record)}; "
         f"run directory {escape(shown_path(record.run_dir))}"

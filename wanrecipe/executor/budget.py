@@ -158,3 +158,17 @@ class RowBudget(Budget):
         self.reserved = max(0, self.reserved - left)
         if row in self._held:
             self._held[row] = 0
+
+
+def budget_of(recipe: Any, max_usd: Any = None) -> Any:
+    """The run's budget in USD (a Decimal) or None: ``--max-cost`` wins over the recipe's
+    ``budget: {max_usd: ...}``."""
+    if max_usd is not None:
+        return parse_usd(max_usd)
+    declared = getattr(recipe, "budget", None)
+    value = (
+        declared.get("max_usd")
+        if isinstance(declared, Mapping)
+        else getattr(declared, "max_usd", None)
+    )
+    return None if value is None else Decimal(str(value))

@@ -9,15 +9,17 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
-from typing import IO
-
-from rich.console import Console
-from rich.live import Live
-from rich.markup import escape
-from rich.table import Table
+from typing import IO, TYPE_CHECKING
 
 from .. import wire
 from .events import Event
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+# rich is imported by the live table alone: --json and plain lines (a pipe, a log, a CI job)
+# start without it.
 
 _STYLE = {
     "waiting": "dim",
@@ -108,6 +110,8 @@ class LiveTable:
     """A live per-step table on a terminal: state, elapsed time, images and cost so far."""
 
     def __init__(self, console: Console, steps: dict[str, str]) -> None:
+        from rich.live import Live
+
         self.console = console
         self.rows = {sid: _Row(fn) for sid, fn in steps.items()}
         self.t0 = time.monotonic()
@@ -133,9 +137,14 @@ class LiveTable:
             self.images = int(event.data.get("run_images", self.images))
             row.note = event.message or ", ".join(event.data.get("files", [])) or row.note
         elif event.kind == "warning":
+            from rich.markup import escape
+
             self.console.print(f"[yellow]{escape(event.message)}[/]")
 
     def _table(self) -> Table:
+        from rich.markup import escape
+        from rich.table import Table
+
         now = time.monotonic() - self.t0
         cost = wire.PRICE_PER_IMAGE_USD * self.images
         table = Table(

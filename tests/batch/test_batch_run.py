@@ -133,14 +133,24 @@ def test_rows_slice_and_limit(batch_dir, tmp_path, monkeypatch):
 async def test_a_failing_row_is_isolated(emulator, batch_dir, tmp_path):
     recipe = batch_dir(rows=3)
     graph = graph_of(recipe, tmp_path / "rows.csv")
+    events = []
     async with emulator(faults="task.inspection=first:1") as emu:
         record = await execute_batch(
             graph, backend=BackendChoice("url", emu.base_url), run_dir=tmp_path / "out",
-            options=fast_options(), state_dir=tmp_path / "state",
+            options=fast_options(), state_dir=tmp_path / "state", on_event=events.append,
         )  # fmt: skip
     assert record.status == "failed"
     statuses = {r.key: r.status for r in record.rows}
     assert sorted(statuses.values()) == ["failed", "ok", "ok"]
+    # One row event per row as it ends, its counts running totals of the rows before it.
+    rows = [e for e in events if e.kind == "row"]
+    assert [e.data["rows_left"] for e in rows] == [2, 1, 0]
+    assert rows[-1].data["rows_done"] == 2 and rows[-1].data["rows_failed"] == 1
+    done = failed = 0
+    for e in rows:
+        done += e.state == "ok"
+        failed += e.state == "failed"
+        assert (e.data["rows_done"], e.data["rows_failed"]) == (done, failed)
     bad = next(r for r in record.rows if r.status == "failed")
     assert "DataInspectionFailed" in (bad.error or "")
     assert bad.outputs == {}

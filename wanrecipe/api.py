@@ -154,7 +154,7 @@ def run_batch(
     import asyncio
 
     from .batch import BatchGraph, as_rows, execute_batch, load_rows_recipes
-    from .executor.budget import budget_of
+    from .batch.graph import budget_of
     from .report.events import discard
     from .runner import BackendChoice, choose_backend, default_run_dir
 

@@ -426,8 +426,12 @@ def _sync_and_place(
 ) -> Any:
     os.fsync(fd)
     tmp.replace(got.path)
-    _fsync_dir(got.path.parent)
-    return then(got) if then is not None else None
+    if then is None:
+        _fsync_dir(got.path.parent)
+        return None
+    # The caller moves the file on (into the blob store, whose rename it makes durable): this
+    # name need not survive a power loss, the bytes (fsynced above) go with the file.
+    return then(got)
 
 
 def _fsync_dir(path: Path) -> None:

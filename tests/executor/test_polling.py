@@ -401,3 +401,22 @@ def test_grid_phase_is_an_offset_within_one_spacing(samples: list[float], spacin
     phase = grid_phase(sorted(samples), spacing)
     assert phase is not None and 0.0 <= phase < spacing
     assert grid_phase((), spacing) is None
+
+
+@pytest.mark.parametrize("late", [0.0, 0.004, 0.03, 0.09])
+def test_a_query_sent_late_does_not_push_the_next_past_the_end(late: float) -> None:
+    """The query before the end went out a few ms late (a timer, a busy loop): the next one
+    still comes just after the learned end, not a whole spacing later."""
+    model = DurationModel()
+    for _ in range(4):
+        model.observe("expand", 9.0)
+    plan = PollPlan(model, "expand", model.policy, SPACING)
+    t = plan.next_time(0.0)
+    times = []
+    while t < 9.0:
+        t += late  # sent late
+        plan.sent_at(t)
+        times.append(t)
+        t = plan.next_time(t + 0.002)
+    assert t - 9.0 <= 0.03 + late, [*times, t]
+    assert all(b - a >= SPACING - 1e-9 for a, b in itertools.pairwise([*times, t]))

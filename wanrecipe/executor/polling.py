@@ -148,6 +148,8 @@ class PollPolicy:
 
 #: The share of the query rate the dense queries plan to use.
 _HEADROOM = 0.9
+#: At most this many spacings of a late query are forgiven when the next grid point is picked.
+_LATE = 0.5
 
 
 class PollPlan:
@@ -168,6 +170,8 @@ class PollPlan:
         self.sent = 0
         self._last: float | None = None  # seconds since submit of the last query sent
         self._pending_dense = False
+        self._planned: float | None = None  # what next_time last answered
+        self._late = 0.0  # how much later than planned the last query went out
 
     def next_time(self, elapsed: float, started: float = 0.0) -> float:
         """When to send the next query, in seconds since submit (``elapsed`` is now).
@@ -196,11 +200,14 @@ class PollPlan:
                 at = max(floor, lo)
                 if phase is not None:
                     # Warm: one query per spacing on a grid placed where the learned tasks
-                    # end (just after them), so the likely finish is seen at once.
+                    # end (just after them), so the likely finish is seen at once. A point
+                    # the floor has just passed (the last query went out a few ms late: a
+                    # timer, a busy loop) is still taken, at the floor, rather than the next
+                    # point a whole spacing later.
                     first = (
                         started
                         + phase
-                        + math.ceil((at - started - phase) / spacing - 1e-9) * spacing
+                        + math.ceil((at - started - phase) / spacing - self._slack()) * spacing
                     )
                     steps = max(0, math.floor((hi - first) / spacing + 1e-9)) + 1
                     first = max(first, at)
@@ -228,14 +235,19 @@ class PollPlan:
             dense = max(dense, floor)
         if cold:
             # Every SDK time is kept: a dense query only where it leaves room before the next.
-            if dense < sdk and sdk - dense >= spacing:
-                self._pending_dense = True
-                return dense
-            self._pending_dense = False
-            return max(sdk, elapsed)
-        # Warm: the SDK's times are only the fallback past the window (one spacing apart).
-        self._pending_dense = dense < sdk
-        return dense if self._pending_dense else max(sdk, floor)
+            self._pending_dense = dense < sdk and sdk - dense >= spacing
+            when = dense if self._pending_dense else max(sdk, elapsed)
+        else:
+            # Warm: the SDK's times are only the fallback past the window (one spacing apart).
+            self._pending_dense = dense < sdk
+            when = dense if self._pending_dense else max(sdk, floor)
+        self._planned = when
+        return when
+
+    def _slack(self) -> float:
+        """How late (in spacings, at most ``_LATE``) the last query went out after its
+        planned time: by as much the floor may be past a grid point that is still taken."""
+        return min(_LATE, self._late / self.spacing) + 1e-9
 
     def _phase(self, dist: Distribution) -> float | None:
         """Where (mod ``spacing``) the warm grid's points fall, from ``dist``'s samples
@@ -250,6 +262,7 @@ class PollPlan:
         if self._pending_dense:
             self.dense_left -= 1
         self._pending_dense = False
+        self._late = max(0.0, elapsed - self._planned) if self._planned is not None else 0.0
         self._last = elapsed
         self.sent += 1
 

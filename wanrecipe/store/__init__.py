@@ -24,6 +24,7 @@ from .records import (
     KeyBusy,
     ResultRecord,
 )
+from .state_url import StateSpec, open_state, parse_state
 from .statedir import StateDir
 
 __all__ = [
@@ -44,8 +45,11 @@ __all__ = [
     "KeyBusy",
     "ResultRecord",
     "StateDir",
+    "StateSpec",
     "canonical_json",
     "content_key",
+    "open_state",
+    "parse_state",
     "sha256_bytes",
     "sha256_file",
 ]

@@ -17,7 +17,7 @@ from .. import api, wire
 from ..batch import BatchGraph, as_rows, execute_batch, load_rows_recipes
 from ..batch.graph import budget_of, node_id
 from ..batch.lock import write_batch_lock
-from ..errors import RecipeError, UsageError, WanRecipeError
+from ..errors import RecipeError, StoreError, UsageError, WanRecipeError
 from ..executor.budget import consent_needed
 from ..report.batch_progress import BatchBar, BatchLines, BatchState
 from ..report.batch_record import BatchRecord
@@ -191,6 +191,8 @@ def run_batch_command(
                 max_usd=max_usd,
             )
         )
+    except StoreError as exc:  # the state cannot be opened (nothing was sent)
+        raise click.ClickException(str(exc)) from None
     finally:
         sink.close()
         from .report_cmds import report_after_run  # the batch grid, also after a failure

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import api, wire
-from ..errors import RecipeError, UsageError, WanRecipeError
+from ..errors import RecipeError, StoreError, UsageError, WanRecipeError
 from ..executor.polling import PollPolicy
 from ..executor.quota import Quota
 from ..executor.scheduler import RunOptions
@@ -243,6 +243,8 @@ def run(
                 state_dir=state_path,
             )
         )
+    except StoreError as exc:  # the state cannot be opened (nothing was sent)
+        raise click.ClickException(str(exc)) from None
     finally:
         sink.close()  # also writes what a buffered sink still holds
         from .report_cmds import report_after_run  # the report, also after a failure

@@ -686,3 +686,22 @@ async def test_asyncio_to_thread(journal: Any, blobs: BlobStore) -> None:
 
     await asyncio.gather(*(task(i) for i in range(20)))
     assert len(journal.attempts(state="done")) == 20
+
+
+# -- Postgres only -----------------------------------------------------------------------------
+
+
+def test_postgres_keeps_time_on_the_databases_clock(
+    pg_url: str, blobs: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No clock given: every time the journal records is the server's, not this process's
+    (which is made absurd here: the year 1970)."""
+    with PostgresJournal(pg_url, blobs) as j:
+        monkeypatch.setattr(time, "time", lambda: 1000.0)
+        aid = intent(j, k("a"))
+        j.heartbeat()
+        created = j.get(aid).created_at
+        seen = j.owner_seen(j._host, os.getpid())
+        with j._db.conn.transaction():
+            now = j._db.conn.execute("SELECT extract(epoch FROM now())::float8 AS t").fetchone()
+    assert seen is not None and 1_600_000_000 < created <= seen <= now["t"]

@@ -705,3 +705,16 @@ def test_postgres_keeps_time_on_the_databases_clock(
         with j._db.conn.transaction():
             now = j._db.conn.execute("SELECT extract(epoch FROM now())::float8 AS t").fetchone()
     assert seen is not None and 1_600_000_000 < created <= seen <= now["t"]
+
+
+def test_postgres_reconnects_after_the_server_dropped_it(pg_url: str, blobs: BlobStore) -> None:
+    with PostgresJournal(pg_url, blobs) as j, PostgresJournal(pg_url, blobs) as admin:
+        aid = intent(j, k("a"))
+        pid = j._db.conn.info.backend_pid
+        with admin._db.conn.transaction():
+            admin._db.conn.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))  # waits
+        with pytest.raises(StoreError):  # the transaction the drop broke fails, and says so
+            j.get(aid)
+        assert j.get(aid).state == "intent"  # the next one has a new connection
+    with pytest.raises(StoreError, match="closed"):
+        j.get(aid)

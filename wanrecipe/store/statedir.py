@@ -36,6 +36,9 @@ class StateDir:
     blobs: BlobStore
     journal: JournalOps
     url: str = ""
+    #: What ``--state`` named, for whoever opens a connection of its own to the same
+    #: database (the quota ledger): ``spec.url`` may hold a password, never show it.
+    spec: StateSpec | None = None
 
     def __post_init__(self) -> None:
         self.url = self.url or str(self.path)
@@ -62,14 +65,16 @@ class StateDir:
         if spec.kind == "dir":
             if not create and not (spec.path / DB_NAME).exists():
                 raise StoreError(f"no state directory at {spec.path} (nothing has run there yet)")
-            return cls.open(spec.path, heartbeat_ttl_s=heartbeat_ttl_s)
+            state = cls.open(spec.path, heartbeat_ttl_s=heartbeat_ttl_s)
+            state.spec = spec
+            return state
         from .pg_journal import PostgresJournal
 
         assert spec.url is not None
         blobs = _local_dir(spec.path)
         journal = PostgresJournal(spec.url, blobs, heartbeat_ttl_s=heartbeat_ttl_s, create=create)
         blobs.clean_tmp(older_than_s=3600.0)
-        return cls(spec.path, blobs, journal, spec.shown)
+        return cls(spec.path, blobs, journal, spec.shown, spec)
 
     def close(self) -> None:
         self.journal.close()

@@ -718,3 +718,57 @@ def test_postgres_reconnects_after_the_server_dropped_it(pg_url: str, blobs: Blo
         assert j.get(aid).state == "intent"  # the next one has a new connection
     with pytest.raises(StoreError, match="closed"):
         j.get(aid)
+
+
+CLAIMER = """
+import os, sys, time
+from pathlib import Path
+from wanrecipe.store import BlobStore, Journal, KeyBusy
+from wanrecipe.store.pg_journal import PostgresJournal
+where, go, keys = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+blobs = BlobStore(Path(go).parent / "objects")
+j = PostgresJournal(where, blobs) if "://" in where else Journal(Path(where), blobs)
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.001)
+for key in keys:
+    try:
+        j.record_intent(key, step="s", recipe="r", backend="b", request={}, seed=1, exclusive=True)
+        print("won", key, flush=True)
+    except KeyBusy:
+        print("busy", key, flush=True)
+j.close()
+"""
+
+
+def test_the_claim_race_across_processes(journal: Any, tmp_path: Path) -> None:
+    """Four processes, released at once, claim the same 20 keys: each key has one winner."""
+    where = str(tmp_path / "state.db") if journal.dialect == "sqlite" else journal.location
+    keys = [k(f"proc-{i}") for i in range(20)]
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, where, str(go), *keys],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        go.touch()
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outs]
+    lines = [line.split() for out, _ in outs for line in out.splitlines()]
+    assert Counter(key for what, key in lines if what == "won") == Counter(keys)
+    assert Counter(key for what, key in lines if what == "busy") == Counter(
+        {key: 3 for key in keys}
+    )
+    assert {a.key for a in journal.attempts()} == set(keys) and len(journal.attempts()) == 20

@@ -9,6 +9,7 @@ in the journal make a re-run submit only what is unfinished.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -43,7 +44,7 @@ async def execute_batch(
     options: Any = None,
     on_event: EventSink = discard,
     handle_signals: bool = False,
-    state_dir: Path | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
     max_usd: Decimal | None = None,
     shared_quota: bool | None = None,
 ) -> BatchRecord:
@@ -79,8 +80,9 @@ async def execute_batch(
     tracker = _RowTracker(graph, combined, batch, run_dir, on_event, budget)
     async with open_session(
         backend,
-        state_dir or default_state_dir(graph.path),
+        state_dir,
         options,
+        default_dir=default_state_dir(graph.path),
         shared_quota=backend.kind != "local" if shared_quota is None else shared_quota,
     ) as session:
         base_url = session.base_url

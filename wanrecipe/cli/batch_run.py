@@ -16,11 +16,12 @@ from .. import api, wire
 from ..batch import BatchGraph, as_rows, execute_batch, load_rows_recipes
 from ..batch.graph import node_id
 from ..batch.lock import write_batch_lock
-from ..errors import RecipeError, UsageError
+from ..errors import RecipeError, StoreError, UsageError
 from ..report.batch_progress import BatchBar, BatchLines, BatchState
 from ..report.batch_record import BatchRecord
 from ..report.progress import JsonLines
 from ..runner import BackendChoice, default_run_dir, default_state_dir, load_durations
+from ..store import parse_state
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED
 from .common import echo_diagnostics
 from .finish import lock_summary_exit
@@ -41,7 +42,7 @@ def run_batch_command(
     max_cost: str | None,
     yes: bool,
     out_dir: Path | None,
-    state_dir: Path | None,
+    state_dir: Path | str | None,
     options: Any,
     force_steps: tuple[str, ...],
     as_json: bool,
@@ -65,9 +66,10 @@ def run_batch_command(
     max_usd = resolve_budget(first, max_cost)
     estimate = wire.PRICE_PER_IMAGE_USD * graph.planned_images
     require_consent(err, choice, estimate, max_usd, yes)
-    state_path = state_dir or default_state_dir(first.path)
+    state_path = state_dir
     run_dir = out_dir or default_run_dir(first.name)
-    durations = load_durations(state_path, choice.label, options.poll)
+    local = parse_state(state_path, default_dir=default_state_dir(first.path)).path
+    durations = load_durations(local, choice.label, options.poll)
     progress = BatchState(
         len(loaded),
         {node_id(n.row, n.step): n.function for n in graph.steps},
@@ -101,6 +103,8 @@ def run_batch_command(
                 max_usd=max_usd,
             )
         )
+    except StoreError as exc:  # the state cannot be opened (nothing was sent)
+        raise click.ClickException(str(exc)) from None
     finally:
         sink.close()
         from .report_cmds import report_after_run  # the batch grid, also after a failure
@@ -113,6 +117,7 @@ def run_batch_command(
         as_json=as_json,
         summary=lambda: batch_summary(err, record),
         code=batch_exit_code(record),
+        default_dir=default_state_dir(first.path),
         show=str,
     )
 

@@ -13,12 +13,13 @@ from .common import shown_path
 
 def lock_summary_exit(
     err: Any,
-    state_path: Path,
+    state_path: str | Path | None,
     write_lock: Callable[[Any], Path | None],
     *,
     as_json: bool,
     summary: Callable[[], None],
     code: int,
+    default_dir: Path,
     show: Callable[[Path], str] = shown_path,
 ) -> NoReturn:
     """Write the lock file from the journal (``write_lock(journal)``), print the summary
@@ -28,12 +29,12 @@ def lock_summary_exit(
     written is a warning, not a failure."""
     from rich.markup import escape
 
-    from ..store import StateDir
+    from ..store import open_state
 
     lock: Path | None
     try:
-        with StateDir.open(state_path) as state:
-            lock = write_lock(state.journal)
+        with open_state(state_path, default_dir=default_dir) as opened:
+            lock = write_lock(opened.journal)
     except (WanRecipeError, OSError) as exc:
         lock = None
         err.print(f"[yellow]warning[/]: the lock file was not written: {escape(str(exc))}")

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from .. import api, wire
-from ..errors import RecipeError, UsageError
+from ..errors import RecipeError, StoreError, UsageError
 from ..executor.polling import PollPolicy
 from ..executor.quota import Quota
 from ..executor.scheduler import RunOptions
@@ -31,6 +31,7 @@ from .common import echo_diagnostics, param_option, params_file_option, parse_pa
 from .console import StderrConsole
 from .finish import lock_summary_exit
 from .run_options import batch_options, require_consent, resolve_budget
+from .state_opt import chosen_state, state_option
 from .warm import WarmOnFirstSubmit
 
 
@@ -102,6 +103,7 @@ from .warm import WarmOnFirstSubmit
     help="Where the journal and stored images live (default: .wanrecipe/ beside the "
     "recipe; env WANRECIPE_STATE_DIR).",
 )
+@state_option
 @click.option(
     "--no-cache",
     is_flag=True,
@@ -141,6 +143,7 @@ def run(
     query_qps: float,
     fail_fast: bool,
     state_dir: Path | None,
+    state: str | None,
     no_cache: bool,
     force_steps: tuple[str, ...],
     locked: bool,
@@ -184,6 +187,7 @@ def run(
         raise click.UsageError(str(exc)) from exc
     start_engines_early(choice)  # the embedded emulator's workers start while we check
     quota = Quota(submit_rps=rps, concurrency=concurrency, query_qps=query_qps)
+    state_spec = chosen_state(state, state_dir)
     if batch_file is not None or each is not None:
         if locked:
             raise click.UsageError("--locked replays one run's lock file: not with --batch/--each")
@@ -192,7 +196,7 @@ def run(
         run_batch_command(
             err, recipe, choice=choice, params=parse_params(param_items),
             params_files=params_files, batch_file=batch_file, each=each, rows_spec=rows_spec,
-            limit=limit, max_cost=max_cost, yes=yes, out_dir=out_dir, state_dir=state_dir,
+            limit=limit, max_cost=max_cost, yes=yes, out_dir=out_dir, state_dir=state_spec,
             options=RunOptions(
                 fail_fast=fail_fast, no_cache=no_cache, quota=quota,
                 lost_submit="resubmit" if resubmit_lost else "stop",
@@ -232,7 +236,7 @@ def run(
         click.echo(_backend_line(choice.kind, choice.label), err=True)
         sink = PlainLines(sys.stderr)
     try:
-        state_path = state_dir or default_state_dir(loaded.path)
+        state_path = state_spec
         record = asyncio.run(
             execute(
                 loaded,
@@ -244,6 +248,8 @@ def run(
                 state_dir=state_path,
             )
         )
+    except StoreError as exc:  # the state cannot be opened (nothing was sent)
+        raise click.ClickException(str(exc)) from None
     finally:
         sink.close()  # also writes what a buffered sink still holds
         from .report_cmds import report_after_run  # the report, also after a failure
@@ -262,6 +268,7 @@ def run(
         as_json=as_json,
         summary=summary,
         code=_exit_code(record),
+        default_dir=default_state_dir(loaded.path),
     )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from ..report.events import Event, EventSink, discard
 from ..report.record import ErrorInfo, RunRecord, StepRecord
 from ..store import Attempt as JournalAttempt
 from ..store import KeyBusy, StateDir
+from ..store.records import worker_host
 from .budget import Budget
 from .identity import realm_of
 from .inputs import DEFAULT_UPLOAD_THRESHOLD, PreparedInput, StepImage
@@ -131,7 +131,7 @@ class StepBase:
         self._realm = realm_of(backend)  # emulator results never stand in for paid ones
         self.state = state
         self._journal = state.journal
-        self._journal_path = str(state.journal.path)
+        self._journal_path = state.journal.location
         self._incoming = state.path / "incoming"
         self.client, self.record, self.run_dir, self.options = client, record, run_dir, options
         self._emit_sink = on_event
@@ -276,7 +276,7 @@ def file_name(sid: str, index: int) -> str:
 
 def is_mine(attempt: JournalAttempt) -> bool:
     """Recorded by this process (by any run in it)."""
-    return attempt.owner_pid == os.getpid() and attempt.owner_host == socket.gethostname()
+    return attempt.owner_pid == os.getpid() and attempt.owner_host == worker_host()
 
 
 #: (journal path, attempt id) of every attempt a run in this process is working on right now.

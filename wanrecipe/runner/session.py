@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -34,18 +35,26 @@ class Session:
 
 @contextlib.asynccontextmanager
 async def open_session(
-    backend: BackendChoice, state_dir: Path, options: Any, *, shared_quota: bool
+    backend: BackendChoice,
+    state_dir: str | os.PathLike[str] | None,
+    options: Any,
+    *,
+    default_dir: Path,
+    shared_quota: bool,
 ) -> AsyncIterator[Session]:
     """Open the state dir, the backend, the quota gate and the client; close them in reverse.
+
+    ``state_dir``: a state directory or a ``postgresql://`` URL (``--state``); None:
+    ``WANRECIPE_STATE``, else ``default_dir``.
 
     ``shared_quota``: take running slots and submit tokens from the state directory's ledger
     too (every run on this state dir shares the account's quota), not only from this
     process's own gate."""
     from ..backends.dashscope import DashScopeClient
     from ..executor.ledger import close_gate, open_gate
-    from ..store import StateDir
+    from ..store import open_state
 
-    state = await asyncio.to_thread(StateDir.open, state_dir)
+    state = await asyncio.to_thread(open_state, state_dir, default_dir=default_dir)
     try:
         async with open_backend(backend) as base_url:
             gate = open_gate(

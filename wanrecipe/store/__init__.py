@@ -7,6 +7,7 @@ durability guarantees are described in ``journal.py`` and ``docs/state.md``.
 from __future__ import annotations
 
 from .blobs import Blob, BlobNotFound, BlobStore, sha256_bytes, sha256_file
+from .blobs_api import Blobs
 from .journal import (
     Attempt,
     AttemptState,
@@ -30,6 +31,7 @@ __all__ = [
     "Blob",
     "BlobNotFound",
     "BlobStore",
+    "Blobs",
     "CacheState",
     "CacheVerdict",
     "DoneEntry",

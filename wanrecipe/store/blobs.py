@@ -72,12 +72,19 @@ def fsync_dir(path: Path) -> None:
 
 
 class BlobStore:
-    """Blobs under ``root`` (usually ``<state dir>/objects``). Safe for many processes at once."""
+    """Blobs under ``root`` (usually ``<state dir>/objects``). Safe for many processes at once.
+
+    The local implementation of :class:`~wanrecipe.store.blobs_api.Blobs`; also the read-through
+    cache of :class:`~wanrecipe.store.blobs_s3.ObjectBlobs`."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._tmp = self.root / TMP_DIR
         self._tmp.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
 
     # -- lookup -------------------------------------------------------------------------------
 

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Final, Literal, cast
 
 from ..errors import StoreError
-from .blobs import BlobStore
+from .blobs_api import Blobs
 from .liveness import _SCHEMA_V2, Liveness
 
 AttemptState = Literal["intent", "submitted", "done", "failed", "abandoned"]
@@ -235,7 +235,7 @@ class Journal(Liveness):
     def __init__(
         self,
         path: Path,
-        blobs: BlobStore,
+        blobs: Blobs,
         *,
         busy_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,

@@ -10,6 +10,7 @@ from typing import Final
 
 from ..errors import StoreError
 from .blobs import BlobStore, fsync_dir
+from .blobs_api import Blobs
 from .journal import Journal
 
 DB_NAME: Final = "state.db"
@@ -23,7 +24,7 @@ class StateDir:
     """An open state directory. Close it (or use ``with``) to release the database."""
 
     path: Path
-    blobs: BlobStore
+    blobs: Blobs
     journal: Journal
 
     @classmethod

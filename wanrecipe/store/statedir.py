@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Final
 
 from ..errors import StoreError
-from .blobs import BlobStore, fsync_dir
+from .blobs import fsync_dir
 from .blobs_api import Blobs
+from .blobs_url import open_blobs
 from .journal import Journal
 
 DB_NAME: Final = "state.db"
-OBJECTS_NAME: Final = "objects"
 #: Ignore everything inside: cached images and the database never belong in version control.
 GITIGNORE: Final = "*\n"
 
@@ -28,21 +28,30 @@ class StateDir:
     journal: Journal
 
     @classmethod
-    def open(cls, path: Path, *, busy_timeout_s: float = 30.0) -> StateDir:
-        """Open ``path``, creating it (with ``state.db``, ``objects/`` and a ``.gitignore``)."""
+    def open(
+        cls,
+        path: Path,
+        *,
+        busy_timeout_s: float = 30.0,
+        blobs: str | os.PathLike[str] | None = None,
+    ) -> StateDir:
+        """Open ``path``, creating it (with ``state.db``, ``objects/`` and a ``.gitignore``).
+
+        ``blobs``: where the images live (``store.blobs_url.open_blobs``: a directory or
+        ``s3://bucket/prefix``; default ``WANRECIPE_BLOBS``, else ``objects/`` here)."""
         path = Path(path)
         try:
             path.mkdir(parents=True, exist_ok=True)
             _write_gitignore(path)
-            blobs = BlobStore(path / OBJECTS_NAME)
         except (NotADirectoryError, FileExistsError) as exc:
             raise StoreError(f"{path}: not a directory, cannot hold wanrecipe state") from exc
         except PermissionError as exc:
             raise StoreError(f"{path}: cannot create the state directory: {exc.strerror}") from exc
-        journal = Journal(path / DB_NAME, blobs, busy_timeout_s=busy_timeout_s)
+        store = open_blobs(blobs, path)
+        journal = Journal(path / DB_NAME, store, busy_timeout_s=busy_timeout_s)
         # Leftovers of crashed writers; an hour is far longer than any single blob write.
-        blobs.clean_tmp(older_than_s=3600.0)
-        return cls(path, blobs, journal)
+        store.clean_tmp(older_than_s=3600.0)
+        return cls(path, store, journal)
 
     def close(self) -> None:
         self.journal.close()

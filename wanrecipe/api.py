@@ -143,6 +143,7 @@ def run_batch(
     on_event: EventSink | None = None,
     state_dir: PathLike | None = None,
     max_usd: Any = None,
+    blobs: str | None = None,
 ) -> BatchRecord:
     """Run the recipe once per row, all rows in one scheduler; return the batch record.
 
@@ -172,5 +173,6 @@ def run_batch(
             on_event=on_event or discard,
             state_dir=Path(state_dir) if state_dir is not None else None,
             max_usd=budget_of(loaded[0].recipe, max_usd),
+            blobs=blobs,
         )
     )

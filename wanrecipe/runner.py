@@ -249,11 +249,17 @@ async def execute(
     on_event: EventSink = discard,
     handle_signals: bool = False,
     state_dir: Path | None = None,
+    blobs: str | None = None,
 ) -> RunRecord:
-    """Run a loaded recipe to the end and return its record (also written to run.json)."""
+    """Run a loaded recipe to the end and return its record (also written to run.json).
+
+    ``blobs``: where images live (a directory or ``s3://bucket/prefix``; default
+    ``WANRECIPE_BLOBS``, else the state directory)."""
     from .store import StateDir
 
-    state = await asyncio.to_thread(StateDir.open, state_dir or default_state_dir(recipe.path))
+    state = await asyncio.to_thread(
+        StateDir.open, state_dir or default_state_dir(recipe.path), blobs=blobs
+    )
     try:
         return await _execute(recipe, backend, run_dir, options, on_event, handle_signals, state)
     finally:
@@ -467,6 +473,7 @@ def run_recipe(
     options: Any = None,
     on_event: EventSink = discard,
     state_dir: str | os.PathLike[str] | None = None,
+    blobs: str | None = None,
 ) -> RunRecord:
     """Load, check and run a recipe; return the run record. Raises RecipeError before any
     request when the recipe or its inputs are invalid."""
@@ -483,6 +490,7 @@ def run_recipe(
             options=options,
             on_event=on_event,
             state_dir=Path(state_dir) if state_dir is not None else None,
+            blobs=blobs,
         )
     )
 

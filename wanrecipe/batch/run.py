@@ -48,6 +48,7 @@ async def execute_batch(
     state_dir: Path | None = None,
     max_usd: Decimal | None = None,
     shared_quota: bool | None = None,
+    blobs: str | None = None,
 ) -> BatchRecord:
     """Run every row of ``graph``; return the batch record (also written to run.json).
 
@@ -57,7 +58,9 @@ async def execute_batch(
     """
     from ..store import StateDir
 
-    state = await asyncio.to_thread(StateDir.open, state_dir or default_state_dir(graph.path))
+    state = await asyncio.to_thread(
+        StateDir.open, state_dir or default_state_dir(graph.path), blobs=blobs
+    )
     try:
         return await _execute(
             graph, backend, run_dir, options, on_event, handle_signals, state, max_usd,

@@ -133,6 +133,7 @@ def run_batch_command(
     state_dir: Path | None,
     options: Any,
     force_steps: tuple[str, ...],
+    blobs: str | None = None,
     as_json: bool,
 ) -> None:
     """Load and check every row (nothing is sent if any row is bad), then run the batch."""
@@ -188,6 +189,7 @@ def run_batch_command(
                 handle_signals=True,
                 state_dir=state_path,
                 max_usd=max_usd,
+                blobs=blobs,
             )
         )
     finally:
@@ -196,7 +198,7 @@ def run_batch_command(
 
         report_after_run(run_dir, err)
     try:
-        with StateDir.open(state_path) as state:
+        with StateDir.open(state_path, blobs=blobs) as state:
             lock = write_batch_lock(graph, record, state.journal)
     except (WanRecipeError, OSError) as exc:
         lock = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from ..recipe import graph_export
 from ..recipe.plan import Quota, format_plan
 from ..recipe.schema import schema_text
 from . import EXIT_INVALID, main
+from .blobs_option import blobs_option
 from .common import echo_diagnostics, param_option, params_file_option, parse_params, shown_path
 
 
@@ -88,6 +90,7 @@ def validate(
     "only what will be billed (default: .wanrecipe/ beside the recipe, or "
     "WANRECIPE_STATE_DIR, when something has run there).",
 )  # fmt: skip
+@partial(blobs_option, expose=False)  # read by _cache_marks from the click context
 @click.option(
     "--backend", type=click.Choice(["local", "dashscope"]), default=None,
     help="Which results count as cached: the emulator's or the service's (default local; "
@@ -198,7 +201,7 @@ def _cache_marks(recipe: Any, state_dir: str | None, backend: str | None) -> Any
         if not (path / "state.db").exists():
             raise click.UsageError(f"no state directory at {path} (nothing has run there yet)")
     kind = backend or os.environ.get("WANRECIPE_BACKEND") or "local"
-    with StateDir.open(path) as state:
+    with StateDir.open(path, blobs=click.get_current_context().meta.get("blobs")) as state:
         marks = preview.cache_preview(recipe, state.journal, realm_of(kind))
     return marks, path
 

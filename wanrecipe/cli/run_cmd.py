@@ -31,6 +31,7 @@ from ..runner import (
 from ..store import StateDir
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, main
 from .batch_run import batch_options, require_consent, resolve_budget, run_batch_command
+from .blobs_option import blobs_option
 from .common import echo_diagnostics, param_option, params_file_option, parse_params, shown_path
 
 
@@ -102,6 +103,7 @@ from .common import echo_diagnostics, param_option, params_file_option, parse_pa
     help="Where the journal and stored images live (default: .wanrecipe/ beside the "
     "recipe; env WANRECIPE_STATE_DIR).",
 )
+@blobs_option
 @click.option(
     "--no-cache",
     is_flag=True,
@@ -141,6 +143,7 @@ def run(
     query_qps: float,
     fail_fast: bool,
     state_dir: Path | None,
+    blobs: str | None,
     no_cache: bool,
     force_steps: tuple[str, ...],
     locked: bool,
@@ -191,6 +194,7 @@ def run(
             err, recipe, choice=choice, params=parse_params(param_items),
             params_files=params_files, batch_file=batch_file, each=each, rows_spec=rows_spec,
             limit=limit, max_cost=max_cost, yes=yes, out_dir=out_dir, state_dir=state_dir,
+            blobs=blobs,
             options=RunOptions(
                 fail_fast=fail_fast, no_cache=no_cache, quota=quota,
                 lost_submit="resubmit" if resubmit_lost else "stop",
@@ -237,6 +241,7 @@ def run(
                 on_event=sink,
                 handle_signals=True,
                 state_dir=state_path,
+                blobs=blobs,
             )
         )
     finally:
@@ -245,7 +250,7 @@ def run(
 
         report_after_run(run_dir, err)
     try:
-        with StateDir.open(state_path) as state:
+        with StateDir.open(state_path, blobs=blobs) as state:
             lock = write_lock(loaded, record, state.journal)
     except (WanRecipeError, OSError) as exc:
         # The images are stored and the run record written: a lock problem is not a failure.

@@ -17,15 +17,21 @@ from ..report.lock import Lock, lock_path, read_lock
 from ..runner import default_state_dir
 from ..store import Attempt, StateDir, sha256_file
 from . import EXIT_INVALID, main
+from .blobs_option import blobs_option
 from .common import echo_diagnostics, shown_path
 
-_state_dir_option = click.option(
+_state_dir_only = click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="The state directory (default: .wanrecipe/ beside the recipe, or "
     "WANRECIPE_STATE_DIR, or ./.wanrecipe without a recipe).",
 )
+
+
+def _state_dir_option(f: Any) -> Any:
+    """--state-dir, and --blobs (kept in the click context for :func:`_open`)."""
+    return blobs_option(_state_dir_only(f), expose=False)
 
 
 def _state_path(state_dir: Path | None, recipes: tuple[Path, ...] = ()) -> Path:
@@ -42,7 +48,7 @@ def _open(path: Path, *, must_exist: bool = True) -> StateDir:
             f"no state directory at {shown_path(path)} (nothing has run there yet)"
         )
     try:
-        return StateDir.open(path)
+        return StateDir.open(path, blobs=click.get_current_context().meta.get("blobs"))
     except WanRecipeError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -248,17 +248,19 @@ async def execute(
     options: Any = None,
     on_event: EventSink = discard,
     handle_signals: bool = False,
-    state_dir: Path | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
     blobs: str | None = None,
 ) -> RunRecord:
     """Run a loaded recipe to the end and return its record (also written to run.json).
 
-    ``blobs``: where images live (a directory or ``s3://bucket/prefix``; default
-    ``WANRECIPE_BLOBS``, else the state directory)."""
-    from .store import StateDir
+    ``state_dir``: a state directory or a ``postgresql://`` URL (``--state``; default
+    ``WANRECIPE_STATE``, else ``.wanrecipe/`` beside the recipe). ``blobs``: where images
+    live (a directory or ``s3://bucket/prefix``; default ``WANRECIPE_BLOBS``, else the
+    state directory)."""
+    from .store import open_state
 
     state = await asyncio.to_thread(
-        StateDir.open, state_dir or default_state_dir(recipe.path), blobs=blobs
+        open_state, state_dir, default_dir=default_state_dir(recipe.path), blobs=blobs
     )
     try:
         return await _execute(recipe, backend, run_dir, options, on_event, handle_signals, state)
@@ -473,10 +475,12 @@ def run_recipe(
     options: Any = None,
     on_event: EventSink = discard,
     state_dir: str | os.PathLike[str] | None = None,
+    state: str | None = None,
     blobs: str | None = None,
 ) -> RunRecord:
     """Load, check and run a recipe; return the run record. Raises RecipeError before any
-    request when the recipe or its inputs are invalid."""
+    request when the recipe or its inputs are invalid. ``state``: a state directory or a
+    ``postgresql://`` URL, as ``--state`` (wins over ``state_dir``)."""
     from .api import load_recipe
 
     recipe = load_recipe(path, params, param_files)  # every check, once; raises RecipeError
@@ -489,7 +493,7 @@ def run_recipe(
             run_dir=out,
             options=options,
             on_event=on_event,
-            state_dir=Path(state_dir) if state_dir is not None else None,
+            state_dir=state if state is not None else state_dir,
             blobs=blobs,
         )
     )

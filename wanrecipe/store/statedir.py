@@ -1,4 +1,5 @@
-"""The state directory: ``state.db`` (the journal) and ``objects/`` (the blob store) together."""
+"""The state: a journal (SQLite ``state.db`` here, or Postgres) and ``objects/`` (the blob
+store) together, with a local directory for what stays on this machine."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ..errors import StoreError
 from .blobs import fsync_dir
 from .blobs_api import Blobs
 from .blobs_url import open_blobs
 from .journal import Journal
+from .ops import JournalOps
+
+if TYPE_CHECKING:
+    from .state_url import StateSpec
 
 DB_NAME: Final = "state.db"
 #: Ignore everything inside: cached images and the database never belong in version control.
@@ -21,11 +26,21 @@ GITIGNORE: Final = "*\n"
 
 @dataclass
 class StateDir:
-    """An open state directory. Close it (or use ``with``) to release the database."""
+    """An open state. Close it (or use ``with``) to release the database.
+
+    ``path`` is the local state directory (images, downloads in progress, learned durations);
+    ``journal`` lives in it (SQLite) or in Postgres (``--state postgresql://...``); ``url`` is
+    what to show for the state: the path, or the Postgres URL without its password. ``blobs``
+    is ``objects/`` here, or what ``--blobs`` named (a directory, an S3 bucket cached here).
+    """
 
     path: Path
     blobs: Blobs
-    journal: Journal
+    journal: JournalOps
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        self.url = self.url or str(self.path)
 
     @classmethod
     def open(
@@ -33,6 +48,7 @@ class StateDir:
         path: Path,
         *,
         busy_timeout_s: float = 30.0,
+        heartbeat_ttl_s: float | None = None,
         blobs: str | os.PathLike[str] | None = None,
     ) -> StateDir:
         """Open ``path``, creating it (with ``state.db``, ``objects/`` and a ``.gitignore``).
@@ -40,18 +56,36 @@ class StateDir:
         ``blobs``: where the images live (``store.blobs_url.open_blobs``: a directory or
         ``s3://bucket/prefix``; default ``WANRECIPE_BLOBS``, else ``objects/`` here)."""
         path = Path(path)
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-            _write_gitignore(path)
-        except (NotADirectoryError, FileExistsError) as exc:
-            raise StoreError(f"{path}: not a directory, cannot hold wanrecipe state") from exc
-        except PermissionError as exc:
-            raise StoreError(f"{path}: cannot create the state directory: {exc.strerror}") from exc
-        store = open_blobs(blobs, path)
-        journal = Journal(path / DB_NAME, store, busy_timeout_s=busy_timeout_s)
+        store = _local_dir(path, blobs)
+        journal = Journal(
+            path / DB_NAME, store, busy_timeout_s=busy_timeout_s, heartbeat_ttl_s=heartbeat_ttl_s
+        )
         # Leftovers of crashed writers; an hour is far longer than any single blob write.
         store.clean_tmp(older_than_s=3600.0)
         return cls(path, store, journal)
+
+    @classmethod
+    def open_spec(
+        cls,
+        spec: StateSpec,
+        *,
+        create: bool = True,
+        heartbeat_ttl_s: float | None = None,
+        blobs: str | os.PathLike[str] | None = None,
+    ) -> StateDir:
+        """Open what ``--state`` (and ``--blobs``) named (``state_url.open_state`` is the way
+        in)."""
+        if spec.kind == "dir":
+            if not create and not (spec.path / DB_NAME).exists():
+                raise StoreError(f"no state directory at {spec.path} (nothing has run there yet)")
+            return cls.open(spec.path, heartbeat_ttl_s=heartbeat_ttl_s, blobs=blobs)
+        from .pg_journal import PostgresJournal
+
+        assert spec.url is not None
+        store = _local_dir(spec.path, blobs)
+        journal = PostgresJournal(spec.url, store, heartbeat_ttl_s=heartbeat_ttl_s, create=create)
+        store.clean_tmp(older_than_s=3600.0)
+        return cls(spec.path, store, journal, spec.shown)
 
     def close(self) -> None:
         self.journal.close()
@@ -61,6 +95,18 @@ class StateDir:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _local_dir(path: Path, blobs: str | os.PathLike[str] | None) -> Blobs:
+    """Make the local state directory; open the blob store (``objects/`` in it by default)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        _write_gitignore(path)
+    except (NotADirectoryError, FileExistsError) as exc:
+        raise StoreError(f"{path}: not a directory, cannot hold wanrecipe state") from exc
+    except PermissionError as exc:
+        raise StoreError(f"{path}: cannot create the state directory: {exc.strerror}") from exc
+    return open_blobs(blobs, path)
 
 
 def _write_gitignore(path: Path) -> None:

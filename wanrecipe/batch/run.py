@@ -32,6 +32,7 @@ from ..runner import (
     default_state_dir,
     open_backend,
 )
+from .claims import RowClaims, open_claims, run_claimed_batch
 from .graph import BatchGraph, LoadedRow, node_id
 
 _TERMINAL = frozenset({"done", "cached", "failed", "skipped"})
@@ -48,13 +49,22 @@ async def execute_batch(
     state_dir: Path | None = None,
     max_usd: Decimal | None = None,
     shared_quota: bool | None = None,
+    claims: RowClaims | None = None,
 ) -> BatchRecord:
     """Run every row of ``graph``; return the batch record (also written to run.json).
 
     ``shared_quota``: share the account's quota with other processes through the state
     directory (default: for every backend but the embedded emulator, which is this process's
-    alone).
+    alone). ``claims``: which rows are this process's (default: from the state; all of
+    them but for a ``postgresql://`` state, see batch/claims.py).
     """
+    claims = claims if claims is not None else open_claims(state_dir)
+    if claims.shared:  # team mode: rows claimed from the rows table, a few at a time
+        return await run_claimed_batch(
+            execute_batch, graph, claims, backend=backend, run_dir=run_dir, options=options,
+            on_event=on_event, handle_signals=handle_signals, state_dir=state_dir,
+            max_usd=max_usd, shared_quota=shared_quota,
+        )  # fmt: skip
     from ..store import StateDir
 
     state = await asyncio.to_thread(StateDir.open, state_dir or default_state_dir(graph.path))

@@ -313,7 +313,7 @@ async def _execute(
         # with the other runs using this state directory.
         gate = open_gate(
             options.quota,
-            shared_in=state.path if backend.kind != "local" else None,
+            shared_in=state.shared_at if backend.kind != "local" else None,
             base_url=base_url,
             api_key=backend.api_key,
         )

@@ -33,6 +33,7 @@ from ..runner import (
     default_state_dir,
     open_backend,
 )
+from .claims import RowClaims, open_claims, run_claimed_batch
 from .graph import BatchGraph, LoadedRow, node_id
 
 _TERMINAL = frozenset({"done", "cached", "failed", "skipped"})
@@ -50,14 +51,26 @@ async def execute_batch(
     max_usd: Decimal | None = None,
     shared_quota: bool | None = None,
     blobs: str | None = None,
+    claims: RowClaims | None = None,
 ) -> BatchRecord:
     """Run every row of ``graph``; return the batch record (also written to run.json).
 
     ``shared_quota``: share the account's quota with other processes through the state
     directory (default: for every backend but the embedded emulator, which is this process's
-    alone).
+    alone). ``claims``: which rows are this process's (default: from the state; all of
+    them but for a ``postgresql://`` state, see batch/claims.py).
     """
-    from ..store import open_state
+    from ..store import open_state, parse_state
+
+    if claims is None:  # WANRECIPE_STATE counts as --state does
+        spec = parse_state(state_dir, default_dir=default_state_dir(graph.path))
+        claims = open_claims(spec.url)
+    if claims.shared:  # team mode: rows claimed from the rows table, a few at a time
+        return await run_claimed_batch(
+            execute_batch, graph, claims, backend=backend, run_dir=run_dir, options=options,
+            on_event=on_event, handle_signals=handle_signals, state_dir=state_dir,
+            max_usd=max_usd, shared_quota=shared_quota, blobs=blobs,
+        )  # fmt: skip
 
     state = await asyncio.to_thread(
         open_state, state_dir, default_dir=default_state_dir(graph.path), blobs=blobs
@@ -113,7 +126,7 @@ async def _execute(
         share = backend.kind != "local" if shared_quota is None else shared_quota
         gate = open_gate(
             options.quota,
-            shared_in=state.path if share else None,
+            shared_in=state.shared_at if share else None,
             base_url=base_url,
             api_key=backend.api_key,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -38,9 +38,17 @@ class StateDir:
     blobs: Blobs
     journal: JournalOps
     url: str = ""
+    #: The Postgres URL as given (password included: never shown), for a Postgres state.
+    dsn: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.url = self.url or str(self.path)
+
+    @property
+    def shared_at(self) -> Path | str:
+        """Where the runs that share this state share the account's quota too (the
+        ledger's ``shared_in``): the Postgres database, else the state directory."""
+        return self.dsn or self.path
 
     @classmethod
     def open(
@@ -85,7 +93,7 @@ class StateDir:
         store = _local_dir(spec.path, blobs)
         journal = PostgresJournal(spec.url, store, heartbeat_ttl_s=heartbeat_ttl_s, create=create)
         store.clean_tmp(older_than_s=3600.0)
-        return cls(spec.path, store, journal, spec.shown)
+        return cls(spec.path, store, journal, spec.shown, spec.url)
 
     def close(self) -> None:
         self.journal.close()

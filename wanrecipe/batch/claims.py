@@ -90,11 +90,14 @@ class AllRows:
 
 
 def open_claims(state: object) -> RowClaims:
-    """The claims of a state: the rows table for a ``postgresql://`` state, else all rows."""
+    """The claims of a state: the rows table for a ``postgresql://`` state, else all rows.
+    A silent claimer's rows are free after the workers' heartbeat TTL
+    (``WANRECIPE_HEARTBEAT_TTL``, 30 s by default), as its journal entries are."""
     if isinstance(state, str) and state.startswith(POSTGRES_SCHEMES):
+        from ..store.liveness import heartbeat_ttl
         from .claims_pg import PostgresClaims
 
-        return PostgresClaims(state)
+        return PostgresClaims(state, ttl_s=heartbeat_ttl())
     return AllRows()
 
 

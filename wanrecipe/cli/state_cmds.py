@@ -201,8 +201,12 @@ def _verify_batch(batch_dir: Path, record: dict[str, Any]) -> None:
         if not sub:
             click.echo(f"row {key}: {row.get('status', 'not run')}, nothing to check")
             continue
-        checked += 1
         row_dir = batch_dir / str(sub)
+        if row.get("status") == "skipped" and not (row_dir / "run.json").exists():
+            # Not run here: e.g. another worker's row in team mode (its error says whose).
+            click.echo(f"row {key}: skipped ({row.get('error') or 'not run'}), nothing to check")
+            continue
+        checked += 1
         if not _inside(batch_dir, row_dir) or not (row_dir / "run.json").is_file():
             bad += 1
             click.echo(f"row {key}: FAIL {sub}: no run.json in the batch directory")

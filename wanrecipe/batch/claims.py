@@ -37,6 +37,9 @@ from .graph import BatchGraph
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 #: Seconds without a heartbeat after which a claimed row is free again.
 ROW_TTL_S = 30.0
+#: How often a process with nothing left to claim looks again (at most; a quarter of the
+#: TTL when that is shorter): the batch is over for it as soon as the last row is done.
+IDLE_LOOK_S = 1.0
 #: Rows a process claims at a time (a multiple of the account's concurrency keeps its slots
 #: busy through one chunk; small enough that N processes share the rows evenly).
 DEFAULT_AHEAD = 4
@@ -147,7 +150,8 @@ async def run_claimed(
                 # stay until every row is done, looking again a few times per TTL.
                 if await asyncio.to_thread(claims.held_elsewhere) == 0:
                     break
-                await asyncio.sleep(float(getattr(claims, "ttl_s", ROW_TTL_S)) / 4)
+                ttl = float(getattr(claims, "ttl_s", ROW_TTL_S))
+                await asyncio.sleep(min(ttl / 4, IDLE_LOOK_S))
                 continue
             sub = BatchGraph(graph.path, [graph.by_key[k] for k in mine])
             left = None if max_usd is None else max_usd - sum(r.cost_usd for r in records)

@@ -271,3 +271,11 @@ def test_the_default_install_does_not_import_psycopg(tmp_path: Path) -> None:
         "assert 'psycopg' not in sys.modules, 'psycopg imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_state_directorys_quota_lives_in_it(tmp_path: Path) -> None:
+    from wanrecipe.executor.ledger import ledger_home
+    from wanrecipe.store import StateDir
+
+    with StateDir.open(tmp_path / "state") as state:
+        assert ledger_home(state) == tmp_path / "state"

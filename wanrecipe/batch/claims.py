@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -90,8 +91,12 @@ class AllRows:
 
 
 def open_claims(state: object) -> RowClaims:
-    """The claims of a state: the rows table for a ``postgresql://`` state, else all rows."""
-    if isinstance(state, str) and state.startswith(POSTGRES_SCHEMES):
+    """The claims of a state (``--state``, else ``WANRECIPE_STATE``): the rows table for a
+    ``postgresql://`` state, else all rows."""
+    if state is None:
+        state = os.environ.get("WANRECIPE_STATE") or None
+    if isinstance(state, str) and state.strip().startswith(POSTGRES_SCHEMES):
+        state = state.strip()
         from .claims_pg import PostgresClaims
 
         return PostgresClaims(state)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..executor.budget import RowBudget
-from ..executor.ledger import close_gate, open_gate
+from ..executor.ledger import close_gate, ledger_home, open_gate
 from ..report.batch_record import BatchRecord, BatchStatus, RowRecord, RowStatus
 from ..report.events import Event, EventSink, discard
 from ..report.record import RunRecord, StepRecord
@@ -119,7 +119,7 @@ async def _execute(
         share = backend.kind != "local" if shared_quota is None else shared_quota
         gate = open_gate(
             options.quota,
-            shared_in=state.path if share else None,
+            shared_in=ledger_home(state) if share else None,
             base_url=base_url,
             api_key=backend.api_key,
         )

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from ..quota import Quota, QuotaGate
 from .base import DEFAULT_LEASE_S, Answer, QuotaLedger, account_id
@@ -142,6 +143,18 @@ class LedgerGate(QuotaGate):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
         await asyncio.to_thread(self.ledger.close)
+
+
+def ledger_home(state: Any) -> Path | str:
+    """Where an open state keeps the account's quota: its Postgres database when its journal
+    is there (``--state postgresql://...``: every machine on it shares the quota), else its
+    state directory (the processes of this machine)."""
+    journal = getattr(state, "journal", None)
+    for name in ("url", "_url", "dsn"):
+        url = getattr(journal, name, None)
+        if isinstance(url, str) and url.startswith(POSTGRES_SCHEMES):
+            return url
+    return Path(state.path)
 
 
 def open_ledger(

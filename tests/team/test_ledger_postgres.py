@@ -279,3 +279,36 @@ def test_a_state_directorys_quota_lives_in_it(tmp_path: Path) -> None:
 
     with StateDir.open(tmp_path / "state") as state:
         assert ledger_home(state) == tmp_path / "state"
+
+
+def test_a_dropped_connection_refuses_then_reconnects(pg_url: str) -> None:
+    """The database drops the ledger's connections (a restart, a failover): the request that
+    sees it is refused (never granted unrecorded, never an exception into the run), the next
+    one reconnects; releases left undone run out with their lease; NOTIFY comes back."""
+    ledger = PostgresLedger(pg_url, Quota(concurrency=2), "acct")
+    other = PostgresLedger(pg_url, Quota(concurrency=2), "acct")
+    try:
+        held = ledger.try_slot()
+        assert held.granted
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()[0]
+        assert killed >= 4  # both ledgers' connections and both listeners
+        answers = [ledger.try_slot() for _ in range(3)]
+        assert not answers[0].granted and answers[0].lease is None
+        assert [a.granted for a in answers[1:]] == [True, False]  # held + 1 = the quota
+        ledger.release_slot(answers[1].lease)
+        freed = threading.Event()
+        other.watch(freed.set)
+        deadline = db_now(pg_url) + 30
+        while not freed.is_set() and db_now(pg_url) < deadline:  # the listener is back
+            lease = ledger.try_slot().lease
+            if lease is not None:
+                ledger.release_slot(lease)
+            freed.wait(0.5)
+        assert freed.is_set()
+    finally:
+        ledger.close()
+        other.close()

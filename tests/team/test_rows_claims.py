@@ -237,3 +237,44 @@ def test_a_killed_claimers_rows_are_taken_over(tmp_path: Path, pg_url: str):
     assert stats["submissions"]["accepted"] == 4  # the killed worker's task was not paid twice
     assert {s for s, _ in table(pg_url).values()} == {"done"}
     assert max(c for _, c in table(pg_url).values()) == 2  # taken over, not started afresh
+
+
+async def test_a_claimed_batch_reads_as_one_batch(tmp_path: Path, pg_url: str) -> None:
+    """Two chunks of claimed rows, one batch to whoever watches: one run_started naming all
+    rows, row counts across chunks, one run_finished, one run.json; the budget spans the
+    chunks (the second gets what the first left)."""
+    from wanrecipe import wire
+    from wanrecipe.api import load_recipe
+    from wanrecipe.batch import BatchGraph, as_rows, execute_batch, load_rows_recipes
+    from wanrecipe.report.events import Event
+    from wanrecipe.runner import BackendChoice
+
+    folder = folder_with_recipe(tmp_path)
+    rows = [{"key": f"r{i}", "colors": f"colors {i}"} for i in range(6)]
+    loaded = load_rows_recipes(folder / "recipe.yaml", as_rows(rows), load_recipe)
+    graph = BatchGraph(loaded[0].recipe.path, loaded)
+    events: list[Event] = []
+    with EmulatorThread(EmulatorConfig(engine_time_budget=0.2)) as emu:
+        record = await execute_batch(
+            graph,
+            backend=BackendChoice(kind="url", base_url=emu.base_url, api_key="sk-team"),
+            run_dir=folder / "out",
+            state_dir=folder / "state",
+            on_event=events.append,
+            claims=PostgresClaims(pg_url),
+            max_usd=wire.PRICE_PER_IMAGE_USD * 5,
+        )
+        stats = emu.stats()
+    assert stats["billed_images"] == 5 == record.images_billed  # 4 + the 1 the budget left
+    assert record.status == "budget"
+    assert [r.status for r in record.rows].count("ok") == 5
+    started = [e for e in events if e.kind == "run_started"]
+    finished = [e for e in events if e.kind == "run_finished"]
+    assert len(started) == 1 and started[0].data["rows"] == 6
+    assert len(finished) == 1 and finished[0].data["rows_ok"] == 5
+    done = [e.data["rows_done"] for e in events if e.kind == "row" and e.state == "ok"]
+    assert done == sorted(done) and done[-1] == 5
+    on_disk = json.loads((folder / "out" / "run.json").read_text())
+    assert len(on_disk["rows"]) == 6 and on_disk["images_billed"] == 5
+    # The row the budget stopped is free again for anyone.
+    assert sorted(s for s, _ in table(pg_url).values()) == ["done"] * 5 + ["todo"]

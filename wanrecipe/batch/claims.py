@@ -162,8 +162,13 @@ async def run_claimed(
                     for key in mine:
                         await asyncio.to_thread(claims.finish, key, "interrupted")
                 raise
+            stopped = record.status in ("interrupted", "budget")
             for row in record.rows:
-                await asyncio.to_thread(claims.finish, row.key, row.status)
+                # A row a stop left undone (skipped because of it) is free again, not done.
+                undone = stopped and row.status not in ("ok", "failed")
+                await asyncio.to_thread(
+                    claims.finish, row.key, "interrupted" if undone else row.status
+                )
             records.append(record)
             if record.status in ("interrupted", "budget"):
                 break

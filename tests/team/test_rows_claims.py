@@ -278,3 +278,47 @@ async def test_a_claimed_batch_reads_as_one_batch(tmp_path: Path, pg_url: str) -
     assert len(on_disk["rows"]) == 6 and on_disk["images_billed"] == 5
     # The row the budget stopped is free again for anyone.
     assert sorted(s for s, _ in table(pg_url).values()) == ["done"] * 5 + ["todo"]
+
+
+@pytest.mark.slow
+def test_two_cli_workers_on_one_postgres_state_split_the_batch(tmp_path: Path, pg_url: str):
+    """`wanrecipe run --batch` twice with one WANRECIPE_STATE=postgresql://...: the journal,
+    the quota ledger and the rows all in the database; each row run once, within the quota
+    (the emulator refuses anything over it)."""
+    import wanrecipe.store
+
+    if getattr(wanrecipe.store, "open_state", None) is None:
+        pytest.skip("needs the Postgres journal (--state URL, the teamstore branch)")
+    folder = folder_with_recipe(tmp_path)
+    (folder / "rows.csv").write_text(
+        "key,colors\n" + "".join(f"r{i},colors {i}\n" for i in range(8)), encoding="utf-8"
+    )
+    env = {**os.environ, "WANRECIPE_STATE": pg_url, "DASHSCOPE_API_KEY": "sk-team"}
+    env.pop("WANRECIPE_STATE_DIR", None)
+    config = EmulatorConfig(latency=1.0, engine_time_budget=0.2, over_concurrency="reject")
+    with EmulatorThread(config) as emu:
+        argv = ["run", "recipe.yaml", "--batch", "rows.csv", "--base-url", emu.base_url]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "wanrecipe", *argv, "--out", f"out-{name}", "--json"],
+                cwd=folder,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for name in ("a", "b")
+        ]
+        outputs = [p.communicate(timeout=300) for p in procs]
+        stats = emu.stats()
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err[-2000:]
+    ran = [
+        {r["key"] for r in json.loads((folder / f"out-{n}" / "run.json").read_text())["rows"]
+         if r["status"] == "ok"}
+        for n in ("a", "b")
+    ]  # fmt: skip
+    assert not ran[0] & ran[1] and ran[0] | ran[1] == {f"r{i}" for i in range(8)}
+    assert stats["submissions"]["accepted"] == 8 and stats["submissions"]["refused"] == 0
+    assert stats["tasks"]["peak_running"] <= 2
+    assert {s for s, _ in table(pg_url).values()} == {"done"}

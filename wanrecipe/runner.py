@@ -278,7 +278,7 @@ async def _execute(
     state: Any,
 ) -> RunRecord:
     from .backends.dashscope import DashScopeClient
-    from .executor.ledger import close_gate, open_gate
+    from .executor.ledger import close_gate, ledger_home, open_gate
     from .executor.scheduler import RunOptions, Scheduler
     from .recipe.render import render_outputs, render_step
 
@@ -313,7 +313,7 @@ async def _execute(
         # with the other runs using this state directory.
         gate = open_gate(
             options.quota,
-            shared_in=state.shared_at if backend.kind != "local" else None,
+            shared_in=ledger_home(state) if backend.kind != "local" else None,
             base_url=base_url,
             api_key=backend.api_key,
         )

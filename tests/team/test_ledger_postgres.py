@@ -93,9 +93,15 @@ CHILD = textwrap.dedent(
     from wanrecipe.executor.ledger.postgres import PostgresLedger
     from wanrecipe.executor.quota import Quota
 
-    url, threads, cycles = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    url, threads, cycles, kind, where = sys.argv[1:6]
+    threads, cycles = int(threads), int(cycles)
     quota = Quota(concurrency=2, submit_rps=5)
-    ledger = PostgresLedger(url, quota, "acct")
+    if kind == "postgres":
+        ledger = PostgresLedger(url, quota, "acct")
+    else:
+        from pathlib import Path
+        from wanrecipe.executor.ledger import StateDirLedger
+        ledger = StateDirLedger(Path(where), quota, "acct")
     peaks, refusals = [], [0]
 
     def until_granted(ask):
@@ -133,17 +139,21 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_many_threads_and_processes_never_exceed_the_quota(pg_url: str) -> None:
+@pytest.mark.parametrize("kind", ["postgres", "state-dir"])
+def test_many_threads_and_processes_never_exceed_the_quota(
+    pg_url: str, kind: str, tmp_path: Path
+) -> None:
     """3 processes x 3 threads, each cycle: a slot, then a submission. Counted outside the
-    ledger: tasks running at once (a counter every holder bumps) and submits per second
-    (each stamped with the database's clock while its grant is held)."""
+    ledger (in a Postgres table whichever the ledger): tasks running at once (a counter every
+    holder bumps) and submits per second (each stamped with the database's clock while its
+    grant is held)."""
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE probe (running int NOT NULL)")
         conn.execute("INSERT INTO probe VALUES (0)")
         conn.execute("CREATE TABLE submits (t timestamptz NOT NULL)")
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CHILD, pg_url, "3", "3"],
+            [sys.executable, "-c", CHILD, pg_url, "3", "3", kind, str(tmp_path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -168,9 +178,9 @@ def test_many_threads_and_processes_never_exceed_the_quota(pg_url: str) -> None:
             ).fetchall()
         ]
         assert conn.execute("SELECT running FROM probe").fetchone()[0] == 0
-        assert conn.execute("SELECT count(*) FROM quota_leases WHERE released IS NULL").fetchone()[
-            0
-        ] == 0  # fmt: skip
+        if kind == "postgres":
+            held = "SELECT count(*) FROM quota_leases WHERE released IS NULL"
+            assert conn.execute(held).fetchone()[0] == 0  # everything given back
     assert len(times) == 27
     # Any 6 submits span at least a second: never more than 5 in any one-second window.
     assert all(b - a >= 1.0 for a, b in zip(times, times[5:], strict=False))
@@ -271,3 +281,55 @@ def test_the_default_install_does_not_import_psycopg(tmp_path: Path) -> None:
         "assert 'psycopg' not in sys.modules, 'psycopg imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_a_state_directorys_quota_lives_in_it(tmp_path: Path) -> None:
+    from wanrecipe.executor.ledger import ledger_home
+    from wanrecipe.store import StateDir
+
+    with StateDir.open(tmp_path / "state") as state:
+        assert ledger_home(state) == tmp_path / "state"
+
+
+def test_a_dropped_connection_refuses_then_reconnects(pg_url: str) -> None:
+    """The database drops the ledger's connections (a restart, a failover): the request that
+    sees it is refused (never granted unrecorded, never an exception into the run), the next
+    one reconnects; releases left undone run out with their lease; NOTIFY comes back."""
+    ledger = PostgresLedger(pg_url, Quota(concurrency=2), "acct")
+    other = PostgresLedger(pg_url, Quota(concurrency=2), "acct")
+    try:
+        held = ledger.try_slot()
+        assert held.granted
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchone()[0]
+        assert killed >= 4  # both ledgers' connections and both listeners
+        answers = [ledger.try_slot() for _ in range(3)]
+        assert not answers[0].granted and answers[0].lease is None
+        assert [a.granted for a in answers[1:]] == [True, False]  # held + 1 = the quota
+        ledger.release_slot(answers[1].lease)
+        freed = threading.Event()
+        other.watch(freed.set)
+        deadline = db_now(pg_url) + 30
+        while not freed.is_set() and db_now(pg_url) < deadline:  # the listener is back
+            lease = ledger.try_slot().lease
+            if lease is not None:
+                ledger.release_slot(lease)
+            freed.wait(0.5)
+        assert freed.is_set()
+    finally:
+        ledger.close()
+        other.close()
+
+
+def test_a_postgres_states_quota_lives_in_its_database(tmp_path: Path, pg_url: str) -> None:
+    import wanrecipe.store
+    from wanrecipe.executor.ledger import ledger_home
+
+    open_state = getattr(wanrecipe.store, "open_state", None)
+    if open_state is None:
+        pytest.skip("needs the Postgres journal (--state URL, the teamstore branch)")
+    with open_state(pg_url, default_dir=tmp_path) as state:
+        assert ledger_home(state) == pg_url

@@ -237,3 +237,88 @@ def test_a_killed_claimers_rows_are_taken_over(tmp_path: Path, pg_url: str):
     assert stats["submissions"]["accepted"] == 4  # the killed worker's task was not paid twice
     assert {s for s, _ in table(pg_url).values()} == {"done"}
     assert max(c for _, c in table(pg_url).values()) == 2  # taken over, not started afresh
+
+
+async def test_a_claimed_batch_reads_as_one_batch(tmp_path: Path, pg_url: str) -> None:
+    """Two chunks of claimed rows, one batch to whoever watches: one run_started naming all
+    rows, row counts across chunks, one run_finished, one run.json; the budget spans the
+    chunks (the second gets what the first left)."""
+    from wanrecipe import wire
+    from wanrecipe.api import load_recipe
+    from wanrecipe.batch import BatchGraph, as_rows, execute_batch, load_rows_recipes
+    from wanrecipe.report.events import Event
+    from wanrecipe.runner import BackendChoice
+
+    folder = folder_with_recipe(tmp_path)
+    rows = [{"key": f"r{i}", "colors": f"colors {i}"} for i in range(6)]
+    loaded = load_rows_recipes(folder / "recipe.yaml", as_rows(rows), load_recipe)
+    graph = BatchGraph(loaded[0].recipe.path, loaded)
+    events: list[Event] = []
+    with EmulatorThread(EmulatorConfig(engine_time_budget=0.2)) as emu:
+        record = await execute_batch(
+            graph,
+            backend=BackendChoice(kind="url", base_url=emu.base_url, api_key="sk-team"),
+            run_dir=folder / "out",
+            state_dir=folder / "state",
+            on_event=events.append,
+            claims=PostgresClaims(pg_url),
+            max_usd=wire.PRICE_PER_IMAGE_USD * 5,
+        )
+        stats = emu.stats()
+    assert stats["billed_images"] == 5 == record.images_billed  # 4 + the 1 the budget left
+    assert record.status == "budget"
+    assert [r.status for r in record.rows].count("ok") == 5
+    started = [e for e in events if e.kind == "run_started"]
+    finished = [e for e in events if e.kind == "run_finished"]
+    assert len(started) == 1 and started[0].data["rows"] == 6
+    assert len(finished) == 1 and finished[0].data["rows_ok"] == 5
+    done = [e.data["rows_done"] for e in events if e.kind == "row" and e.state == "ok"]
+    assert done == sorted(done) and done[-1] == 5
+    on_disk = json.loads((folder / "out" / "run.json").read_text())
+    assert len(on_disk["rows"]) == 6 and on_disk["images_billed"] == 5
+    # The row the budget stopped is free again for anyone.
+    assert sorted(s for s, _ in table(pg_url).values()) == ["done"] * 5 + ["todo"]
+
+
+@pytest.mark.slow
+def test_two_cli_workers_on_one_postgres_state_split_the_batch(tmp_path: Path, pg_url: str):
+    """`wanrecipe run --batch` twice with one WANRECIPE_STATE=postgresql://...: the journal,
+    the quota ledger and the rows all in the database; each row run once, within the quota
+    (the emulator refuses anything over it)."""
+    import wanrecipe.store
+
+    if getattr(wanrecipe.store, "open_state", None) is None:
+        pytest.skip("needs the Postgres journal (--state URL, the teamstore branch)")
+    folder = folder_with_recipe(tmp_path)
+    (folder / "rows.csv").write_text(
+        "key,colors\n" + "".join(f"r{i},colors {i}\n" for i in range(8)), encoding="utf-8"
+    )
+    env = {**os.environ, "WANRECIPE_STATE": pg_url, "DASHSCOPE_API_KEY": "sk-team"}
+    env.pop("WANRECIPE_STATE_DIR", None)
+    config = EmulatorConfig(latency=1.0, engine_time_budget=0.2, over_concurrency="reject")
+    with EmulatorThread(config) as emu:
+        argv = ["run", "recipe.yaml", "--batch", "rows.csv", "--base-url", emu.base_url]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "wanrecipe", *argv, "--out", f"out-{name}", "--json"],
+                cwd=folder,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for name in ("a", "b")
+        ]
+        outputs = [p.communicate(timeout=300) for p in procs]
+        stats = emu.stats()
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err[-2000:]
+    ran = [
+        {r["key"] for r in json.loads((folder / f"out-{n}" / "run.json").read_text())["rows"]
+         if r["status"] == "ok"}
+        for n in ("a", "b")
+    ]  # fmt: skip
+    assert not ran[0] & ran[1] and ran[0] | ran[1] == {f"r{i}" for i in range(8)}
+    assert stats["submissions"]["accepted"] == 8 and stats["submissions"]["refused"] == 0
+    assert stats["tasks"]["peak_running"] <= 2
+    assert {s for s, _ in table(pg_url).values()} == {"done"}

@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -93,10 +94,14 @@ class AllRows:
 
 
 def open_claims(state: object) -> RowClaims:
-    """The claims of a state: the rows table for a ``postgresql://`` state, else all rows.
-    A silent claimer's rows are free after the workers' heartbeat TTL
-    (``WANRECIPE_HEARTBEAT_TTL``, 30 s by default), as its journal entries are."""
-    if isinstance(state, str) and state.startswith(POSTGRES_SCHEMES):
+    """The claims of a state (``--state``, else ``WANRECIPE_STATE``): the rows table for a
+    ``postgresql://`` state, else all rows. A silent claimer's rows are free after the
+    workers' heartbeat TTL (``WANRECIPE_HEARTBEAT_TTL``, 30 s by default), as its journal
+    entries are."""
+    if state is None:
+        state = os.environ.get("WANRECIPE_STATE") or None
+    if isinstance(state, str) and state.strip().startswith(POSTGRES_SCHEMES):
+        state = state.strip()
         from ..store.liveness import heartbeat_ttl
         from .claims_pg import PostgresClaims
 
@@ -164,8 +169,13 @@ async def run_claimed(
                     for key in mine:
                         await asyncio.to_thread(claims.finish, key, "interrupted")
                 raise
+            stopped = record.status in ("interrupted", "budget")
             for row in record.rows:
-                await asyncio.to_thread(claims.finish, row.key, row.status)
+                # A row a stop left undone (skipped because of it) is free again, not done.
+                undone = stopped and row.status not in ("ok", "failed")
+                await asyncio.to_thread(
+                    claims.finish, row.key, "interrupted" if undone else row.status
+                )
             records.append(record)
             if record.status in ("interrupted", "budget"):
                 break

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..executor.budget import RowBudget
-from ..executor.ledger import close_gate, open_gate
+from ..executor.ledger import close_gate, ledger_home, open_gate
 from ..report.batch_record import BatchRecord, BatchStatus, RowRecord, RowStatus
 from ..report.events import Event, EventSink, discard
 from ..report.record import RunRecord, StepRecord
@@ -60,11 +60,9 @@ async def execute_batch(
     alone). ``claims``: which rows are this process's (default: from the state; all of
     them but for a ``postgresql://`` state, see batch/claims.py).
     """
-    from ..store import open_state, parse_state
+    from ..store import open_state
 
-    if claims is None:  # WANRECIPE_STATE counts as --state does
-        spec = parse_state(state_dir, default_dir=default_state_dir(graph.path))
-        claims = open_claims(spec.url)
+    claims = claims if claims is not None else open_claims(state_dir)
     if claims.shared:  # team mode: rows claimed from the rows table, a few at a time
         return await run_claimed_batch(
             execute_batch, graph, claims, backend=backend, run_dir=run_dir, options=options,
@@ -126,7 +124,7 @@ async def _execute(
         share = backend.kind != "local" if shared_quota is None else shared_quota
         gate = open_gate(
             options.quota,
-            shared_in=state.shared_at if share else None,
+            shared_in=ledger_home(state) if share else None,
             base_url=base_url,
             api_key=backend.api_key,
         )

@@ -44,12 +44,6 @@ class StateDir:
     def __post_init__(self) -> None:
         self.url = self.url or str(self.path)
 
-    @property
-    def shared_at(self) -> Path | str:
-        """Where the runs that share this state share the account's quota too (the
-        ledger's ``shared_in``): the Postgres database, else the state directory."""
-        return self.dsn or self.path
-
     @classmethod
     def open(
         cls,

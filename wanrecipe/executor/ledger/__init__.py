@@ -18,7 +18,7 @@ from .base import (
     QuotaLedger,
     account_id,
 )
-from .gate import LedgerGate, close_gate, open_gate
+from .gate import LedgerGate, close_gate, ledger_home, open_gate
 from .statedir import LEDGER_FILE, StateDirLedger
 
 __all__ = [
@@ -33,5 +33,6 @@ __all__ = [
     "StateDirLedger",
     "account_id",
     "close_gate",
+    "ledger_home",
     "open_gate",
 ]

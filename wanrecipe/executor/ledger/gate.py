@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from ..quota import Quota, QuotaGate
 from .base import DEFAULT_LEASE_S, Answer, QuotaLedger, account_id
@@ -142,6 +143,27 @@ class LedgerGate(QuotaGate):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
         await asyncio.to_thread(self.ledger.close)
+
+
+def ledger_home(state: Any) -> Path | str:
+    """Where an open state keeps the account's quota: its Postgres database when its journal
+    is there (``--state postgresql://...``: every machine on it shares the quota), else its
+    state directory (the processes of this machine).
+
+    The journal's connection URL is read where the Postgres journal keeps it (``url``, or its
+    dialect's ``_url``); a Postgres journal whose URL cannot be found is an error, never a
+    silent fall back to this machine's ledger (that would let N machines each use the whole
+    quota).
+    """
+    journal = getattr(state, "journal", None)
+    for holder in (state, journal, getattr(journal, "_db", None)):
+        for name in ("url", "_url", "dsn"):
+            url = getattr(holder, name, None)
+            if isinstance(url, str) and url.strip().startswith(POSTGRES_SCHEMES):
+                return url.strip()
+    if getattr(journal, "dialect", None) == "postgres":
+        raise RuntimeError("a Postgres journal without a connection URL: cannot share the quota")
+    return Path(state.path)
 
 
 def open_ledger(

@@ -33,6 +33,8 @@ from .base import DEFAULT_LEASE_S, Answer, Watchers, alive, new_owner
 #: notification lost while the listener reconnects costs at most this).
 MAX_WAIT_S = 2.0
 CHANNEL = "wanrecipe_quota"
+#: A request the database could not answer is refused with this wait (then asked again).
+RETRY_S = 0.5
 
 SQL: dict[str, str] = {
     "schema": """
@@ -155,18 +157,17 @@ class PostgresLedger:
 
     @contextlib.contextmanager
     def _txn(self) -> Iterator[tuple[Any, float]]:
-        """One transaction under the account's advisory lock, with the clock read once."""
+        """One transaction under the account's advisory lock, with the clock read once.
+
+        A connection that dropped (a database restart, a network blip) is opened again by
+        the next transaction; the one that saw it raises OperationalError, which every
+        caller turns into a safe answer (a refusal; a release left to its lease).
+        """
         with self._lock:
-            try:
-                with self._db.transaction():
-                    yield self._db, self._now()
-            except self._psycopg.OperationalError:
-                if not self._db.closed:
-                    raise
-                # The connection dropped: reconnect for the next call (this one fails; a
-                # commit whose answer was lost leaves at worst a lease that runs out).
+            if self._db.closed or self._db.broken:
                 self._db = self._psycopg.connect(self.url, autocommit=True)
-                raise
+            with self._db.transaction():
+                yield self._db, self._now()
 
     def _now(self) -> float:
         self._db.execute(SQL["lock"], (self._key,))
@@ -185,6 +186,12 @@ class PostgresLedger:
     # -- slots ---------------------------------------------------------------------------
 
     def try_slot(self) -> Answer:
+        try:
+            return self._try_slot()
+        except self._psycopg.OperationalError:
+            return Answer.refuse(RETRY_S)  # never a grant the database did not record
+
+    def _try_slot(self) -> Answer:
         with self._txn() as (db, now):
             db.execute(SQL["expire_slots"], (self.account, now))
             held, soonest = db.execute(SQL["count_slots"], (self.account,)).fetchone()
@@ -196,7 +203,8 @@ class PostgresLedger:
             return Answer.refuse(min(self.max_wait_s, float(soonest) - now))
 
     def release_slot(self, lease: str) -> None:
-        with self._txn() as (db, _):
+        # Unreachable database: the slot stays taken until its lease runs out (never longer).
+        with contextlib.suppress(self._psycopg.OperationalError), self._txn() as (db, _):
             db.execute(SQL["release_slot"], (lease,))
             db.execute(SQL["notify"], (CHANNEL, self.account))
         self._watchers.fire()
@@ -204,6 +212,12 @@ class PostgresLedger:
     # -- submissions ---------------------------------------------------------------------
 
     def try_submit(self) -> Answer:
+        try:
+            return self._try_submit()
+        except self._psycopg.OperationalError:
+            return Answer.refuse(RETRY_S)
+
+    def _try_submit(self) -> Answer:
         with self._txn() as (db, now):
             db.execute(SQL["expire_submits"], (self.account, self._window, now))
             rows = db.execute(SQL["submits"], (self.account,)).fetchall()
@@ -219,7 +233,8 @@ class PostgresLedger:
             return Answer.refuse(min(self.max_wait_s, *ends))
 
     def submit_done(self, lease: str) -> None:
-        with self._txn() as (db, now):
+        # Unreachable database: the submit holds its place until its lease and the window end.
+        with contextlib.suppress(self._psycopg.OperationalError), self._txn() as (db, now):
             db.execute(SQL["submit_done"], (now, lease))
             db.execute(SQL["notify"], (CHANNEL, self.account))
         self._watchers.fire()

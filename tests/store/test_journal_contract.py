@@ -686,3 +686,89 @@ async def test_asyncio_to_thread(journal: Any, blobs: BlobStore) -> None:
 
     await asyncio.gather(*(task(i) for i in range(20)))
     assert len(journal.attempts(state="done")) == 20
+
+
+# -- Postgres only -----------------------------------------------------------------------------
+
+
+def test_postgres_keeps_time_on_the_databases_clock(
+    pg_url: str, blobs: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No clock given: every time the journal records is the server's, not this process's
+    (which is made absurd here: the year 1970)."""
+    with PostgresJournal(pg_url, blobs) as j:
+        monkeypatch.setattr(time, "time", lambda: 1000.0)
+        aid = intent(j, k("a"))
+        j.heartbeat()
+        created = j.get(aid).created_at
+        seen = j.owner_seen(j._host, os.getpid())
+        with j._db.conn.transaction():
+            now = j._db.conn.execute("SELECT extract(epoch FROM now())::float8 AS t").fetchone()
+    assert seen is not None and 1_600_000_000 < created <= seen <= now["t"]
+
+
+def test_postgres_reconnects_after_the_server_dropped_it(pg_url: str, blobs: BlobStore) -> None:
+    with PostgresJournal(pg_url, blobs) as j, PostgresJournal(pg_url, blobs) as admin:
+        aid = intent(j, k("a"))
+        pid = j._db.conn.info.backend_pid
+        with admin._db.conn.transaction():
+            admin._db.conn.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))  # waits
+        with pytest.raises(StoreError):  # the transaction the drop broke fails, and says so
+            j.get(aid)
+        assert j.get(aid).state == "intent"  # the next one has a new connection
+    with pytest.raises(StoreError, match="closed"):
+        j.get(aid)
+
+
+CLAIMER = """
+import os, sys, time
+from pathlib import Path
+from wanrecipe.store import BlobStore, Journal, KeyBusy
+from wanrecipe.store.pg_journal import PostgresJournal
+where, go, keys = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
+blobs = BlobStore(Path(go).parent / "objects")
+j = PostgresJournal(where, blobs) if "://" in where else Journal(Path(where), blobs)
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.001)
+for key in keys:
+    try:
+        j.record_intent(key, step="s", recipe="r", backend="b", request={}, seed=1, exclusive=True)
+        print("won", key, flush=True)
+    except KeyBusy:
+        print("busy", key, flush=True)
+j.close()
+"""
+
+
+def test_the_claim_race_across_processes(journal: Any, tmp_path: Path) -> None:
+    """Four processes, released at once, claim the same 20 keys: each key has one winner."""
+    where = str(tmp_path / "state.db") if journal.dialect == "sqlite" else journal.location
+    keys = [k(f"proc-{i}") for i in range(20)]
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, where, str(go), *keys],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+        go.touch()
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outs]
+    lines = [line.split() for out, _ in outs for line in out.splitlines()]
+    assert Counter(key for what, key in lines if what == "won") == Counter(keys)
+    assert Counter(key for what, key in lines if what == "busy") == Counter(
+        {key: 3 for key in keys}
+    )
+    assert {a.key for a in journal.attempts()} == set(keys) and len(journal.attempts()) == 20

@@ -252,7 +252,7 @@ def test_two_processes_share_one_state_dir(tmp_path: Path, exclusive: bool):
             # Not exclusive (a forced run): both may pay for a key, but the database's
             # one-live-attempt-per-key index lets the second claim it only once the first
             # attempt has finished (the other one got KeyBusy and moved on).
-            assert set(by_key.values()) <= {1, 2} and 2 in set(by_key.values())
+            assert set(by_key.values()) <= {1, 2}
             for key in by_key:
                 tries = sorted((a for a in attempts if a.key == key), key=lambda a: a.id)
                 for first, second in itertools.pairwise(tries):

@@ -56,6 +56,7 @@ def test_open_state_on_postgres_keeps_images_in_the_local_dir(tmp_path: Path, pg
         assert state.path == tmp_path / "local" and state.url == pg_url  # no password in it
         assert (tmp_path / "local" / "objects").is_dir()
         assert state.blobs.root == tmp_path / "local" / "objects"
+        assert state.spec is not None and state.spec.url == pg_url  # for the quota ledger
 
 
 def test_a_state_not_yet_used_is_not_created_on_request(tmp_path: Path, pg_url: str) -> None:

@@ -34,7 +34,7 @@ from .dialect import Dialect
 from .records import UNFINISHED, Attempt
 
 if TYPE_CHECKING:
-    from .dialect import Row
+    from .dialect import Row, Tx
 
 #: The default heartbeat TTL: a worker not seen for this long is taken for dead...
 HEARTBEAT_STALE_S: Final = 30.0
@@ -67,8 +67,8 @@ class Liveness:
     _host: str
     heartbeat_ttl_s: float
 
-    def _attempts(self, tx: object, rows: list[Row]) -> list[Attempt]:
-        raise NotImplementedError
+    def _attempts(self, tx: Tx, rows: list[Row]) -> list[Attempt]:
+        raise NotImplementedError  # the policy's (records with their results)
 
     @property
     def heartbeat_interval_s(self) -> float:

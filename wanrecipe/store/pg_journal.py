@@ -129,6 +129,7 @@ class _Postgres:
         self._sql = queries("postgres")
         self._lock = threading.RLock()
         self.conn: Any = None
+        self._closed = False
         with self._lock:
             self._connect()
             try:
@@ -182,14 +183,17 @@ class _Postgres:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             if self.conn is not None:
                 self.conn.close()
 
     @contextmanager
     def _tx(self, durable: bool) -> Iterator[_PgTx]:
         with self._lock, self.translated():
+            if self._closed:
+                raise StoreError(f"{self.location}: the journal is closed")
             if self.conn is None or self.conn.closed or self.conn.broken:
-                self._connect()
+                self._connect()  # the server dropped us (a restart, a fail-over): once more
             with self.conn.transaction():
                 if not durable:
                     self.conn.execute(self._sql["not_durable"])

@@ -290,7 +290,7 @@ class JournalBase(Liveness):
                 return DoneEntry(attempt)
         return None
 
-    def _attempts(self, tx: Tx, rows: list[Row]) -> list[Attempt]:  # type: ignore[override]
+    def _attempts(self, tx: Tx, rows: list[Row]) -> list[Attempt]:
         ids = [int(row["id"]) for row in rows if row["state"] == "done"]
         results: dict[int, list[ResultRecord]] = {i: [] for i in ids}
         for start in range(0, len(ids), 500):

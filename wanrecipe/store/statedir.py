@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -38,8 +38,9 @@ class StateDir:
     blobs: Blobs
     journal: JournalOps
     url: str = ""
-    #: The Postgres URL as given (password included: never shown), for a Postgres state.
-    dsn: str | None = field(default=None, repr=False)
+    #: What ``--state`` named, for whoever opens a connection of its own to the same
+    #: database (the quota ledger): ``spec.url`` may hold a password, never show it.
+    spec: StateSpec | None = None
 
     def __post_init__(self) -> None:
         self.url = self.url or str(self.path)
@@ -80,14 +81,16 @@ class StateDir:
         if spec.kind == "dir":
             if not create and not (spec.path / DB_NAME).exists():
                 raise StoreError(f"no state directory at {spec.path} (nothing has run there yet)")
-            return cls.open(spec.path, heartbeat_ttl_s=heartbeat_ttl_s, blobs=blobs)
+            state = cls.open(spec.path, heartbeat_ttl_s=heartbeat_ttl_s, blobs=blobs)
+            state.spec = spec
+            return state
         from .pg_journal import PostgresJournal
 
         assert spec.url is not None
         store = _local_dir(spec.path, blobs)
         journal = PostgresJournal(spec.url, store, heartbeat_ttl_s=heartbeat_ttl_s, create=create)
         store.clean_tmp(older_than_s=3600.0)
-        return cls(spec.path, store, journal, spec.shown, spec.url)
+        return cls(spec.path, store, journal, spec.shown, spec)
 
     def close(self) -> None:
         self.journal.close()

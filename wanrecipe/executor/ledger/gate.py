@@ -155,8 +155,11 @@ def ledger_home(state: Any) -> Path | str:
     silent fall back to this machine's ledger (that would let N machines each use the whole
     quota).
     """
+    url = getattr(getattr(state, "spec", None), "url", None)  # what --state named
+    if isinstance(url, str) and url.strip().startswith(POSTGRES_SCHEMES):
+        return url.strip()
     journal = getattr(state, "journal", None)
-    for holder in (state, journal, getattr(journal, "_db", None)):
+    for holder in (journal, getattr(journal, "_db", None)):
         for name in ("url", "_url", "dsn"):
             url = getattr(holder, name, None)
             if isinstance(url, str) and url.strip().startswith(POSTGRES_SCHEMES):

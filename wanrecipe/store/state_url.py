@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -39,7 +39,7 @@ class StateSpec:
 
     kind: Literal["dir", "postgres"]
     path: Path
-    url: str | None = None
+    url: str | None = field(default=None, repr=False)  # may hold a password
 
     @property
     def shown(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
@@ -40,7 +40,7 @@ class StateDir:
     url: str = ""
     #: What ``--state`` named, for whoever opens a connection of its own to the same
     #: database (the quota ledger): ``spec.url`` may hold a password, never show it.
-    spec: StateSpec | None = None
+    spec: StateSpec | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.url = self.url or str(self.path)

@@ -173,8 +173,10 @@ BOB = "sk-team-bob-9876543210"
 
 @pytest.fixture
 def two_account_emu() -> Iterator[EmulatorThread]:
-    # Tasks of 2 s and a quota per key: 2 submits/s and 2 running each.
-    config = EmulatorConfig(latency=2.0, engine_time_budget=0.1, over_concurrency="reject")
+    # A quota per key (2 submits/s and 2 running each) and tasks of 4 s: each account's six
+    # tasks keep it busy for 12 s at least, far longer than the workers' start-up skew, so the
+    # two accounts' work overlaps.
+    config = EmulatorConfig(latency=4.0, engine_time_budget=0.1, over_concurrency="reject")
     with EmulatorThread(config) as server:
         yield server
 

@@ -11,6 +11,9 @@ tests/services.py (or ``--pg-url``). Measured:
 - beside it: the service span (first submit to the last task's end on the emulator), the
   time to the last worker's exit (report.html and the lock file written), and the start-up
   (launch to the first submit: interpreters, Postgres, the bucket), which the ideal leaves out;
+- where the account's 2 slots went between the first and the last submit (sampled every 20 ms
+  from the ledger's table and the emulator): a task running, held by a worker with no task
+  running (grant to submit, task end to release), or free in the ledger;
 - the ledger's grant latency p50/p99, one process and 4 at once (``try_slot`` + release).
 
     python benchmarks/bench_team.py            # about a minute on 2 cores
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import math
 import os
 import subprocess
@@ -80,11 +84,57 @@ def postgres(url: str | None) -> Iterator[str]:
         yield cluster.create_database()
 
 
-def makespan(tasks: int, workers: int, state: list[str], blobs: str) -> dict[str, float]:
+class SlotSampler(threading.Thread):
+    """Samples, every 20 ms, the slots the Postgres ledger has granted and the tasks the
+    emulator runs: where the account's two slots went (a task running; held by a worker with
+    no task running: between grant and submit, or between the task's end and the release;
+    free in the ledger)."""
+
+    def __init__(self, url: str | None, emu: EmulatorThread) -> None:
+        super().__init__(daemon=True)
+        self.url, self.emu = url, emu
+        self.samples: list[tuple[float, int, int, int]] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+
+        conn = psycopg.connect(self.url, autocommit=True) if self.url else None
+        sql = "SELECT count(*) FROM quota_leases WHERE kind = 'slot'"
+        while not self.stop.is_set():
+            held = -1
+            if conn is not None:
+                with contextlib.suppress(psycopg.Error):  # the table appears with the 1st grant
+                    held = int(conn.execute(sql).fetchone()[0])  # type: ignore[index]
+            stats = self.emu.stats()
+            running, accepted = stats["tasks"]["running"], stats["submissions"]["accepted"]
+            self.samples.append((time.monotonic(), held, running, accepted))
+            time.sleep(0.02)
+        if conn is not None:
+            conn.close()
+
+    def shares(self, tasks: int) -> dict[str, float]:
+        """Slot-seconds / 2 from the first accepted submit to the last, per use."""
+        got = {"running": 0.0, "held_idle": 0.0, "free": 0.0}
+        window = [s for s in self.samples if 1 <= s[3] < tasks]
+        for (t0, held, running, _), (t1, *_rest) in itertools.pairwise(window):
+            dt = (t1 - t0) / SLOTS
+            got["running"] += dt * running
+            if held >= 0:
+                got["held_idle"] += dt * max(0, min(held, SLOTS) - running)
+                got["free"] += dt * max(0, SLOTS - held)
+        return got
+
+
+def makespan(
+    tasks: int, workers: int, state: list[str], blobs: str, url: str | None
+) -> dict[str, float]:
     config = EmulatorConfig(latency=LATENCY, engine_time_budget=0.1, over_concurrency="reject")
     with tempfile.TemporaryDirectory() as tmp, EmulatorThread(config) as emu:
         batch = make_batch(Path(tmp) / "work", rows=tasks, one_step=True)
         outs = [Path(tmp) / f"worker{i}" for i in range(workers)]
+        sampler = SlotSampler(url, emu)
+        sampler.start()
         t0 = time.monotonic()
         procs = [start_worker(batch, emu.base_url, out, state, blobs) for out in outs]
         finished: list[float] = []
@@ -105,6 +155,8 @@ def makespan(tasks: int, workers: int, state: list[str], blobs: str) -> dict[str
             t.start()
         for t in threads:
             t.join(timeout=900)
+        sampler.stop.set()
+        sampler.join()
         stats = emu.stats()
         t_stats = time.monotonic()
         if any(p.returncode != 0 for p in procs):
@@ -125,6 +177,7 @@ def makespan(tasks: int, workers: int, state: list[str], blobs: str) -> dict[str
         "refused": float(subs["refused"]),
         "peak_running": float(stats["tasks"]["peak_running"]),
         "peak_1s": float(subs["peak_accepted_1s"]),
+        **sampler.shares(tasks),
     }
 
 
@@ -141,7 +194,7 @@ def main() -> None:
     with bucket() as blobs, postgres(None if args.state_dir else args.pg_url) as url:
         with tempfile.TemporaryDirectory() as tmp:
             state = ["--state-dir", tmp] if args.state_dir else ["--state", url]
-            got = makespan(args.tasks, args.workers, state, blobs)
+            got = makespan(args.tasks, args.workers, state, blobs, None if args.state_dir else url)
         grants = grant_table(url, args.n)
     best = ideal(args.tasks)
     print(f"team mode: {args.tasks} tasks over {args.workers} processes, quota 2/s + 2 running, "
@@ -156,6 +209,9 @@ def main() -> None:
         ("service span / ideal", f"{got['service'] / best:.3f}", "", ""),
         ("first submit -> last worker exit (s)", f"{got['exit']:.2f}", "", ""),
         ("startup: launch -> first submit (s)", f"{got['startup']:.2f}", "", ""),
+        ("slot time: a task running (s)", f"{got['running']:.2f}", "", ""),
+        ("slot time: held, no task running (s)", f"{got['held_idle']:.2f}", "", ""),
+        ("slot time: free in the ledger (s)", f"{got['free']:.2f}", "", ""),
         ("refused / peak running / peak submits 1 s",
          f"{got['refused']:.0f}/{got['peak_running']:.0f}/{got['peak_1s']:.0f}", "0/2/2", ""),
     ]  # fmt: skip

@@ -772,3 +772,12 @@ def test_the_claim_race_across_processes(journal: Any, tmp_path: Path) -> None:
         {key: 3 for key in keys}
     )
     assert {a.key for a in journal.attempts()} == set(keys) and len(journal.attempts()) == 20
+
+
+def test_postgres_waits_are_bounded(pg_url: str, blobs: BlobStore) -> None:
+    with PostgresJournal(pg_url, blobs) as j, j._db.conn.transaction():
+        got = j._db.conn.execute(
+            "SELECT current_setting('lock_timeout') AS lock,"
+            " current_setting('idle_in_transaction_session_timeout') AS idle"
+        ).fetchone()
+    assert (got["lock"], got["idle"]) == ("30s", "1min")

@@ -186,3 +186,14 @@ def test_a_directory_state_is_what_it_was(
     assert (state / "state.db").is_file()
     listed = cli("cache", "ls", "--state-dir", str(state))
     assert "total: 2 attempts (2 done)" in listed.output
+
+
+def test_the_python_api_takes_a_state_url(recipe: Path, pg_url: str, tmp_path: Path) -> None:
+    from wanrecipe import run_recipe
+
+    first = run_recipe(recipe, run_dir=tmp_path / "r1", state=pg_url)
+    again = run_recipe(recipe, run_dir=tmp_path / "r2", state=pg_url)
+    assert first.status == again.status == "ok"
+    assert {s.state for s in again.steps.values()} == {"cached"}
+    with open_state(pg_url, default_dir=tmp_path / "probe", create=False) as state:
+        assert len(state.journal.attempts(state="done")) == 2

@@ -18,6 +18,8 @@ given: the default install does not need it), creates or migrates the schema, an
 - **Durability**: the intent commits with ``synchronous_commit`` on (the default: the commit
   waits for the WAL flush); the later commits of a task use ``SET LOCAL synchronous_commit TO
   OFF``, for the reason SQLite skips their fsync (docs/state.md, "Why each fsync").
+- **Waits are bounded**: ``lock_timeout`` 30 s (as SQLite's busy timeout) and
+  ``idle_in_transaction_session_timeout`` 60 s, set on every connection.
 - **Secrets**: the URL's password never reaches a message, record or log (``location`` is the
   URL without it; errors are scrubbed of it).
 
@@ -155,6 +157,10 @@ class _Postgres:
                 connect_timeout=max(1, int(self._timeout)),
                 application_name="wanrecipe",
             )
+            # As SQLite's busy timeout: a claim waiting on another worker's transaction
+            # gives up after 30 s with an error instead of hanging; a worker that hangs
+            # inside a transaction loses it (and its locks) after a minute.
+            self.conn.execute(self._sql["timeouts"])
 
     def _migrate(self, create: bool) -> None:
         with self.translated():

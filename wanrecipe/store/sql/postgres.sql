@@ -84,6 +84,9 @@ SELECT extract(epoch FROM transaction_timestamp())::double precision AS now;
 -- name: lock_key
 SELECT pg_advisory_xact_lock(hashtext('wanrecipe.key'), hashtext(%(key)s));
 
+-- name: timeouts
+SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = '60s';
+
 -- name: not_durable
 SET LOCAL synchronous_commit TO OFF;
 

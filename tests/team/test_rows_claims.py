@@ -39,12 +39,16 @@ def test_all_rows_are_mine_by_default(tmp_path: Path) -> None:
     assert claims.claim(4) == KEYS[:4] and claims.claim(4) == KEYS[4:] and claims.claim(4) == []
 
 
-def test_a_postgres_state_claims_from_the_rows_table(pg_url: str) -> None:
-    claims = open_claims(pg_url)
-    try:
-        assert isinstance(claims, PostgresClaims) and claims.shared
-    finally:
-        claims.close()
+def test_a_postgres_state_claims_from_the_rows_table(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANRECIPE_STATE", pg_url)
+    for given in (pg_url, None):  # --state, or WANRECIPE_STATE
+        claims = open_claims(given)
+        try:
+            assert isinstance(claims, PostgresClaims) and claims.shared
+        finally:
+            claims.close()
 
 
 def test_two_claimers_never_share_a_row(pg_url: str) -> None:
@@ -287,10 +291,6 @@ def test_two_cli_workers_on_one_postgres_state_split_the_batch(tmp_path: Path, p
     """`wanrecipe run --batch` twice with one WANRECIPE_STATE=postgresql://...: the journal,
     the quota ledger and the rows all in the database; each row run once, within the quota
     (the emulator refuses anything over it)."""
-    import wanrecipe.store
-
-    if getattr(wanrecipe.store, "open_state", None) is None:
-        pytest.skip("needs the Postgres journal (--state URL, the teamstore branch)")
     folder = folder_with_recipe(tmp_path)
     (folder / "rows.csv").write_text(
         "key,colors\n" + "".join(f"r{i},colors {i}\n" for i in range(8)), encoding="utf-8"

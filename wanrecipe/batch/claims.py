@@ -35,7 +35,6 @@ from ..report.batch_record import BatchRecord, BatchStatus, RowRecord
 from ..report.events import Event, EventSink
 from .graph import BatchGraph
 
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 #: Seconds without a heartbeat after which a claimed row is free again.
 ROW_TTL_S = 30.0
 #: Rows a process claims at a time (a multiple of the account's concurrency keeps its slots
@@ -90,16 +89,16 @@ class AllRows:
         pass
 
 
-def open_claims(state: object) -> RowClaims:
-    """The claims of a state (``--state``, else ``WANRECIPE_STATE``): the rows table for a
-    ``postgresql://`` state, else all rows."""
-    if state is None:
-        state = os.environ.get("WANRECIPE_STATE") or None
-    if isinstance(state, str) and state.strip().startswith(POSTGRES_SCHEMES):
-        state = state.strip()
+def open_claims(state: str | os.PathLike[str] | None) -> RowClaims:
+    """The claims of a state (``--state``, else ``WANRECIPE_STATE``, as ``parse_state``
+    reads them): the rows table for a ``postgresql://`` state, else all rows."""
+    from ..store import parse_state
+
+    spec = parse_state(state, default_dir=Path("."))
+    if spec.kind == "postgres" and spec.url is not None:
         from .claims_pg import PostgresClaims
 
-        return PostgresClaims(state)
+        return PostgresClaims(spec.url)
     return AllRows()
 
 

@@ -46,6 +46,16 @@ def clock() -> Clock:
 @pytest.fixture(params=KINDS)
 def make(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[Make]:
     """A factory of ledgers of one kind, all on one store and one clock."""
+    yield from _factory(request, tmp_path, clock)
+
+
+@pytest.fixture(params=LEASED)
+def shared(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[Make]:
+    """The same, for the ledgers shared by processes (leases, accounts, one store)."""
+    yield from _factory(request, tmp_path, clock)
+
+
+def _factory(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[Make]:
     kind = request.param
     made: list[Any] = []
     url = request.getfixturevalue("pg_url") if kind == "postgres" else ""
@@ -63,7 +73,6 @@ def make(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterat
         made.append(ledger)
         return ledger
 
-    factory.kind = kind  # type: ignore[attr-defined]
     yield factory
     for ledger in made:
         ledger.close()
@@ -146,10 +155,8 @@ def test_a_rate_below_one_per_second(make: Make, clock: Clock) -> None:
     assert ledger.try_submit().wait_s == pytest.approx(2.0, abs=1e-6)
 
 
-def test_two_ledgers_on_one_store_share_the_quota(make: Make) -> None:
-    if make.kind == "in-process":
-        pytest.skip("an in-process ledger is one process's own")
-    one, two = make(Quota(concurrency=2)), make(Quota(concurrency=2))
+def test_two_ledgers_on_one_store_share_the_quota(shared: Make) -> None:
+    one, two = shared(Quota(concurrency=2)), shared(Quota(concurrency=2))
     assert one.try_slot().granted
     lease = two.try_slot()
     assert lease.granted
@@ -158,22 +165,21 @@ def test_two_ledgers_on_one_store_share_the_quota(make: Make) -> None:
     assert one.try_slot().granted
 
 
-def test_accounts_do_not_share(make: Make) -> None:
-    if make.kind == "in-process":
-        pytest.skip("an in-process ledger is one account's")
-    one = make(Quota(concurrency=1), account=account_id("http://a", "k1"))
-    two = make(Quota(concurrency=1), account=account_id("http://a", "k2"))
+def test_accounts_do_not_share(shared: Make) -> None:
+    one = shared(Quota(concurrency=1), account=account_id("http://a", "k1"))
+    two = shared(Quota(concurrency=1), account=account_id("http://a", "k2"))
     assert one.try_slot().granted and two.try_slot().granted
     assert refused(one.try_slot()) and refused(two.try_slot())
     assert "k1" not in account_id("http://a", "k1")
 
 
-def test_a_silent_owners_slots_return_after_the_lease(make: Make, clock: Clock) -> None:
+def test_a_silent_owners_slots_return_after_the_lease(shared: Make, clock: Clock) -> None:
     """An owner that stops renewing (a worker dead on another machine): its slots are free
     when its lease runs out, not before; a renewed lease does not run out."""
-    if make.kind == "in-process":
-        pytest.skip("nothing is leased within one process")
-    dead, alive = make(Quota(concurrency=2), lease_s=5.0), make(Quota(concurrency=2), lease_s=5.0)
+    dead, alive = (
+        shared(Quota(concurrency=2), lease_s=5.0),
+        shared(Quota(concurrency=2), lease_s=5.0),
+    )
     assert dead.try_slot().granted and dead.try_slot().granted
     assert refused(alive.try_slot())
     clock.t += 4.9
@@ -189,11 +195,9 @@ def test_a_silent_owners_slots_return_after_the_lease(make: Make, clock: Clock) 
     assert refused(dead.try_slot())  # renewed: still alive's
 
 
-def test_a_silent_owners_submit_blocks_until_lease_and_window(make: Make, clock: Clock) -> None:
-    if make.kind == "in-process":
-        pytest.skip("nothing is leased within one process")
-    dead = make(Quota(submit_rps=1, margin=0.0), lease_s=5.0)
-    alive = make(Quota(submit_rps=1, margin=0.0), lease_s=5.0)
+def test_a_silent_owners_submit_blocks_until_lease_and_window(shared: Make, clock: Clock) -> None:
+    dead = shared(Quota(submit_rps=1, margin=0.0), lease_s=5.0)
+    alive = shared(Quota(submit_rps=1, margin=0.0), lease_s=5.0)
     assert dead.try_submit().granted  # and never answered
     clock.t += 5.5
     answer = alive.try_submit()
@@ -202,10 +206,8 @@ def test_a_silent_owners_submit_blocks_until_lease_and_window(make: Make, clock:
     assert alive.try_submit().granted
 
 
-def test_close_gives_everything_back(make: Make) -> None:
-    if make.kind == "in-process":
-        pytest.skip("an in-process ledger is one process's own")
-    leaver, stayer = make(Quota(concurrency=2)), make(Quota(concurrency=2))
+def test_close_gives_everything_back(shared: Make) -> None:
+    leaver, stayer = shared(Quota(concurrency=2)), shared(Quota(concurrency=2))
     assert leaver.try_slot().granted and leaver.try_slot().granted
     assert refused(stayer.try_slot())
     leaver.close()

@@ -325,11 +325,8 @@ def test_a_dropped_connection_refuses_then_reconnects(pg_url: str) -> None:
 
 
 def test_a_postgres_states_quota_lives_in_its_database(tmp_path: Path, pg_url: str) -> None:
-    import wanrecipe.store
     from wanrecipe.executor.ledger import ledger_home
+    from wanrecipe.store import open_state
 
-    open_state = getattr(wanrecipe.store, "open_state", None)
-    if open_state is None:
-        pytest.skip("needs the Postgres journal (--state URL, the teamstore branch)")
     with open_state(pg_url, default_dir=tmp_path) as state:
         assert ledger_home(state) == pg_url

@@ -39,12 +39,16 @@ def test_all_rows_are_mine_by_default(tmp_path: Path) -> None:
     assert claims.claim(4) == KEYS[:4] and claims.claim(4) == KEYS[4:] and claims.claim(4) == []
 
 
-def test_a_postgres_state_claims_from_the_rows_table(pg_url: str) -> None:
-    claims = open_claims(pg_url)
-    try:
-        assert isinstance(claims, PostgresClaims) and claims.shared
-    finally:
-        claims.close()
+def test_a_postgres_state_claims_from_the_rows_table(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANRECIPE_STATE", pg_url)
+    for given in (pg_url, None):  # --state, or WANRECIPE_STATE
+        claims = open_claims(given)
+        try:
+            assert isinstance(claims, PostgresClaims) and claims.shared
+        finally:
+            claims.close()
 
 
 def test_two_claimers_never_share_a_row(pg_url: str) -> None:
@@ -54,11 +58,12 @@ def test_two_claimers_never_share_a_row(pg_url: str) -> None:
             claims.register("batch-a", KEYS)
         first, second = one.claim(4), two.claim(4)
         assert first == KEYS[:4] and second == KEYS[4:]  # in the batch's order, disjoint
-        assert one.claim(4) == [] and two.claim(4) == []
+        # Asked again (between chunks: its answer was lost), each gets its own rows back.
+        assert one.claim(4) == first and two.claim(4) == second
         one.finish("r0", "ok")
         one.finish("r1", "failed")
         one.finish("r2", "interrupted")  # free again at once
-        assert two.claim(4) == ["r2"]
+        assert two.claim(4) == ["r2", "r4", "r5"]
         assert {k: s for k, (s, _) in table(pg_url).items()} == {
             "r0": "done", "r1": "failed", "r2": "claimed", "r3": "claimed",
             "r4": "claimed", "r5": "claimed",
@@ -95,14 +100,15 @@ def test_a_silent_claimers_rows_are_taken_over_after_the_ttl(pg_url: str) -> Non
         silent.register("batch-a", KEYS)
         alive.register("batch-a", KEYS)
         assert silent.claim(3) == KEYS[:3]
-        taken: list[str] = []
+        assert alive.claim(3) == KEYS[3:]  # the free rows; the silent one's are still its
+        got: list[str] = []
         deadline = time.monotonic() + 60
-        while "r0" not in taken and time.monotonic() < deadline:
+        while "r0" not in got and time.monotonic() < deadline:
             alive.heartbeat()
-            taken += alive.claim(3)
+            got = alive.claim(3)
             time.sleep(0.2)
-        # First the free rows, then, once the silent one's heartbeat is 1 s old, its rows.
-        assert taken[:3] == ["r3", "r4", "r5"] and sorted(taken[3:]) == ["r0", "r1", "r2"]
+        # Once the silent one's heartbeat is 1 s old, its rows (first in the batch's order).
+        assert got == ["r0", "r1", "r2"]
         assert {k: c for k, (_, c) in table(pg_url).items()}["r0"] == 2  # claimed twice
         silent.finish("r0", "ok")  # too late: no longer its row
         assert table(pg_url)["r0"][0] == "claimed"
@@ -285,10 +291,6 @@ def test_two_cli_workers_on_one_postgres_state_split_the_batch(tmp_path: Path, p
     """`wanrecipe run --batch` twice with one WANRECIPE_STATE=postgresql://...: the journal,
     the quota ledger and the rows all in the database; each row run once, within the quota
     (the emulator refuses anything over it)."""
-    import wanrecipe.store
-
-    if getattr(wanrecipe.store, "open_state", None) is None:
-        pytest.skip("needs the Postgres journal (--state URL, the teamstore branch)")
     folder = folder_with_recipe(tmp_path)
     (folder / "rows.csv").write_text(
         "key,colors\n" + "".join(f"r{i},colors {i}\n" for i in range(8)), encoding="utf-8"
@@ -322,3 +324,20 @@ def test_two_cli_workers_on_one_postgres_state_split_the_batch(tmp_path: Path, p
     assert stats["submissions"]["accepted"] == 8 and stats["submissions"]["refused"] == 0
     assert stats["tasks"]["peak_running"] <= 2
     assert {s for s, _ in table(pg_url).values()} == {"done"}
+
+
+def test_claims_survive_a_dropped_connection(pg_url: str) -> None:
+    claims = PostgresClaims(pg_url)
+    try:
+        claims.register("batch-a", KEYS)
+        assert claims.claim(2) == KEYS[:2]
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        claims.finish("r0", "ok")  # reconnects and does it
+        assert claims.claim(2) == ["r1", "r2"]
+        assert table(pg_url)["r0"][0] == "done"
+    finally:
+        claims.close()

@@ -35,7 +35,6 @@ from ..report.batch_record import BatchRecord, BatchStatus, RowRecord
 from ..report.events import Event, EventSink
 from .graph import BatchGraph
 
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 #: Seconds without a heartbeat after which a claimed row is free again.
 ROW_TTL_S = 30.0
 #: How often a process with nothing left to claim looks again (at most; a quarter of the
@@ -93,19 +92,19 @@ class AllRows:
         pass
 
 
-def open_claims(state: object) -> RowClaims:
-    """The claims of a state (``--state``, else ``WANRECIPE_STATE``): the rows table for a
-    ``postgresql://`` state, else all rows. A silent claimer's rows are free after the
-    workers' heartbeat TTL (``WANRECIPE_HEARTBEAT_TTL``, 30 s by default), as its journal
-    entries are."""
-    if state is None:
-        state = os.environ.get("WANRECIPE_STATE") or None
-    if isinstance(state, str) and state.strip().startswith(POSTGRES_SCHEMES):
-        state = state.strip()
+def open_claims(state: str | os.PathLike[str] | None) -> RowClaims:
+    """The claims of a state (``--state``, else ``WANRECIPE_STATE``, as ``parse_state``
+    reads them): the rows table for a ``postgresql://`` state, else all rows. A silent
+    claimer's rows are free after the workers' heartbeat TTL (``WANRECIPE_HEARTBEAT_TTL``, 30 s
+    by default), as its journal entries are."""
+    from ..store import parse_state
+
+    spec = parse_state(state, default_dir=Path("."))
+    if spec.kind == "postgres" and spec.url is not None:
         from ..store.liveness import heartbeat_ttl
         from .claims_pg import PostgresClaims
 
-        return PostgresClaims(state, ttl_s=heartbeat_ttl())
+        return PostgresClaims(spec.url, ttl_s=heartbeat_ttl())
     return AllRows()
 
 

@@ -6,16 +6,19 @@ extra) is imported only here, only for a ``postgresql://`` state.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
 import threading
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
+from ..errors import StoreError
 from .claims import ROW_TTL_S
 
+T = TypeVar("T")
 NOW = "extract(epoch FROM clock_timestamp())"
 
 SQL: dict[str, str] = {
@@ -48,7 +51,8 @@ SQL: dict[str, str] = {
           FROM (SELECT batch, row_key FROM batch_rows
                  WHERE batch = %(batch)s
                    AND (status = 'todo'
-                        OR (status = 'claimed' AND heartbeat < {NOW} - %(ttl)s))
+                        OR (status = 'claimed'
+                            AND (heartbeat < {NOW} - %(ttl)s OR owner = %(owner)s)))
                  ORDER BY position
                  LIMIT %(limit)s
                  FOR UPDATE SKIP LOCKED) AS free
@@ -104,57 +108,71 @@ class PostgresClaims:
             self._db.execute(SQL["schema_lock"], (_schema_key(),))
             self._db.execute(SQL["schema"])
 
+    def _run(self, work: Callable[[Any], T]) -> T:
+        """``work(connection)`` in one transaction. A dropped connection is opened again and
+        the work done once more: every statement here may be repeated (a claim whose answer
+        was lost is claimed again, see ``claim``). Raises StoreError when the database stays
+        unreachable."""
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    if self._db.closed or self._db.broken:
+                        self._db = self._psycopg.connect(self._url, autocommit=True)
+                    with self._db.transaction():
+                        return work(self._db)
+                except self._psycopg.OperationalError as exc:
+                    if attempt == 2:
+                        raise StoreError(
+                            f"the batch's rows table cannot be reached: {exc}"
+                        ) from exc
+        raise AssertionError("unreachable")
+
     def register(self, batch: str, rows: Sequence[str]) -> None:
         self.batch = batch
-        with self._lock, self._db.transaction():
-            with self._db.cursor() as cur:
+
+        def work(db: Any) -> None:
+            with db.cursor() as cur:
                 cur.executemany(SQL["register"], [(batch, k, i) for i, k in enumerate(rows)])
-            self._db.execute(SQL["retry_failed"], (batch,))
+            db.execute(SQL["retry_failed"], (batch,))
+
+        self._run(work)
 
     def claim(self, limit: int) -> list[str]:
         """Up to ``limit`` free rows (never run, released, or their owner silent for
-        ``ttl_s``), in the batch's order; none that another process holds or has done."""
-        with self._lock, self._db.transaction():
-            got = self._db.execute(
-                SQL["claim"],
-                {"owner": self.owner, "batch": self.batch, "ttl": self.ttl_s, "limit": limit},
-            ).fetchall()
+        ``ttl_s``), in the batch's order; none that another process holds or has done.
+        Called between chunks only, so a row already claimed by this process is one whose
+        claim's answer was lost: it is returned again."""
+        params = {"owner": self.owner, "batch": self.batch, "ttl": self.ttl_s, "limit": limit}
+        got = self._run(lambda db: db.execute(SQL["claim"], params).fetchall())
         return [key for key, _ in sorted(got, key=lambda r: r[1])]
 
     def heartbeat(self) -> None:
-        with self._lock:
-            try:
-                self._db.execute(SQL["heartbeat"], (self.batch, self.owner))
-            except self._psycopg.OperationalError:
-                # A lost beat is retried by the next; rows are free only after ttl_s of them.
-                if self._db.closed:
-                    self._db = self._psycopg.connect(self._url, autocommit=True)
+        # A lost beat is retried by the next; rows are free only after ttl_s without one.
+        with contextlib.suppress(StoreError):
+            self._run(lambda db: db.execute(SQL["heartbeat"], (self.batch, self.owner)))
 
     def finish(self, key: str, status: str) -> None:
         to = _FINISHED.get(status, "todo")
-        with self._lock:
-            self._db.execute(SQL["finish"], (to, to, self.batch, key, self.owner))
+        self._run(lambda db: db.execute(SQL["finish"], (to, to, self.batch, key, self.owner)))
 
     def held_elsewhere(self) -> int:
         """Rows other processes hold (done when it is 0 and nothing is free)."""
-        with self._lock:
-            return int(
-                self._db.execute(SQL["held_elsewhere"], (self.batch, self.owner)).fetchone()[0]
-            )
+        query = SQL["held_elsewhere"]
+        return int(self._run(lambda db: db.execute(query, (self.batch, self.owner)).fetchone()[0]))
 
     def others(self) -> dict[str, str]:
         """Rows this process does not hold: ``{key: "done by host:pid:id"}`` and the like."""
-        with self._lock:
-            rows = self._db.execute(SQL["others"], (self.batch, self.owner)).fetchall()
+        rows = self._run(lambda db: db.execute(SQL["others"], (self.batch, self.owner)).fetchall())
         return {
             key: status if owner is None else f"{status} by {owner}" for key, status, owner in rows
         }
 
     def close(self) -> None:
         """Give back the rows still claimed (a clean stop frees them at once)."""
-        with self._lock:
-            try:
-                if self.batch:
-                    self._db.execute(SQL["release_mine"], (self.batch, self.owner))
-            finally:
+        try:
+            if self.batch:
+                with contextlib.suppress(StoreError):
+                    self._run(lambda db: db.execute(SQL["release_mine"], (self.batch, self.owner)))
+        finally:
+            with self._lock:
                 self._db.close()

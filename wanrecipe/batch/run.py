@@ -60,8 +60,6 @@ async def execute_batch(
     alone). ``claims``: which rows are this process's (default: from the state; all of
     them but for a ``postgresql://`` state, see batch/claims.py).
     """
-    from ..store import open_state
-
     claims = claims if claims is not None else open_claims(state_dir)
     if claims.shared:  # team mode: rows claimed from the rows table, a few at a time
         return await run_claimed_batch(
@@ -69,6 +67,7 @@ async def execute_batch(
             on_event=on_event, handle_signals=handle_signals, state_dir=state_dir,
             max_usd=max_usd, shared_quota=shared_quota, blobs=blobs,
         )  # fmt: skip
+    from ..store import open_state
 
     state = await asyncio.to_thread(
         open_state, state_dir, default_dir=default_state_dir(graph.path), blobs=blobs

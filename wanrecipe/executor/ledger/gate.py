@@ -146,26 +146,17 @@ class LedgerGate(QuotaGate):
 
 
 def ledger_home(state: Any) -> Path | str:
-    """Where an open state keeps the account's quota: its Postgres database when its journal
-    is there (``--state postgresql://...``: every machine on it shares the quota), else its
-    state directory (the processes of this machine).
-
-    The journal's connection URL is read where the Postgres journal keeps it (``url``, or its
-    dialect's ``_url``); a Postgres journal whose URL cannot be found is an error, never a
-    silent fall back to this machine's ledger (that would let N machines each use the whole
-    quota).
-    """
-    url = getattr(getattr(state, "spec", None), "url", None)  # what --state named
-    if isinstance(url, str) and url.strip().startswith(POSTGRES_SCHEMES):
+    """Where an open state keeps the account's quota: its Postgres database when the state
+    is one (``--state postgresql://...``: every machine on it shares the quota), else its
+    state directory (the processes of this machine). ``state.spec`` is what ``--state``
+    named; its URL (which may hold a password) only ever goes to the connection."""
+    spec = getattr(state, "spec", None)
+    if getattr(spec, "kind", None) == "postgres":
+        url = getattr(spec, "url", None)
+        if not isinstance(url, str) or not url.strip().startswith(POSTGRES_SCHEMES):
+            # Never fall back to this machine's ledger: N machines would each use the quota.
+            raise RuntimeError("a Postgres state without its URL: cannot share the quota")
         return url.strip()
-    journal = getattr(state, "journal", None)
-    for holder in (journal, getattr(journal, "_db", None)):
-        for name in ("url", "_url", "dsn"):
-            url = getattr(holder, name, None)
-            if isinstance(url, str) and url.strip().startswith(POSTGRES_SCHEMES):
-                return url.strip()
-    if getattr(journal, "dialect", None) == "postgres":
-        raise RuntimeError("a Postgres journal without a connection URL: cannot share the quota")
     return Path(state.path)
 
 

@@ -31,6 +31,7 @@ from ..runner import (
     save_durations,
     step_records,
 )
+from .claims import RowClaims, open_claims, run_claimed_batch
 from .graph import BatchGraph, LoadedRow, node_id
 
 _TERMINAL = frozenset({"done", "cached", "failed", "skipped"})
@@ -47,13 +48,23 @@ async def execute_batch(
     state_dir: str | os.PathLike[str] | None = None,
     max_usd: Decimal | None = None,
     shared_quota: bool | None = None,
+    blobs: str | None = None,
+    claims: RowClaims | None = None,
 ) -> BatchRecord:
     """Run every row of ``graph``; return the batch record (also written to run.json).
 
     ``shared_quota``: share the account's quota with other processes through the state
     directory (default: for every backend but the embedded emulator, which is this process's
-    alone).
+    alone). ``claims``: which rows are this process's (default: from the state; all of
+    them but for a ``postgresql://`` state, see batch/claims.py).
     """
+    claims = claims if claims is not None else open_claims(state_dir)
+    if claims.shared:  # team mode: rows claimed from the rows table, a few at a time
+        return await run_claimed_batch(
+            execute_batch, graph, claims, backend=backend, run_dir=run_dir, options=options,
+            on_event=on_event, handle_signals=handle_signals, state_dir=state_dir,
+            max_usd=max_usd, shared_quota=shared_quota, blobs=blobs,
+        )  # fmt: skip
     from ..executor.scheduler import RunOptions, Scheduler
 
     options = options or RunOptions()
@@ -84,6 +95,7 @@ async def execute_batch(
         options,
         default_dir=default_state_dir(graph.path),
         shared_quota=backend.kind != "local" if shared_quota is None else shared_quota,
+        blobs=blobs,
     ) as session:
         base_url = session.base_url
         combined.base_url = base_url if backend.kind != "dashscope" else host_of(base_url)

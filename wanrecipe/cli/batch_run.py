@@ -45,6 +45,7 @@ def run_batch_command(
     state_dir: Path | str | None,
     options: Any,
     force_steps: tuple[str, ...],
+    blobs: str | None = None,
     as_json: bool,
 ) -> None:
     """Load and check every row (nothing is sent if any row is bad), then run the batch."""
@@ -101,6 +102,7 @@ def run_batch_command(
                 handle_signals=True,
                 state_dir=state_path,
                 max_usd=max_usd,
+                blobs=blobs,
             )
         )
     except StoreError as exc:  # the state cannot be opened (nothing was sent)
@@ -118,6 +120,7 @@ def run_batch_command(
         summary=lambda: batch_summary(err, record),
         code=batch_exit_code(record),
         default_dir=default_state_dir(first.path),
+        blobs=blobs,
         show=str,
     )
 

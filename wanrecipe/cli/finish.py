@@ -20,6 +20,7 @@ def lock_summary_exit(
     summary: Callable[[], None],
     code: int,
     default_dir: Path,
+    blobs: str | None = None,
     show: Callable[[Path], str] = shown_path,
 ) -> NoReturn:
     """Write the lock file from the journal (``write_lock(journal)``), print the summary
@@ -33,7 +34,7 @@ def lock_summary_exit(
 
     lock: Path | None
     try:
-        with open_state(state_path, default_dir=default_dir) as opened:
+        with open_state(state_path, default_dir=default_dir, blobs=blobs) as opened:
             lock = write_lock(opened.journal)
     except (WanRecipeError, OSError) as exc:
         lock = None

@@ -27,6 +27,7 @@ from ..runner import (
     with_dependants,
 )
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, main
+from .blobs_option import blobs_option
 from .common import echo_diagnostics, param_option, params_file_option, parse_params, shown_path
 from .console import StderrConsole
 from .finish import lock_summary_exit
@@ -104,6 +105,7 @@ from .warm import WarmOnFirstSubmit
     "recipe; env WANRECIPE_STATE_DIR).",
 )
 @state_option
+@blobs_option
 @click.option(
     "--no-cache",
     is_flag=True,
@@ -144,6 +146,7 @@ def run(
     fail_fast: bool,
     state_dir: Path | None,
     state: str | None,
+    blobs: str | None,
     no_cache: bool,
     force_steps: tuple[str, ...],
     locked: bool,
@@ -197,6 +200,7 @@ def run(
             err, recipe, choice=choice, params=parse_params(param_items),
             params_files=params_files, batch_file=batch_file, each=each, rows_spec=rows_spec,
             limit=limit, max_cost=max_cost, yes=yes, out_dir=out_dir, state_dir=state_spec,
+            blobs=blobs,
             options=RunOptions(
                 fail_fast=fail_fast, no_cache=no_cache, quota=quota,
                 lost_submit="resubmit" if resubmit_lost else "stop",
@@ -246,6 +250,7 @@ def run(
                 on_event=WarmOnFirstSubmit(sink),
                 handle_signals=True,
                 state_dir=state_path,
+                blobs=blobs,
             )
         )
     except StoreError as exc:  # the state cannot be opened (nothing was sent)
@@ -269,6 +274,7 @@ def run(
         summary=summary,
         code=_exit_code(record),
         default_dir=default_state_dir(loaded.path),
+        blobs=blobs,
     )
 
 

@@ -30,11 +30,14 @@ async def execute(
     on_event: EventSink = discard,
     handle_signals: bool = False,
     state_dir: str | os.PathLike[str] | None = None,
+    blobs: str | None = None,
 ) -> RunRecord:
     """Run a loaded recipe to the end and return its record (also written to run.json).
 
     ``state_dir``: a state directory or a ``postgresql://`` URL (``--state``; default
-    ``WANRECIPE_STATE``, else ``.wanrecipe/`` beside the recipe)."""
+    ``WANRECIPE_STATE``, else ``.wanrecipe/`` beside the recipe). ``blobs``: where images
+    live (a directory or ``s3://bucket/prefix``; default ``WANRECIPE_BLOBS``, else the
+    state directory)."""
     from ..executor.scheduler import RunOptions, Scheduler
     from ..recipe.render import render_outputs, render_step
 
@@ -58,6 +61,7 @@ async def execute(
         options,
         default_dir=default_state_dir(recipe.path),
         shared_quota=backend.kind != "local",
+        blobs=blobs,
     ) as session:
         base_url = session.base_url
         record.base_url = redact_url(base_url) if backend.kind != "dashscope" else host_of(base_url)
@@ -148,6 +152,7 @@ def run_recipe(
     on_event: EventSink = discard,
     state_dir: str | os.PathLike[str] | None = None,
     state: str | None = None,
+    blobs: str | None = None,
 ) -> RunRecord:
     """Load, check and run a recipe; return the run record. Raises RecipeError before any
     request when the recipe or its inputs are invalid. ``state``: a state directory or a
@@ -165,6 +170,7 @@ def run_recipe(
             options=options,
             on_event=on_event,
             state_dir=state if state is not None else state_dir,
+            blobs=blobs,
         )
     )
 

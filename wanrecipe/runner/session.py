@@ -41,25 +41,27 @@ async def open_session(
     *,
     default_dir: Path,
     shared_quota: bool,
+    blobs: str | None = None,
 ) -> AsyncIterator[Session]:
     """Open the state dir, the backend, the quota gate and the client; close them in reverse.
 
     ``state_dir``: a state directory or a ``postgresql://`` URL (``--state``); None:
-    ``WANRECIPE_STATE``, else ``default_dir``.
+    ``WANRECIPE_STATE``, else ``default_dir``. ``blobs``: where images live (a directory or
+    ``s3://bucket/prefix``; default ``WANRECIPE_BLOBS``, else the state directory).
 
     ``shared_quota``: take running slots and submit tokens from the state directory's ledger
     too (every run on this state dir shares the account's quota), not only from this
     process's own gate."""
     from ..backends.dashscope import DashScopeClient
-    from ..executor.ledger import close_gate, open_gate
+    from ..executor.ledger import close_gate, ledger_home, open_gate
     from ..store import open_state
 
-    state = await asyncio.to_thread(open_state, state_dir, default_dir=default_dir)
+    state = await asyncio.to_thread(open_state, state_dir, default_dir=default_dir, blobs=blobs)
     try:
         async with open_backend(backend) as base_url:
             gate = open_gate(
                 options.quota,
-                shared_in=state.path if shared_quota else None,
+                shared_in=ledger_home(state) if shared_quota else None,
                 base_url=base_url,
                 api_key=backend.api_key,
             )

@@ -9,8 +9,6 @@ import asyncio
 import resource
 from pathlib import Path
 
-import pytest
-
 from wanrecipe import load_recipe
 from wanrecipe.emulator.config import EmulatorConfig
 from wanrecipe.emulator.server import EmulatorThread

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,6 @@ import pytest
 from PIL import Image
 
 from wanrecipe.api import load_recipe
-from wanrecipe.emulator.app import make_executor
 from wanrecipe.emulator.config import EmulatorConfig
 from wanrecipe.emulator.server import running_emulator
 from wanrecipe.executor.polling import PollPolicy
@@ -145,20 +143,21 @@ async def run_case(root: Path, name: str, faults: str, seed: int, pool: Executor
     return Outcome(name, record, stats, digests)
 
 
-@pytest.fixture(scope="module")
-def pool() -> Iterator[Executor]:
-    executor = make_executor("process", 2)
-    yield executor
-    executor.shutdown(wait=True, cancel_futures=True)
+#: The matrix in three parts (every third case), so that the suite's workers share them out;
+#: each part has its own fault-free run to compare bytes with.
+PARTS = 3
 
 
 @pytest.mark.timeout(240)
-async def test_fault_matrix(tmp_path: Path, pool: Executor) -> None:
+@pytest.mark.parametrize("part", range(PARTS))
+async def test_fault_matrix(tmp_path: Path, engine_pool: Executor, part: int) -> None:
+    pool = engine_pool  # the session's (tests/runs.py)
+    cases = CASES[part::PARTS]
     baseline, *outcomes = await asyncio.gather(
         run_case(tmp_path / "baseline", "no faults", "", 0, pool),
         *(
             run_case(tmp_path / f"case{i}", f"{name} (seed {seed})", faults, seed, pool)
-            for i, (name, faults, seed) in enumerate(CASES)
+            for i, (name, faults, seed) in enumerate(cases)
         ),
     )
     assert baseline.record.status == "ok"
@@ -182,4 +181,10 @@ async def test_fault_matrix(tmp_path: Path, pool: Executor) -> None:
         if rec.images_billed != billed:
             problems.append(f"{out.name}: record says {rec.images_billed}, service billed {billed}")
     assert not problems, "\n".join(problems)
-    assert injected > len(CASES), "the faults hardly fired: the matrix tests nothing"
+    assert injected > len(cases), "the faults hardly fired: the matrix tests nothing"
+
+
+def test_the_parts_cover_the_matrix() -> None:
+    parts = [CASES[p::PARTS] for p in range(PARTS)]
+    assert sorted(c for part in parts for c in part) == sorted(CASES)
+    assert len(CASES) == len(TRANSIENT) * len(SEEDS) + len(SEEDS) + 2

@@ -22,7 +22,8 @@ ALLOWED: dict[str, set[str]] = {
     "durations": set(),
     "images": {"errors", "wire"},
     "recipe": {"durations", "errors", "wire", "images", "redact"},
-    "store": {"errors"},
+    # The leaves: redact (a state URL shown without its password), durations (the TTL).
+    "store": {"errors", "redact", "durations"},
     "backends": {"errors", "wire", "redact", "images"},
     # As in DESIGN.md, store and report sit inside the executor's layer: above recipe and
     # backends, and free to use each other (the lock file needs the executor's keys).

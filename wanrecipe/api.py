@@ -143,11 +143,14 @@ def run_batch(
     on_event: EventSink | None = None,
     state_dir: PathLike | None = None,
     max_usd: Any = None,
+    state: str | None = None,
 ) -> BatchRecord:
     """Run the recipe once per row, all rows in one scheduler; return the batch record.
 
     ``rows``: ``recipe.rows.load_rows(...)`` rows, or mappings of param values (a ``key``
     entry names the row's directory). ``params`` apply to every row (a row's own values win).
+    ``state``: a state directory or a ``postgresql://`` URL, as ``--state`` (wins over
+    ``state_dir``).
     ``max_usd`` (or the recipe's ``budget: {max_usd}``) caps what the batch may bill. Raises
     RecipeError (every row's problems, nothing sent) or UsageError.
     """
@@ -170,7 +173,7 @@ def run_batch(
             run_dir=out,
             options=options,
             on_event=on_event or discard,
-            state_dir=Path(state_dir) if state_dir is not None else None,
+            state_dir=state if state is not None else state_dir,
             max_usd=budget_of(loaded[0].recipe, max_usd),
         )
     )

@@ -248,12 +248,17 @@ async def execute(
     options: Any = None,
     on_event: EventSink = discard,
     handle_signals: bool = False,
-    state_dir: Path | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
 ) -> RunRecord:
-    """Run a loaded recipe to the end and return its record (also written to run.json)."""
-    from .store import StateDir
+    """Run a loaded recipe to the end and return its record (also written to run.json).
 
-    state = await asyncio.to_thread(StateDir.open, state_dir or default_state_dir(recipe.path))
+    ``state_dir``: a state directory or a ``postgresql://`` URL (``--state``; default
+    ``WANRECIPE_STATE``, else ``.wanrecipe/`` beside the recipe)."""
+    from .store import open_state
+
+    state = await asyncio.to_thread(
+        open_state, state_dir, default_dir=default_state_dir(recipe.path)
+    )
     try:
         return await _execute(recipe, backend, run_dir, options, on_event, handle_signals, state)
     finally:
@@ -467,9 +472,11 @@ def run_recipe(
     options: Any = None,
     on_event: EventSink = discard,
     state_dir: str | os.PathLike[str] | None = None,
+    state: str | None = None,
 ) -> RunRecord:
     """Load, check and run a recipe; return the run record. Raises RecipeError before any
-    request when the recipe or its inputs are invalid."""
+    request when the recipe or its inputs are invalid. ``state``: a state directory or a
+    ``postgresql://`` URL, as ``--state`` (wins over ``state_dir``)."""
     from .api import load_recipe
 
     recipe = load_recipe(path, params, param_files)  # every check, once; raises RecipeError
@@ -482,7 +489,7 @@ def run_recipe(
             run_dir=out,
             options=options,
             on_event=on_event,
-            state_dir=Path(state_dir) if state_dir is not None else None,
+            state_dir=state if state is not None else state_dir,
         )
     )
 

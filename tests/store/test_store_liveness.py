@@ -82,4 +82,4 @@ def test_a_v1_state_dir_is_migrated_in_place(tmp_path: Path) -> None:
         j.heartbeat()
         assert j.claim_seed(recipe="r", step="a", identity="i", seed=5) == 5
     with sqlite3.connect(tmp_path / "state.db") as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3

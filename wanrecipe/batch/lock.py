@@ -16,7 +16,7 @@ import yaml
 from ..report.batch_record import BatchRecord
 from ..report.files import write_text_atomic
 from ..report.lock import LOCK_VERSION, build_lock, dump_lock
-from ..store import Journal
+from ..store import JournalOps as Journal
 from .graph import BatchGraph
 
 

@@ -9,6 +9,7 @@ in the journal make a re-run submit only what is unfinished.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Mapping
 from dataclasses import replace
@@ -45,7 +46,7 @@ async def execute_batch(
     options: Any = None,
     on_event: EventSink = discard,
     handle_signals: bool = False,
-    state_dir: Path | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
     max_usd: Decimal | None = None,
     shared_quota: bool | None = None,
 ) -> BatchRecord:
@@ -55,9 +56,11 @@ async def execute_batch(
     directory (default: for every backend but the embedded emulator, which is this process's
     alone).
     """
-    from ..store import StateDir
+    from ..store import open_state
 
-    state = await asyncio.to_thread(StateDir.open, state_dir or default_state_dir(graph.path))
+    state = await asyncio.to_thread(
+        open_state, state_dir, default_dir=default_state_dir(graph.path)
+    )
     try:
         return await _execute(
             graph, backend, run_dir, options, on_event, handle_signals, state, max_usd,

@@ -17,14 +17,14 @@ from .. import api, wire
 from ..batch import BatchGraph, as_rows, execute_batch, load_rows_recipes
 from ..batch.graph import budget_of, node_id
 from ..batch.lock import write_batch_lock
-from ..errors import RecipeError, UsageError, WanRecipeError
+from ..errors import RecipeError, StoreError, UsageError, WanRecipeError
 from ..executor.budget import consent_needed
 from ..redact import redact_text
 from ..report.batch_progress import BatchBar, BatchLines, BatchState
 from ..report.batch_record import BatchRecord
 from ..report.progress import JsonLines
 from ..runner import BackendChoice, _load_durations, default_run_dir, default_state_dir
-from ..store import StateDir
+from ..store import open_state, parse_state
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED
 from .common import echo_diagnostics
 
@@ -131,7 +131,7 @@ def run_batch_command(
     max_cost: str | None,
     yes: bool,
     out_dir: Path | None,
-    state_dir: Path | None,
+    state_dir: Path | str | None,
     options: Any,
     force_steps: tuple[str, ...],
     as_json: bool,
@@ -155,9 +155,10 @@ def run_batch_command(
     max_usd = resolve_budget(first, max_cost)
     estimate = wire.PRICE_PER_IMAGE_USD * graph.planned_images
     require_consent(err, choice, estimate, max_usd, yes)
-    state_path = state_dir or default_state_dir(first.path)
+    state_path = state_dir
     run_dir = out_dir or default_run_dir(first.name)
-    durations = _load_durations(state_path, choice.label, options.poll)
+    local = parse_state(state_path, default_dir=default_state_dir(first.path)).path
+    durations = _load_durations(local, choice.label, options.poll)
     progress = BatchState(
         len(loaded),
         {node_id(n.row, n.step): n.function for n in graph.steps},
@@ -191,14 +192,16 @@ def run_batch_command(
                 max_usd=max_usd,
             )
         )
+    except StoreError as exc:  # the state cannot be opened (nothing was sent)
+        raise click.ClickException(str(exc)) from None
     finally:
         sink.close()
         from .report_cmds import report_after_run  # the batch grid, also after a failure
 
         report_after_run(run_dir, err)
     try:
-        with StateDir.open(state_path) as state:
-            lock = write_batch_lock(graph, record, state.journal)
+        with open_state(state_path, default_dir=default_state_dir(first.path)) as opened:
+            lock = write_batch_lock(graph, record, opened.journal)
     except (WanRecipeError, OSError) as exc:
         lock = None
         err.print(f"[yellow]warning[/]: the lock file was not written: {escape(str(exc))}")

@@ -17,6 +17,7 @@ from ..recipe.plan import Quota, format_plan
 from ..recipe.schema import schema_text
 from . import EXIT_INVALID, main
 from .common import echo_diagnostics, param_option, params_file_option, parse_params, shown_path
+from .state_opt import state_option
 
 
 @main.command(short_help="Check recipes without running them.")
@@ -88,6 +89,7 @@ def validate(
     "only what will be billed (default: .wanrecipe/ beside the recipe, or "
     "WANRECIPE_STATE_DIR, when something has run there).",
 )  # fmt: skip
+@state_option
 @click.option(
     "--backend", type=click.Choice(["local", "dashscope"]), default=None,
     help="Which results count as cached: the emulator's or the service's (default local; "
@@ -115,6 +117,7 @@ def plan(
     state_dir: str | None,
     backend: str | None,
     max_cost: str | None = None,
+    state: str | None = None,
     batch_file: Path | None = None,
     each: str | None = None,
     rows_spec: str | None = None,
@@ -145,7 +148,7 @@ def plan(
         echo_diagnostics(exc.diagnostics)
         raise SystemExit(EXIT_INVALID) from None
     echo_diagnostics(result.warnings)
-    cache = _cache_marks(result.recipe, state_dir, backend)
+    cache = _cache_marks(result.recipe, state_dir, backend, state)
     if as_json:
         document = result.to_dict()
         if cache is not None:
@@ -154,7 +157,8 @@ def plan(
     else:
         click.echo(format_plan(result))
         if cache is not None:
-            click.echo(preview.format_marks(cache[0], shown_path(cache[1])))
+            where = cache[1] if isinstance(cache[1], str) else shown_path(cache[1])
+            click.echo(preview.format_marks(cache[0], where))
     _check_budget(result, max_cost)
 
 
@@ -179,28 +183,36 @@ def _check_budget(result: Any, max_cost: str | None) -> None:
         raise SystemExit(EXIT_INTERRUPTED)
 
 
-def _cache_marks(recipe: Any, state_dir: str | None, backend: str | None) -> Any:
-    """The cache marks of each step from --state-dir, or from the recipe's default state
-    directory when one exists (nothing has run yet otherwise: every step will run, and the
-    plan keeps its plain shape). A plan never creates a state directory."""
+def _cache_marks(
+    recipe: Any, state_dir: str | None, backend: str | None, state: str | None = None
+) -> Any:
+    """The cache marks of each step from --state / --state-dir, or from the recipe's default
+    state when something has run there (nothing has run yet otherwise: every step will run,
+    and the plan keeps its plain shape). A plan never creates state."""
     import os
     from pathlib import Path
 
+    from ..errors import StoreError
     from ..runner import default_state_dir
-    from ..store import StateDir
+    from ..store import open_state, parse_state
+    from .state_opt import chosen_state
 
-    if state_dir is None:
-        path = default_state_dir(recipe.path)
-        if not (path / "state.db").exists():
+    given = chosen_state(state, Path(state_dir) if state_dir is not None else None)
+    spec = parse_state(given, default_dir=default_state_dir(recipe.path))
+    explicit = given is not None or bool(os.environ.get("WANRECIPE_STATE"))
+    if spec.kind == "dir" and not (spec.path / "state.db").exists():
+        if not explicit:
             return None
-    else:
-        path = Path(state_dir)
-        if not (path / "state.db").exists():
-            raise click.UsageError(f"no state directory at {path} (nothing has run there yet)")
+        raise click.UsageError(f"no state directory at {spec.path} (nothing has run there yet)")
     kind = backend or os.environ.get("WANRECIPE_BACKEND") or "local"
-    with StateDir.open(path) as state:
-        marks = preview.cache_preview(recipe, state.journal, realm_of(kind))
-    return marks, path
+    try:
+        with open_state(spec, default_dir=spec.path, create=False) as opened:
+            marks = preview.cache_preview(recipe, opened.journal, realm_of(kind))
+    except StoreError as exc:
+        if "nothing has run there yet" in str(exc):
+            raise click.UsageError(str(exc)) from exc
+        raise click.ClickException(str(exc)) from exc
+    return marks, spec.path if spec.kind == "dir" else spec.shown
 
 
 def _add_marks(document: dict[str, Any], marks: Any, path: Any) -> None:

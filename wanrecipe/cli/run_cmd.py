@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import api, wire
-from ..errors import RecipeError, UsageError, WanRecipeError
+from ..errors import RecipeError, StoreError, UsageError, WanRecipeError
 from ..executor.polling import PollPolicy
 from ..executor.quota import Quota
 from ..executor.scheduler import RunOptions
@@ -28,10 +28,11 @@ from ..runner import (
     start_engines_early,
     with_dependants,
 )
-from ..store import StateDir
+from ..store import open_state
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, main
 from .batch_run import batch_options, require_consent, resolve_budget, run_batch_command
 from .common import echo_diagnostics, param_option, params_file_option, parse_params, shown_path
+from .state_opt import chosen_state, state_option
 
 
 @main.command()
@@ -102,6 +103,7 @@ from .common import echo_diagnostics, param_option, params_file_option, parse_pa
     help="Where the journal and stored images live (default: .wanrecipe/ beside the "
     "recipe; env WANRECIPE_STATE_DIR).",
 )
+@state_option
 @click.option(
     "--no-cache",
     is_flag=True,
@@ -141,6 +143,7 @@ def run(
     query_qps: float,
     fail_fast: bool,
     state_dir: Path | None,
+    state: str | None,
     no_cache: bool,
     force_steps: tuple[str, ...],
     locked: bool,
@@ -184,13 +187,14 @@ def run(
         raise click.UsageError(str(exc)) from exc
     start_engines_early(choice)  # the embedded emulator's workers start while we check
     quota = Quota(submit_rps=rps, concurrency=concurrency, query_qps=query_qps)
+    state_spec = chosen_state(state, state_dir)
     if batch_file is not None or each is not None:
         if locked:
             raise click.UsageError("--locked replays one run's lock file: not with --batch/--each")
         run_batch_command(
             err, recipe, choice=choice, params=parse_params(param_items),
             params_files=params_files, batch_file=batch_file, each=each, rows_spec=rows_spec,
-            limit=limit, max_cost=max_cost, yes=yes, out_dir=out_dir, state_dir=state_dir,
+            limit=limit, max_cost=max_cost, yes=yes, out_dir=out_dir, state_dir=state_spec,
             options=RunOptions(
                 fail_fast=fail_fast, no_cache=no_cache, quota=quota,
                 lost_submit="resubmit" if resubmit_lost else "stop",
@@ -227,7 +231,7 @@ def run(
         err.print(_backend_line(choice.kind, choice.label))
         sink = PlainLines(sys.stderr)
     try:
-        state_path = state_dir or default_state_dir(loaded.path)
+        state_path = state_spec
         record = asyncio.run(
             execute(
                 loaded,
@@ -239,14 +243,16 @@ def run(
                 state_dir=state_path,
             )
         )
+    except StoreError as exc:  # the state cannot be opened (nothing was sent)
+        raise click.ClickException(str(exc)) from None
     finally:
         sink.close()  # also writes what a buffered sink still holds
         from .report_cmds import report_after_run  # the report, also after a failure
 
         report_after_run(run_dir, err)
     try:
-        with StateDir.open(state_path) as state:
-            lock = write_lock(loaded, record, state.journal)
+        with open_state(state_path, default_dir=default_state_dir(loaded.path)) as opened:
+            lock = write_lock(loaded, record, opened.journal)
     except (WanRecipeError, OSError) as exc:
         # The images are stored and the run record written: a lock problem is not a failure.
         lock = None

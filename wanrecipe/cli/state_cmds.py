@@ -15,9 +15,10 @@ from ..errors import RecipeError, UsageError, WanRecipeError
 from ..executor.preview import cache_preview
 from ..report.lock import Lock, lock_path, read_lock
 from ..runner import default_state_dir
-from ..store import Attempt, StateDir, sha256_file
+from ..store import Attempt, StateDir, StateSpec, open_state, parse_state, sha256_file
 from . import EXIT_INVALID, main
 from .common import echo_diagnostics, shown_path
+from .state_opt import chosen_state, state_option
 
 _state_dir_option = click.option(
     "--state-dir",
@@ -28,22 +29,29 @@ _state_dir_option = click.option(
 )
 
 
-def _state_path(state_dir: Path | None, recipes: tuple[Path, ...] = ()) -> Path:
-    if state_dir is not None:
-        return state_dir
-    if recipes:
-        return default_state_dir(recipes[0])
-    return default_state_dir(Path.cwd() / "recipe.yaml")
+def _state_path(
+    state_dir: Path | None, recipes: tuple[Path, ...] = (), state: str | None = None
+) -> StateSpec:
+    """What --state / --state-dir (else WANRECIPE_STATE, else the recipe's default) names."""
+    given = chosen_state(state, state_dir)
+    default = default_state_dir(recipes[0] if recipes else Path.cwd() / "recipe.yaml")
+    return parse_state(given, default_dir=default)
 
 
-def _open(path: Path, *, must_exist: bool = True) -> StateDir:
-    if must_exist and not (path / "state.db").exists():
+def _shown(spec: StateSpec) -> str:
+    return shown_path(spec.path) if spec.kind == "dir" else spec.shown
+
+
+def _open(spec: StateSpec, *, must_exist: bool = True) -> StateDir:
+    if must_exist and spec.kind == "dir" and not (spec.path / "state.db").exists():
         raise click.UsageError(
-            f"no state directory at {shown_path(path)} (nothing has run there yet)"
+            f"no state directory at {shown_path(spec.path)} (nothing has run there yet)"
         )
     try:
-        return StateDir.open(path)
+        return open_state(spec, default_dir=spec.path, create=not must_exist)
     except WanRecipeError as exc:
+        if "nothing has run there yet" in str(exc):
+            raise click.UsageError(str(exc)) from exc
         raise click.ClickException(str(exc)) from exc
 
 
@@ -78,7 +86,8 @@ def _size(n: int) -> str:
     help="With RECIPE: also check the files of this run directory.",
 )
 @_state_dir_option
-def verify(target: Path, run_dir: Path | None, state_dir: Path | None) -> None:
+@state_option
+def verify(target: Path, run_dir: Path | None, state_dir: Path | None, state: str | None) -> None:
     """Check that results are intact: each file exists, with its recorded size and sha256.
 
     \b
@@ -113,13 +122,13 @@ def verify(target: Path, run_dir: Path | None, state_dir: Path | None) -> None:
         raise click.UsageError(
             f"{exc} (or name a run directory: wanrecipe verify runs/<name>/<timestamp>)"
         ) from exc
-    path = _state_path(state_dir, (target,))
+    path = _state_path(state_dir, (target,), state)
     bad = 0
-    with _open(path, must_exist=False) as state:
+    with _open(path, must_exist=False) as opened:
         for sid, step in lock.steps.items():
             problems: list[str] = []
             for out in step.outputs:
-                problems += _check_blob(state, out.file, out.sha256, out.size)
+                problems += _check_blob(opened, out.file, out.sha256, out.size)
                 if run_dir is not None:
                     problems += _check_file(run_dir / out.file, out.file, out.sha256, out.size)
             where = "store" + (" and run directory" if run_dir is not None else "")
@@ -304,7 +313,8 @@ def cache() -> None:
 @cache.command("ls", short_help="List stored attempts per step.")
 @click.argument("recipes", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @_state_dir_option
-def cache_ls(recipes: tuple[Path, ...], state_dir: Path | None) -> None:
+@state_option
+def cache_ls(recipes: tuple[Path, ...], state_dir: Path | None, state: str | None) -> None:
     """List attempts per recipe and step: keys, states, stored sizes; dangling intents (a
     submit that never answered: it may have been billed) are flagged.
 
@@ -314,8 +324,8 @@ def cache_ls(recipes: tuple[Path, ...], state_dir: Path | None) -> None:
       wanrecipe cache ls --state-dir ~/.cache/wanrecipe
     """
     wanted = {str(p.resolve()) for p in recipes}
-    with _open(_state_path(state_dir, recipes)) as state:
-        attempts = [a for a in state.journal.attempts() if not wanted or a.recipe in wanted]
+    with _open(_state_path(state_dir, recipes, state)) as opened:
+        attempts = [a for a in opened.journal.attempts() if not wanted or a.recipe in wanted]
         by_step: dict[tuple[str, str], list[Attempt]] = defaultdict(list)
         for attempt in attempts:
             by_step[(attempt.recipe, attempt.step)].append(attempt)
@@ -339,7 +349,7 @@ def cache_ls(recipes: tuple[Path, ...], state_dir: Path | None) -> None:
                 click.echo(
                     f"  #{a.id} {a.state:<9} key {a.key[:12]} seed {a.seed} task {task}{flag}"
                 )
-        stats = state.journal.stats()
+        stats = opened.journal.stats()
         counts = ", ".join(f"{n} {s}" for s, n in sorted(stats.attempts_by_state.items()))
         click.echo(
             f"total: {sum(stats.attempts_by_state.values())} attempts ({counts or 'none'}), "
@@ -369,7 +379,10 @@ def _short_recipe(recipe: str) -> str:
     help="Also keep everything younger than this many days.",
 )
 @_state_dir_option
-def cache_gc(recipes: tuple[Path, ...], keep_days: float | None, state_dir: Path | None) -> None:
+@state_option
+def cache_gc(
+    recipes: tuple[Path, ...], keep_days: float | None, state_dir: Path | None, state: str | None
+) -> None:
     """Remove finished attempts and images that RECIPES (as they are now, and their lock
     files) no longer reference. Attempts still in flight are always kept: they are the record
     of what may have been billed.
@@ -380,17 +393,19 @@ def cache_gc(recipes: tuple[Path, ...], keep_days: float | None, state_dir: Path
     """
     if not recipes and keep_days is None:
         raise click.UsageError("name the recipes whose results to keep, or --keep-days N")
-    with _open(_state_path(state_dir, recipes)) as state:
+    with _open(_state_path(state_dir, recipes, state)) as opened:
         keep: set[str] = set()
         for path in recipes:
-            keep |= _referenced_keys(_load(path), state)
+            keep |= _referenced_keys(_load(path), opened)
         if keep_days is not None:
             cutoff = time.time() - keep_days * 86400
             keep |= {
-                a.key for a in state.journal.attempts() if (a.finished_at or a.created_at) >= cutoff
+                a.key
+                for a in opened.journal.attempts()
+                if (a.finished_at or a.created_at) >= cutoff
             }
         min_age = 3600.0 if keep_days is None else min(3600.0, keep_days * 86400)
-        report = state.journal.gc(keep, min_blob_age_s=min_age)
+        report = opened.journal.gc(keep, min_blob_age_s=min_age)
     click.echo(
         f"removed {report.attempts_removed} attempts and {report.blobs_removed} images, "
         f"freed {_size(report.bytes_freed)}; kept {len(keep)} keys"
@@ -416,6 +431,7 @@ def _referenced_keys(recipe: Any, state: StateDir) -> set[str]:
 @cache.command("clear", short_help="Empty the cache.")
 @click.argument("recipe", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @_state_dir_option
+@state_option
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option(
     "--include-unfinished",
@@ -424,7 +440,11 @@ def _referenced_keys(recipe: Any, state: StateDir) -> set[str]:
     "could no longer re-attach to them).",
 )
 def cache_clear(
-    recipe: Path | None, state_dir: Path | None, yes: bool, include_unfinished: bool
+    recipe: Path | None,
+    state_dir: Path | None,
+    state: str | None,
+    yes: bool,
+    include_unfinished: bool,
 ) -> None:
     """Forget every stored result of the state directory (RECIPE's by default), only when no
     run is using it.
@@ -433,16 +453,16 @@ def cache_clear(
     Example:
       wanrecipe cache clear recipes/old-photo.yaml --yes
     """
-    path = _state_path(state_dir, (recipe,) if recipe is not None else ())
-    with _open(path) as state:
-        stats = state.journal.stats()
+    path = _state_path(state_dir, (recipe,) if recipe is not None else (), state)
+    with _open(path) as opened:
+        stats = opened.journal.stats()
         if not yes:
             click.confirm(
                 f"Forget {stats.keys_cached} cached results ({stats.blobs} images, "
-                f"{_size(stats.blob_bytes)}) in {shown_path(path)}?",
+                f"{_size(stats.blob_bytes)}) in {_shown(path)}?",
                 abort=True,
             )
-        report = state.journal.clear(include_unfinished=include_unfinished)
+        report = opened.journal.clear(include_unfinished=include_unfinished)
     click.echo(
         f"removed {report.attempts_removed} attempts and {report.blobs_removed} images, "
         f"freed {_size(report.bytes_freed)}"

@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from .. import wire
-from ..store import Journal, canonical_json, content_key
+from ..store import JournalOps as Journal
+from ..store import canonical_json, content_key
 
 #: Attempt states whose seed a later run reuses, best first.
 _SEED_SOURCES = ("done", "submitted", "intent", "failed", "abandoned")

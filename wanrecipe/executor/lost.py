@@ -29,7 +29,7 @@ from typing import Any, Literal
 from .. import wire
 from ..errors import BackendError
 from ..redact import redact_text
-from ..store import Journal
+from ..store import JournalOps as Journal
 
 #: Clock skew allowed between us and the service, either way (seconds).
 SKEW_S = 5.0

@@ -25,7 +25,7 @@ from ..recipe.model import Recipe
 from ..recipe.plan import check_rendering
 from ..recipe.render import RenderedStep, render_step
 from ..redact import redact_url
-from ..store import Journal
+from ..store import JournalOps as Journal
 from .identity import input_digest, recorded_seed, step_identity, step_key
 from .inputs import StepImage
 

@@ -11,7 +11,7 @@ from ..report.record import Attempt, ErrorInfo, StepRecord
 from ..store import Attempt as JournalAttempt
 from .inputs import StepImage
 from .lost import AFTER_S
-from .stepbase import Busy, Request, StepFailed, request_summary
+from .stepbase import Busy, Request, StepFailed, is_mine, request_summary
 from .submission import Submission
 
 
@@ -28,6 +28,20 @@ class Recovery(Submission):
                 # A live run (another process, or another run in this one) is on it right
                 # now: the caller waits for its outcome.
                 raise Busy((old,))
+            if not is_mine(old):
+                # An orphan (its worker stopped heartbeating, or its pid is gone): take it
+                # over first, so exactly one live worker reconciles it; the others now see
+                # a live owner and wait (docs/state.md, "Liveness").
+                taken = await self._journal_call(self._journal.take_over, old)
+                if taken is None:
+                    raise Busy((await asyncio.to_thread(self._journal.get, old.id),))
+                if old.owner_host != taken.owner_host:
+                    self._warn(
+                        f"{sid}: {old.owner_host} (pid {old.owner_pid}) stopped working on "
+                        f"attempt {old.id}; this worker takes it over"
+                    )
+                old = taken
+                self._working_on(old.id)
             if old.backend != self.backend:
                 self._warn(
                     f"{sid}: an earlier run left task {old.task_id or '(unknown)'} on "
@@ -43,10 +57,10 @@ class Recovery(Submission):
                     "may have been created and billed; looking for it in the task list"
                 )
                 # Under the submit lock: no submit of this run can add an unknown task to
-                # the list meanwhile. The old run's submit ended before it died, so before
-                # this run started.
+                # the list meanwhile. The old run's submit ended before it died: before this
+                # run started, or (a worker of a team that has run all along) before now.
                 n = int(req.parameters.get("n", 1) or 1)
-                until = min(old.created_at + AFTER_S, self._started_wall)
+                until = min(old.created_at + AFTER_S, time.time())
                 async with self._submitting:
                     found = await self._lost.find(old.created_at, until, n)
                 if found.verdict == "none":

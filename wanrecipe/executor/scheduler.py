@@ -27,7 +27,6 @@ from typing import Any
 
 from ..errors import BackendError, ImageInputError, RecipeError, StoreError
 from ..report.record import ErrorInfo, RunRecord, StepRecord
-from ..store.liveness import HEARTBEAT_S
 from .downloads import ResultUnavailable
 from .identity import input_digest, recorded_seed, step_identity, step_key
 from .inputs import PreparedInput, StepImage, check_mask
@@ -97,7 +96,7 @@ class Scheduler(Recovery):
         while True:
             with contextlib.suppress(StoreError):
                 await asyncio.to_thread(self._journal.heartbeat)
-            await asyncio.sleep(HEARTBEAT_S)
+            await asyncio.sleep(self._journal.heartbeat_interval_s)
 
     def stop(self, reason: str) -> None:
         """Stop submitting; cancel PENDING tasks; let running ones finish within the grace."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from ..report.events import Event, EventSink, discard
 from ..report.record import ErrorInfo, RunRecord, StepRecord
 from ..store import Attempt as JournalAttempt
 from ..store import KeyBusy, StateDir
+from ..store.records import worker_host
 from .budget import Budget
 from .identity import realm_of
 from .inputs import DEFAULT_UPLOAD_THRESHOLD, PreparedInput, StepImage
@@ -163,7 +163,7 @@ class StepBase:
         #: Tasks that may be ours (a lost submit sent again under ``lost_submit=resubmit``):
         #: their billed images are added to the record at the end of the run.
         self._possibly_billed: set[str] = set()
-        self._journal_path = str(state.journal.path)
+        self._journal_path = state.journal.location
         self._mine: set[int] = set()
         self._incoming = state.path / "incoming"
         #: Inputs: identified when a step is ready, built when its slot is granted, shared
@@ -276,7 +276,7 @@ def file_name(sid: str, index: int) -> str:
 
 def is_mine(attempt: JournalAttempt) -> bool:
     """Recorded by this process (by any run in it)."""
-    return attempt.owner_pid == os.getpid() and attempt.owner_host == socket.gethostname()
+    return attempt.owner_pid == os.getpid() and attempt.owner_host == worker_host()
 
 
 #: (journal path, attempt id) of every attempt a run in this process is working on right now.

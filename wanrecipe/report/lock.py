@@ -31,7 +31,7 @@ from ..executor.inputs import StepImage
 from ..executor.preview import facts_dict, placeholder, step_view
 from ..recipe.model import Recipe
 from ..redact import redact_value
-from ..store import Journal
+from ..store import JournalOps as Journal
 from .files import write_text_atomic
 from .record import RunRecord
 

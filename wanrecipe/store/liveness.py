@@ -1,107 +1,156 @@
-"""Schema v2 of the journal: which runs are alive (heartbeats) and the seeds runs drew.
+"""Liveness, one policy over both databases: which workers are alive (heartbeats), which
+attempts are orphans, and who reconciles an orphan. Also the seeds runs drew.
 
-A run waiting on another run's step must tell a dead owner from a slow one: a pid check does it
-on this host; the heartbeat (``owners``: host, pid, last seen) does it where a pid check cannot,
-and catches a hung process or a reused pid. ``seeds`` keeps the seed first drawn for a step, so
-two runs started at once draw the same one and send the same request.
+A worker is a process (host, pid) running a scheduler. It writes its heartbeat
+(``owners``: host, pid, last seen) every ``heartbeat_interval_s`` and signs off at its end. An
+attempt's owner is live when:
+
+- on this host, its pid runs and its heartbeat is not stale (the pid check is only a
+  shortcut: a dead pid is dead at once, but a live pid with a stale heartbeat is a hung
+  process or a reused pid);
+- elsewhere, its heartbeat is younger than the TTL (``heartbeat_ttl_s``, 30 s by default,
+  ``WANRECIPE_HEARTBEAT_TTL``), on the database's clock (Postgres) so workers' clocks never
+  matter.
+
+An unfinished attempt whose owner is not live is an **orphan**. A live worker that needs the
+key takes it over with ``take_over`` before reconciling it (re-attach to its task, or look its
+lost submit up in the task list): one short transaction that locks the key (Postgres:
+``pg_advisory_xact_lock``; SQLite: the write lock), checks again that the owner is gone, and
+moves the attempt to the taker only from the owner the taker saw (compare and set). So exactly
+one worker reconciles a given orphan; the others now see a live owner and wait for it.
+
+``seeds`` keeps the seed first drawn for a step, so two runs started at once draw the same one
+and send the same request.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
-if TYPE_CHECKING:
-    from .journal import Attempt
+from ..durations import parse_duration
+from .dialect import Dialect
+from .records import UNFINISHED, Attempt
 
-# v2: each running process's last heartbeat, so a run waiting on another run's step can tell
-# a dead owner (no heartbeat for HEARTBEAT_STALE_S) even where a pid check cannot (another host);
-# and the seed first drawn for a step, so two runs started at once draw the same one.
-_SCHEMA_V2: Final = """
-CREATE TABLE IF NOT EXISTS owners (
-    host     TEXT NOT NULL,
-    pid      INTEGER NOT NULL,
-    started  REAL NOT NULL,
-    seen_at  REAL NOT NULL,
-    PRIMARY KEY (host, pid)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS seeds (
-    recipe    TEXT NOT NULL,
-    step      TEXT NOT NULL,
-    identity  TEXT NOT NULL,
-    seed      INTEGER NOT NULL,
-    PRIMARY KEY (recipe, step, identity)
-) WITHOUT ROWID;
-"""
-#: A run writes its heartbeat this often...
-HEARTBEAT_S: Final = 5.0
-#: ...and one not seen for this long is taken for dead.
+if TYPE_CHECKING:
+    from .dialect import Row, Tx
+
+#: The default heartbeat TTL: a worker not seen for this long is taken for dead...
 HEARTBEAT_STALE_S: Final = 30.0
+#: ...and a worker writes its heartbeat this often by default (TTL / 6).
+HEARTBEAT_S: Final = 5.0
+#: The environment variable that sets the TTL (``45``, ``45s``, ``2m``).
+TTL_ENV: Final = "WANRECIPE_HEARTBEAT_TTL"
+
+
+def heartbeat_ttl(value: float | None = None, env: Mapping[str, str] | None = None) -> float:
+    """The heartbeat TTL in seconds: ``value``, else ``WANRECIPE_HEARTBEAT_TTL``, else 30 s.
+    Raises ValueError for a TTL that is not a positive duration."""
+    if value is not None:
+        if value <= 0:
+            raise ValueError(f"the heartbeat TTL must be positive, not {value!r}")
+        return float(value)
+    given = (os.environ if env is None else env).get(TTL_ENV)
+    if not given:
+        return HEARTBEAT_STALE_S
+    try:
+        return parse_duration(given)
+    except ValueError as exc:
+        raise ValueError(f"{TTL_ENV}={given!r}: {exc} (e.g. 30s, 2m)") from None
 
 
 class Liveness:
-    """The journal's heartbeat and seed methods (mixed into ``Journal``)."""
+    """Heartbeats, orphans and seeds (mixed into the journal; one policy, any dialect)."""
 
-    _clock: Callable[[], float]
+    _db: Dialect
     _host: str
+    heartbeat_ttl_s: float
 
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
+    def _attempts(self, tx: Tx, rows: list[Row]) -> list[Attempt]:
+        raise NotImplementedError  # the policy's (records with their results)
 
-    def _read(self) -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """How often a worker writes its heartbeat: six beats per TTL."""
+        return self.heartbeat_ttl_s / 6
 
     def claim_seed(self, *, recipe: str, step: str, identity: str, seed: int) -> int:
         """The seed of this step and identity: ``seed`` if none was claimed before, else the
         one claimed first (two runs started at once then send the same request, and the
         second finds the first's work instead of paying for another image)."""
-        with self._write() as db:
-            db.execute(
-                "INSERT OR IGNORE INTO seeds (recipe, step, identity, seed) VALUES (?, ?, ?, ?)",
-                (recipe, step, identity, int(seed)),
-            )
-            row = db.execute(
-                "SELECT seed FROM seeds WHERE recipe = ? AND step = ? AND identity = ?",
-                (recipe, step, identity),
-            ).fetchone()
-        return int(row[0])
+        where = {"recipe": recipe, "step": step, "identity": identity}
+        with self._db.write() as tx:
+            tx.run("claim_seed", **where, seed=int(seed))
+            row = tx.one("seed_of", **where)
+        assert row is not None
+        return int(row["seed"])
 
-    # -- liveness -----------------------------------------------------------------------------
+    # -- heartbeats -----------------------------------------------------------------------------
 
     def heartbeat(self) -> None:
-        """This process is alive and running (every ``HEARTBEAT_S`` while a run goes on)."""
-        now = self._clock()
-        with self._write() as db:
-            db.execute(
-                "INSERT INTO owners (host, pid, started, seen_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (host, pid) DO UPDATE SET seen_at = excluded.seen_at",
-                (self._host, os.getpid(), now, now),
-            )
+        """This process is alive and running (every ``heartbeat_interval_s`` while a run goes
+        on)."""
+        with self._db.write() as tx:
+            tx.run("heartbeat", host=self._host, pid=os.getpid(), now=tx.now())
 
     def sign_off(self) -> None:
         """This process's run is over: its heartbeat row goes."""
-        with self._write() as db:
-            db.execute("DELETE FROM owners WHERE host = ? AND pid = ?", (self._host, os.getpid()))
+        with self._db.write() as tx:
+            tx.run("sign_off", host=self._host, pid=os.getpid())
 
     def owner_seen(self, host: str, pid: int) -> float | None:
         """When the process ``pid`` on ``host`` last wrote its heartbeat (None: never, or it
         signed off)."""
-        with self._read() as db:
-            row = db.execute(
-                "SELECT seen_at FROM owners WHERE host = ? AND pid = ?", (host, pid)
-            ).fetchone()
-        return None if row is None else float(row[0])
+        with self._db.read() as tx:
+            row = tx.one("owner_seen", host=host, pid=pid)
+        return None if row is None else float(row["seen_at"])
 
     def owner_live(self, attempt: Attempt) -> bool:
         """Whether the process that owns ``attempt`` is still working on it: a pid check on this
-        host (False is reliable), else a heartbeat younger than ``HEARTBEAT_STALE_S``."""
+        host (False is reliable), else a heartbeat younger than the TTL."""
         alive = attempt.owner_alive()
         if alive is False:
             return False
-        seen = self.owner_seen(attempt.owner_host, attempt.owner_pid)
-        if seen is not None and self._clock() - seen > HEARTBEAT_STALE_S:
+        with self._db.read() as tx:
+            row = tx.one("owner_seen", host=attempt.owner_host, pid=attempt.owner_pid)
+            now = tx.now()
+        if row is not None and now - float(row["seen_at"]) > self.heartbeat_ttl_s:
             return False  # a reused pid, or a hung process
-        return alive is True or seen is not None
+        return alive is True or row is not None
+
+    # -- orphans --------------------------------------------------------------------------------
+
+    def take_over(self, attempt: Attempt) -> Attempt | None:
+        """Make this process the owner of ``attempt``, an orphan, before reconciling it.
+
+        Returns the attempt as now recorded, or None when it is no orphan any more: finished,
+        taken over by another worker first, or its owner proved alive (then wait for it).
+        """
+        me = (self._host, os.getpid())
+        with self._db.write() as tx:
+            tx.lock_key(attempt.key)
+            row = tx.one("get", id=attempt.id)
+            if row is None or row["state"] not in UNFINISHED:
+                return None
+            owner = (str(row["owner_host"]), int(row["owner_pid"]))
+            if owner != (attempt.owner_host, attempt.owner_pid):
+                return None  # another worker took it first
+            if owner != me:
+                current = self._attempts(tx, [row])[0]
+                if current.owner_alive() is not False:
+                    seen = tx.one("owner_seen", host=owner[0], pid=owner[1])
+                    if (
+                        seen is not None
+                        and tx.now() - float(seen["seen_at"]) <= self.heartbeat_ttl_s
+                    ):
+                        return None  # it came back: not an orphan
+                taken = tx.claim(
+                    "take_over", id=attempt.id, host=me[0], pid=me[1],
+                    old_host=owner[0], old_pid=owner[1],
+                )  # fmt: skip
+                if taken is None:
+                    return None
+                row = tx.one("get", id=attempt.id)
+                assert row is not None
+            return self._attempts(tx, [row])[0]

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
+from tests.runs import make_image
 from wanrecipe.api import load_recipe
 from wanrecipe.emulator.config import EmulatorConfig
 from wanrecipe.emulator.server import running_emulator
@@ -99,16 +99,6 @@ def recipe_text() -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_input(path: Path) -> None:
-    im = Image.new("RGB", (512, 512))
-    px = im.load()
-    assert px is not None
-    for y in range(512):
-        for x in range(512):
-            px[x, y] = ((x * 255) // 512, (y * 255) // 512, ((x // 32 + y // 32) % 2) * 200)
-    im.save(path)
-
-
 @dataclass
 class Outcome:
     name: str
@@ -119,7 +109,7 @@ class Outcome:
 
 async def run_case(root: Path, name: str, faults: str, seed: int, pool: Executor) -> Outcome:
     root.mkdir(parents=True)
-    make_input(root / "in.png")
+    make_image(root / "in.png")
     (root / "recipe.yaml").write_text(recipe_text(), encoding="utf-8")
     config = EmulatorConfig(faults=faults, fault_seed=seed, engine_time_budget=0.2)
     async with running_emulator(config, executor=pool) as emu:

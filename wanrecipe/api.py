@@ -144,6 +144,7 @@ def run_batch(
     state_dir: PathLike | None = None,
     max_usd: Any = None,
     state: str | None = None,
+    blobs: str | None = None,
 ) -> BatchRecord:
     """Run the recipe once per row, all rows in one scheduler; return the batch record.
 
@@ -175,5 +176,6 @@ def run_batch(
             on_event=on_event or discard,
             state_dir=state if state is not None else state_dir,
             max_usd=budget_of(loaded[0].recipe, max_usd),
+            blobs=blobs,
         )
     )

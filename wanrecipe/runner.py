@@ -249,15 +249,18 @@ async def execute(
     on_event: EventSink = discard,
     handle_signals: bool = False,
     state_dir: str | os.PathLike[str] | None = None,
+    blobs: str | None = None,
 ) -> RunRecord:
     """Run a loaded recipe to the end and return its record (also written to run.json).
 
     ``state_dir``: a state directory or a ``postgresql://`` URL (``--state``; default
-    ``WANRECIPE_STATE``, else ``.wanrecipe/`` beside the recipe)."""
+    ``WANRECIPE_STATE``, else ``.wanrecipe/`` beside the recipe). ``blobs``: where images
+    live (a directory or ``s3://bucket/prefix``; default ``WANRECIPE_BLOBS``, else the
+    state directory)."""
     from .store import open_state
 
     state = await asyncio.to_thread(
-        open_state, state_dir, default_dir=default_state_dir(recipe.path)
+        open_state, state_dir, default_dir=default_state_dir(recipe.path), blobs=blobs
     )
     try:
         return await _execute(recipe, backend, run_dir, options, on_event, handle_signals, state)
@@ -275,7 +278,7 @@ async def _execute(
     state: Any,
 ) -> RunRecord:
     from .backends.dashscope import DashScopeClient
-    from .executor.ledger import close_gate, open_gate
+    from .executor.ledger import close_gate, ledger_home, open_gate
     from .executor.scheduler import RunOptions, Scheduler
     from .recipe.render import render_outputs, render_step
 
@@ -310,7 +313,7 @@ async def _execute(
         # with the other runs using this state directory.
         gate = open_gate(
             options.quota,
-            shared_in=state.path if backend.kind != "local" else None,
+            shared_in=ledger_home(state) if backend.kind != "local" else None,
             base_url=base_url,
             api_key=backend.api_key,
         )
@@ -473,6 +476,7 @@ def run_recipe(
     on_event: EventSink = discard,
     state_dir: str | os.PathLike[str] | None = None,
     state: str | None = None,
+    blobs: str | None = None,
 ) -> RunRecord:
     """Load, check and run a recipe; return the run record. Raises RecipeError before any
     request when the recipe or its inputs are invalid. ``state``: a state directory or a
@@ -490,6 +494,7 @@ def run_recipe(
             options=options,
             on_event=on_event,
             state_dir=state if state is not None else state_dir,
+            blobs=blobs,
         )
     )
 

@@ -6,26 +6,31 @@ more: the checks are combined into few tests and the ten functions run in parall
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import io
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import dashscope
 import pytest
+import requests
 from dashscope import ImageSynthesis
 from dashscope.aigc.image_synthesis import AioImageSynthesis
 from dashscope.common.error import InvalidTask
 from PIL import Image, ImageDraw
 
 from wanrecipe import wire
+from wanrecipe.api import load_recipe
 from wanrecipe.emulator.config import EmulatorConfig
 from wanrecipe.emulator.server import EmulatorThread, running_emulator
+from wanrecipe.runner import BackendChoice, execute
 
 from .emu_helpers import KEY, data_uri
 
@@ -276,3 +281,110 @@ def test_sdk_retries_a_dropped_submit_and_can_pay_twice():
         assert answer.status_code == 200, spec
         assert stats["submissions"]["attempts"] == 2, spec
         assert stats["submissions"]["accepted"] == tasks, spec
+
+
+def _settled(emu: EmulatorThread, tasks: int) -> dict[str, Any]:
+    """The stats once ``tasks`` tasks exist and none is still running (events, not time)."""
+    deadline = time.monotonic() + 60
+    while True:
+        stats = emu.stats()
+        live = stats["tasks"]
+        if sum(live["by_status"].values()) >= tasks and live["running"] == 0:
+            return stats
+        assert time.monotonic() < deadline, stats["tasks"]
+        time.sleep(0.05)
+
+
+class _SlowImage(BaseHTTPRequestHandler):
+    """An input image that takes 3 s to arrive: a submit that fetches it outlasts a 1 s
+    client timeout, and the server still creates the task after the client gave up."""
+
+    def do_GET(self) -> None:
+        time.sleep(3)
+        data = _png_bytes()
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_what_one_sdk_call_costs_when_a_submit_is_lost(tmp_path: Path):
+    """``ImageSynthesis.call(n=2)`` (submit, then wait) under each submit failure, as the
+    SDK in the venv behaves: it re-sends a POST whose connection closed unanswered (it
+    assumes the request never arrived), never one answered 5xx, never one that timed out.
+
+    | fault                 | POSTs | tasks | billed images | the caller gets            |
+    | submit.lost once      | 2     | 2     | 4             | one task's 2 images        |
+    | submit.lost twice     | 2     | 2     | 4             | ConnectionError, no task id|
+    | submit.500 once       | 1     | 0     | 0             | InvalidTask (no retry)     |
+    | read timeout (1 s)    | 1     | 1     | 2             | ReadTimeout, no task id    |
+
+    wanrecipe under the first: one POST, one task, 2 images (the lost task is found in the
+    task list; tests/runner/test_paytwice.py has the other cases).
+    """
+    image = data_uri(_png_bytes())
+    args = {"model": wire.MODEL, "api_key": KEY, "function": "remove_watermark", "n": 2}
+    seen: dict[str, tuple[Any, int, int, int]] = {}
+    faults = [("submit.lost=first:1", 2), ("submit.lost=first:2", 2), ("submit.500=first:1", 0)]
+    for spec, tasks in faults:
+        with EmulatorThread(EmulatorConfig(**FAST, faults=spec, executor="thread")) as emu:
+            dashscope.base_http_api_url = emu.base_url
+            try:
+                answer = ImageSynthesis.call(prompt="去除文字", base_image_url=image, **args)
+                outcome: Any = (answer.output.task_status, len(answer.output.results))
+            except Exception as exc:  # what the caller sees is part of the observation
+                outcome = type(exc).__name__
+            stats = _settled(emu, tasks)
+        seen[spec] = (
+            outcome,
+            stats["submissions"]["attempts"],
+            stats["submissions"]["accepted"],
+            stats["billed_images"],
+        )
+    assert seen == {
+        "submit.lost=first:1": (("SUCCEEDED", 2), 2, 2, 4),
+        "submit.lost=first:2": ("ConnectionError", 2, 2, 4),
+        "submit.500=first:1": ("InvalidTask", 1, 0, 0),
+    }
+
+    slow = ThreadingHTTPServer(("127.0.0.1", 0), _SlowImage)
+    threading.Thread(target=slow.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{slow.server_address[1]}/slow.png"
+    config = EmulatorConfig(**FAST, validate_images="submit", executor="thread")
+    try:
+        with EmulatorThread(config) as emu:
+            dashscope.base_http_api_url = emu.base_url
+            with pytest.raises(requests.exceptions.ReadTimeout):
+                ImageSynthesis.call(
+                    prompt="去除文字", base_image_url=url, request_timeout=1, **args
+                )
+            stats = _settled(emu, 1)
+    finally:
+        slow.shutdown()
+        slow.server_close()
+    assert stats["submissions"]["attempts"] == 1  # not re-sent
+    assert stats["submissions"]["accepted"] == 1 and stats["billed_images"] == 2  # yet paid
+
+    # The same lost submit under wanrecipe: one task, billed once.
+    Image.open(io.BytesIO(_png_bytes())).save(tmp_path / "in.png")
+    path = tmp_path / "one.yaml"
+    path.write_text(
+        "version: 1\nname: one\nsteps:\n"
+        "  a: {function: remove_watermark, image: in.png, prompt: 去除文字, parameters: {n: 2}}\n",
+        encoding="utf-8",
+    )
+    lost = EmulatorConfig(**FAST, faults="submit.lost=first:1", executor="thread")
+    with EmulatorThread(lost) as emu:
+        backend = BackendChoice(kind="url", base_url=emu.base_url, api_key=KEY)
+        out, state = tmp_path / "out", tmp_path / "state"
+        record = asyncio.run(
+            execute(load_recipe(path), backend=backend, run_dir=out, state_dir=state)
+        )
+        stats = _settled(emu, 1)
+    assert record.status == "ok"
+    assert (stats["submissions"]["attempts"], stats["submissions"]["accepted"]) == (1, 1)
+    assert stats["billed_images"] == 2 == record.images_billed

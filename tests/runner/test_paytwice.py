@@ -201,7 +201,10 @@ async def _foreign_task(emu: object, image: Path) -> None:
     from wanrecipe.backends.dashscope import DashScopeClient
 
     uri = "data:image/png;base64," + base64.b64encode(image.read_bytes()).decode()
-    async with DashScopeClient(emu.base_url, "sk-someone-else") as client:  # type: ignore[attr-defined]
+    from wanrecipe.runner import LOCAL_API_KEY
+
+    # The same key: the emulator keeps tasks and the task list per key (per account).
+    async with DashScopeClient(emu.base_url, LOCAL_API_KEY) as client:  # type: ignore[attr-defined]
         # Its answer is lost too; the task exists all the same.
         with contextlib.suppress(BackendError):
             await client.submit("colorization", "", uri, None, {"seed": 5})

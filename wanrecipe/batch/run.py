@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..executor.budget import RowBudget
-from ..executor.ledger import close_gate, open_gate
+from ..executor.ledger import close_gate, ledger_home, open_gate
 from ..report.batch_record import BatchRecord, BatchStatus, RowRecord, RowStatus
 from ..report.events import Event, EventSink, discard
 from ..report.record import RunRecord, StepRecord
@@ -33,6 +33,7 @@ from ..runner import (
     default_state_dir,
     open_backend,
 )
+from .claims import RowClaims, open_claims, run_claimed_batch
 from .graph import BatchGraph, LoadedRow, node_id
 
 _TERMINAL = frozenset({"done", "cached", "failed", "skipped"})
@@ -49,17 +50,27 @@ async def execute_batch(
     state_dir: str | os.PathLike[str] | None = None,
     max_usd: Decimal | None = None,
     shared_quota: bool | None = None,
+    blobs: str | None = None,
+    claims: RowClaims | None = None,
 ) -> BatchRecord:
     """Run every row of ``graph``; return the batch record (also written to run.json).
 
     ``shared_quota``: share the account's quota with other processes through the state
     directory (default: for every backend but the embedded emulator, which is this process's
-    alone).
+    alone). ``claims``: which rows are this process's (default: from the state; all of
+    them but for a ``postgresql://`` state, see batch/claims.py).
     """
+    claims = claims if claims is not None else open_claims(state_dir)
+    if claims.shared:  # team mode: rows claimed from the rows table, a few at a time
+        return await run_claimed_batch(
+            execute_batch, graph, claims, backend=backend, run_dir=run_dir, options=options,
+            on_event=on_event, handle_signals=handle_signals, state_dir=state_dir,
+            max_usd=max_usd, shared_quota=shared_quota, blobs=blobs,
+        )  # fmt: skip
     from ..store import open_state
 
     state = await asyncio.to_thread(
-        open_state, state_dir, default_dir=default_state_dir(graph.path)
+        open_state, state_dir, default_dir=default_state_dir(graph.path), blobs=blobs
     )
     try:
         return await _execute(
@@ -112,7 +123,7 @@ async def _execute(
         share = backend.kind != "local" if shared_quota is None else shared_quota
         gate = open_gate(
             options.quota,
-            shared_in=state.path if share else None,
+            shared_in=ledger_home(state) if share else None,
             base_url=base_url,
             api_key=backend.api_key,
         )

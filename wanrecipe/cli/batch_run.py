@@ -134,6 +134,7 @@ def run_batch_command(
     state_dir: Path | str | None,
     options: Any,
     force_steps: tuple[str, ...],
+    blobs: str | None = None,
     as_json: bool,
 ) -> None:
     """Load and check every row (nothing is sent if any row is bad), then run the batch."""
@@ -190,6 +191,7 @@ def run_batch_command(
                 handle_signals=True,
                 state_dir=state_path,
                 max_usd=max_usd,
+                blobs=blobs,
             )
         )
     except StoreError as exc:  # the state cannot be opened (nothing was sent)
@@ -200,7 +202,9 @@ def run_batch_command(
 
         report_after_run(run_dir, err)
     try:
-        with open_state(state_path, default_dir=default_state_dir(first.path)) as opened:
+        with open_state(
+            state_path, default_dir=default_state_dir(first.path), blobs=blobs
+        ) as opened:
             lock = write_batch_lock(graph, record, opened.journal)
     except (WanRecipeError, OSError) as exc:
         lock = None

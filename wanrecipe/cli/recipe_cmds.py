@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from ..recipe import graph_export
 from ..recipe.plan import Quota, format_plan
 from ..recipe.schema import schema_text
 from . import EXIT_INVALID, main
+from .blobs_option import blobs_option
 from .common import echo_diagnostics, param_option, params_file_option, parse_params, shown_path
 from .state_opt import state_option
 
@@ -89,6 +91,7 @@ def validate(
     "only what will be billed (default: .wanrecipe/ beside the recipe, or "
     "WANRECIPE_STATE_DIR, when something has run there).",
 )  # fmt: skip
+@partial(blobs_option, expose=False)  # read by _cache_marks from the click context
 @state_option
 @click.option(
     "--backend", type=click.Choice(["local", "dashscope"]), default=None,
@@ -205,8 +208,9 @@ def _cache_marks(
             return None
         raise click.UsageError(f"no state directory at {spec.path} (nothing has run there yet)")
     kind = backend or os.environ.get("WANRECIPE_BACKEND") or "local"
+    blobs = click.get_current_context().meta.get("blobs")
     try:
-        with open_state(spec, default_dir=spec.path, create=False) as opened:
+        with open_state(spec, default_dir=spec.path, create=False, blobs=blobs) as opened:
             marks = preview.cache_preview(recipe, opened.journal, realm_of(kind))
     except StoreError as exc:
         if "nothing has run there yet" in str(exc):

@@ -31,6 +31,7 @@ from ..runner import (
 from ..store import open_state
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, main
 from .batch_run import batch_options, require_consent, resolve_budget, run_batch_command
+from .blobs_option import blobs_option
 from .common import echo_diagnostics, param_option, params_file_option, parse_params, shown_path
 from .state_opt import chosen_state, state_option
 
@@ -104,6 +105,7 @@ from .state_opt import chosen_state, state_option
     "recipe; env WANRECIPE_STATE_DIR).",
 )
 @state_option
+@blobs_option
 @click.option(
     "--no-cache",
     is_flag=True,
@@ -144,6 +146,7 @@ def run(
     fail_fast: bool,
     state_dir: Path | None,
     state: str | None,
+    blobs: str | None,
     no_cache: bool,
     force_steps: tuple[str, ...],
     locked: bool,
@@ -195,6 +198,7 @@ def run(
             err, recipe, choice=choice, params=parse_params(param_items),
             params_files=params_files, batch_file=batch_file, each=each, rows_spec=rows_spec,
             limit=limit, max_cost=max_cost, yes=yes, out_dir=out_dir, state_dir=state_spec,
+            blobs=blobs,
             options=RunOptions(
                 fail_fast=fail_fast, no_cache=no_cache, quota=quota,
                 lost_submit="resubmit" if resubmit_lost else "stop",
@@ -241,6 +245,7 @@ def run(
                 on_event=sink,
                 handle_signals=True,
                 state_dir=state_path,
+                blobs=blobs,
             )
         )
     except StoreError as exc:  # the state cannot be opened (nothing was sent)
@@ -251,7 +256,9 @@ def run(
 
         report_after_run(run_dir, err)
     try:
-        with open_state(state_path, default_dir=default_state_dir(loaded.path)) as opened:
+        with open_state(
+            state_path, default_dir=default_state_dir(loaded.path), blobs=blobs
+        ) as opened:
             lock = write_lock(loaded, record, opened.journal)
     except (WanRecipeError, OSError) as exc:
         # The images are stored and the run record written: a lock problem is not a failure.

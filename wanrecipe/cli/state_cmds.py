@@ -17,16 +17,22 @@ from ..report.lock import Lock, lock_path, read_lock
 from ..runner import default_state_dir
 from ..store import Attempt, StateDir, StateSpec, open_state, parse_state, sha256_file
 from . import EXIT_INVALID, main
+from .blobs_option import blobs_option
 from .common import echo_diagnostics, shown_path
 from .state_opt import chosen_state, state_option
 
-_state_dir_option = click.option(
+_state_dir_only = click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help="The state directory (default: .wanrecipe/ beside the recipe, or "
     "WANRECIPE_STATE_DIR, or ./.wanrecipe without a recipe).",
 )
+
+
+def _state_dir_option(f: Any) -> Any:
+    """--state-dir, and --blobs (kept in the click context for :func:`_open`)."""
+    return blobs_option(_state_dir_only(f), expose=False)
 
 
 def _state_path(
@@ -36,6 +42,11 @@ def _state_path(
     given = chosen_state(state, state_dir)
     default = default_state_dir(recipes[0] if recipes else Path.cwd() / "recipe.yaml")
     return parse_state(given, default_dir=default)
+
+
+def _blobs() -> str | None:
+    """What --blobs (or WANRECIPE_BLOBS) named, checked by its option."""
+    return click.get_current_context().meta.get("blobs")
 
 
 def _shown(spec: StateSpec) -> str:
@@ -48,7 +59,7 @@ def _open(spec: StateSpec, *, must_exist: bool = True) -> StateDir:
             f"no state directory at {shown_path(spec.path)} (nothing has run there yet)"
         )
     try:
-        return open_state(spec, default_dir=spec.path, create=not must_exist)
+        return open_state(spec, default_dir=spec.path, create=not must_exist, blobs=_blobs())
     except WanRecipeError as exc:
         if "nothing has run there yet" in str(exc):
             raise click.UsageError(str(exc)) from exc
@@ -190,8 +201,12 @@ def _verify_batch(batch_dir: Path, record: dict[str, Any]) -> None:
         if not sub:
             click.echo(f"row {key}: {row.get('status', 'not run')}, nothing to check")
             continue
-        checked += 1
         row_dir = batch_dir / str(sub)
+        if row.get("status") == "skipped" and not (row_dir / "run.json").exists():
+            # Not run here: e.g. another worker's row in team mode (its error says whose).
+            click.echo(f"row {key}: skipped ({row.get('error') or 'not run'}), nothing to check")
+            continue
+        checked += 1
         if not _inside(batch_dir, row_dir) or not (row_dir / "run.json").is_file():
             bad += 1
             click.echo(f"row {key}: FAIL {sub}: no run.json in the batch directory")

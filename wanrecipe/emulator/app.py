@@ -20,11 +20,11 @@ from aiohttp.abc import AbstractAccessLogger
 
 from .. import wire
 from ..errors import BackendError
+from .accounts import Account, Accounts
 from .config import EmulatorConfig
 from .faults import FaultInjector, parse_faults
 from .inputs import Fetcher
 from .pool import engine_context
-from .quota import TokenBucket
 from .stats import Stats
 from .storage import (
     RESULTS_PREFIX,
@@ -35,7 +35,7 @@ from .storage import (
     issue_policy,
     upload_key,
 )
-from .tasks import Task, TaskManager
+from .tasks import TaskManager
 from .validation import SubmitRequest, api_error, check_inputs, invalid, parse_submit
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,8 @@ class Emulator:
         self.faults = FaultInjector(parse_faults(config.faults), config.fault_seed)
         self.store = BlobStore(config.data_dir)
         self.signer = Signer()
-        self.submit_bucket = TokenBucket(config.rps, config.rps_burst, config.rate_grace)
-        self.query_bucket = TokenBucket(config.query_qps, max(1.0, config.query_qps))
+        #: Quota, tasks and counters per API key (the totals stay in ``stats``).
+        self.accounts = Accounts(config, self.stats.started)
         self._executor = executor
         self._owns_executor = executor is None
         self._session: aiohttp.ClientSession | None = None
@@ -95,7 +95,17 @@ class Emulator:
         return Fetcher(self._session, self.store, self.signer)
 
     def snapshot(self) -> dict[str, Any]:
-        return self.stats.snapshot(self.faults.injected, self.manager.live_counts())
+        """The totals, and the same counters per account (keyed by a hash of the key)."""
+        body = self.stats.snapshot(self.faults.injected, self.manager.live_counts())
+        body["accounts"] = {
+            account.id: account.stats.snapshot(None, self.manager.live_counts(account))
+            for account in self.accounts
+        }
+        return body
+
+    def counters(self, account: Account | None) -> tuple[Stats, ...]:
+        """Where a request's counts go: the totals, and its account's once it is known."""
+        return (self.stats,) if account is None else (self.stats, account.stats)
 
     async def close(self) -> None:
         await self.manager.close()
@@ -201,7 +211,12 @@ def _drop(request: web.Request, *, created: bool = False) -> NoReturn:
     raise _Dropped(created)
 
 
-def _authorize(request: web.Request, emu: Emulator) -> str:
+def _authorize(request: web.Request, emu: Emulator) -> Account:
+    """The caller's account (created on first use), or 401 without a valid key."""
+    return emu.accounts.of(_api_key(request, emu))
+
+
+def _api_key(request: web.Request, emu: Emulator) -> str:
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     key = key.strip()
     if scheme.lower() != "bearer" or not key:
@@ -226,20 +241,25 @@ def _own_port(request: web.Request) -> int:
 
 async def submit(request: web.Request) -> web.StreamResponse:
     emu = request.app[EMULATOR]
-    emu.stats.submit_attempts.add(time.monotonic())
+    now = time.monotonic()
+    emu.stats.submit_attempts.add(now)
+    account: Account | None = None
     try:
-        return await _submit(request, emu)
+        account = _authorize(request, emu)
+        account.stats.submit_attempts.add(now)
+        return await _submit(request, emu, account)
     except BackendError as exc:
-        emu.stats.submits_refused[exc.code] += 1
+        for stats in emu.counters(account):
+            stats.submits_refused[exc.code] += 1
         raise
     except _Dropped as exc:
         if not exc.created:
-            emu.stats.submits_refused["(connection dropped)"] += 1
+            for stats in emu.counters(account):
+                stats.submits_refused["(connection dropped)"] += 1
         raise
 
 
-async def _submit(request: web.Request, emu: Emulator) -> web.StreamResponse:
-    key = _authorize(request, emu)
+async def _submit(request: web.Request, emu: Emulator, account: Account) -> web.StreamResponse:
     if request.headers.get(wire.HEADER_ASYNC, "").lower() != "enable":
         raise BackendError(
             "AccessDenied", "current user api does not support synchronous calls", status=403
@@ -251,8 +271,9 @@ async def _submit(request: web.Request, emu: Emulator) -> web.StreamResponse:
         raise api_error("InternalError")
     if fault == "submit.drop":
         _drop(request)
-    if not emu.submit_bucket.try_take():
-        emu.stats.throttles["submit_rate"] += 1
+    if not account.submit_bucket.try_take():
+        for stats in emu.counters(account):
+            stats.throttles["submit_rate"] += 1
         raise api_error("Throttling.RateQuota")
     if request.content_type != "application/json":
         raise invalid("Content-Type must be application/json.")
@@ -268,15 +289,17 @@ async def _submit(request: web.Request, emu: Emulator) -> web.StreamResponse:
         raise invalid("The request body is not valid JSON.") from None
     oss = request.headers.get(wire.HEADER_OSS_RESOLVE, "").lower() == "enable"
     req = parse_submit(body, oss_resolve=oss)
-    emu.manager.admit()
+    emu.manager.admit(account)
     own_port = _own_port(request)
     inputs = None
     if emu.config.validate_images == "submit":
         inputs = await _prefetch(emu, req, own_port)
-        emu.manager.admit()  # the fetch yielded: check the slots again
-    task = emu.manager.create(req, own_port=own_port, api_key=key, inputs=inputs)
-    emu.stats.submits_accepted += 1
-    emu.stats.submit_accepts.add(time.monotonic())
+        emu.manager.admit(account)  # the fetch yielded: check the slots again
+    task = emu.manager.create(req, own_port=own_port, account=account, inputs=inputs)
+    accepted = time.monotonic()
+    for stats in emu.counters(account):
+        stats.submits_accepted += 1
+        stats.submit_accepts.add(accepted)
     if fault == "submit.lost":
         _drop(request, created=True)
     # The service always answers PENDING here, even when a slot is free at once.
@@ -298,9 +321,10 @@ async def _prefetch(emu: Emulator, req: SubmitRequest, own_port: int) -> tuple[b
 
 async def query(request: web.Request) -> web.StreamResponse:
     emu = request.app[EMULATOR]
-    _authorize(request, emu)
-    if not emu.query_bucket.try_take():
-        emu.stats.throttles["query_rate"] += 1
+    account = _authorize(request, emu)
+    if not account.query_bucket.try_take():
+        for stats in emu.counters(account):
+            stats.throttles["query_rate"] += 1
         raise api_error("Throttling.RateQuota")
     fault = emu.faults.pick("query")
     if fault == "query.500":
@@ -311,9 +335,10 @@ async def query(request: web.Request) -> web.StreamResponse:
         )
     if fault == "query.504":
         raise BackendError("GatewayTimeout", "Gateway timeout, please try again later.", status=504)
-    emu.stats.queries += 1
+    for stats in emu.counters(account):
+        stats.queries += 1
     task_id = request.match_info["task_id"]
-    task = emu.manager.get(task_id)
+    task = emu.manager.get(task_id, account)
     if task is None:
         return _json(
             {"request_id": _request_id(), "output": {"task_id": task_id, "task_status": "UNKNOWN"}}
@@ -327,9 +352,10 @@ async def query(request: web.Request) -> web.StreamResponse:
 
 async def cancel(request: web.Request) -> web.StreamResponse:
     emu = request.app[EMULATOR]
-    _authorize(request, emu)
-    emu.stats.cancels += 1
-    if not emu.manager.cancel(request.match_info["task_id"]):
+    account = _authorize(request, emu)
+    for stats in emu.counters(account):
+        stats.cancels += 1
+    if not emu.manager.cancel(request.match_info["task_id"], account):
         raise BackendError(
             "UnsupportedOperation",
             "Failed to cancel the task, please confirm if the task is in PENDING status.",
@@ -359,43 +385,17 @@ def _int_arg(request: web.Request, name: str, default: int, lo: int, hi: int) ->
 
 async def list_tasks(request: web.Request) -> web.StreamResponse:
     emu = request.app[EMULATOR]
-    _authorize(request, emu)
-    emu.stats.lists += 1
+    account = _authorize(request, emu)
+    for stats in emu.counters(account):
+        stats.lists += 1
     q = request.query
     page_no = _int_arg(request, "page_no", 1, 1, 1_000_000)
     page_size = _int_arg(request, "page_size", 10, 1, 100)
     start = _list_time(q.get("start_time"), "start_time")
     end = _list_time(q.get("end_time"), "end_time")
-    status = q.get("status")
-    model = q.get("model_name")
-    manager = emu.manager
-    manager.sweep()
-
-    def keep(task: Task) -> bool:
-        if status and task.status != status.upper():
-            return False
-        if model and model != wire.MODEL:
-            return False
-        submitted = datetime.strptime(manager.timestamp(task.submit_time)[:19], "%Y-%m-%d %H:%M:%S")
-        return (start is None or submitted >= start) and (end is None or submitted <= end)
-
-    tasks = sorted(
-        (t for t in manager.tasks.values() if keep(t)), key=lambda t: t.index, reverse=True
-    )
+    tasks = emu.manager.listed(account, q.get("status"), q.get("model_name"), start, end)
     page = tasks[(page_no - 1) * page_size : page_no * page_size]
-    data = [
-        {
-            "task_id": t.task_id,
-            "status": t.status,
-            "model_name": wire.MODEL,
-            "region": "cn-beijing",
-            "api_key_id": t.api_key_id,
-            "gmt_create": int(t.submit_time * 1000),
-            "start_time": int((t.scheduled_time or t.submit_time) * 1000),
-            "end_time": int(t.end_time * 1000) if t.end_time else None,
-        }
-        for t in page
-    ]
+    data = [emu.manager.list_entry(t) for t in page]
     return _json(
         {
             "request_id": _request_id(),

@@ -38,10 +38,11 @@ class Stats:
         self.running += 1
         self.peak_running = max(self.peak_running, self.running)
 
-    def snapshot(self, faults: Counter[str], live: Counter[str]) -> dict[str, Any]:
-        """A JSON-able copy. ``live``: how many tasks are in each status right now."""
+    def snapshot(self, faults: Counter[str] | None, live: Counter[str]) -> dict[str, Any]:
+        """A JSON-able copy. ``live``: how many tasks are in each status right now;
+        ``faults``: those injected (None for an account's view: faults are the server's)."""
         t0 = self.started
-        return {
+        body: dict[str, Any] = {
             "uptime_s": round(time.monotonic() - t0, 3),
             "submissions": {
                 "accepted": self.submits_accepted,
@@ -64,10 +65,12 @@ class Stats:
             "billed_images": self.billed_images,
             "failed_outputs": self.failed_outputs,
             "throttles": dict(self.throttles),
-            "faults": dict(faults),
             "queries": self.queries,
             "lists": self.lists,
             "cancels": self.cancels,
             "downloads": self.downloads,
             "uploads": self.uploads,
         }
+        if faults is not None:
+            body["faults"] = dict(faults)
+        return body

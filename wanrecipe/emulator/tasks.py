@@ -8,11 +8,10 @@ the event loop keeps answering queries while images are computed.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
@@ -21,6 +20,7 @@ from typing import Any
 
 from .. import wire
 from ..errors import BackendError, ImageInputError
+from .accounts import Account
 from .config import EmulatorConfig
 from .engines import EditRequest, EditResult, derive_seed, render
 from .faults import TASK_FAULT_CODES, FaultInjector
@@ -42,7 +42,7 @@ class Task:
     index: int  # submission order, for deterministic draws
     own_port: int
     submit_time: float
-    api_key_id: str
+    account: Account
     fault: str | None = None
     status: str = "PENDING"
     scheduled_time: float | None = None
@@ -54,6 +54,10 @@ class Task:
     inputs: tuple[bytes, bytes | None] | None = None  # pre-fetched when validated at submit
     #: per output index: the engine's labels (fidelity, engine, note), as in the PNG's chunks
     labels: dict[int, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def api_key_id(self) -> str:
+        return self.account.id
 
     @property
     def succeeded(self) -> int:
@@ -102,7 +106,6 @@ class TaskManager:
         self._executor = executor
         self._fetcher = fetcher
         self.tasks: dict[str, Task] = {}
-        self._queue: deque[Task] = deque()
         self._running: set[asyncio.Task[None]] = set()
         self._count = 0
         self._closing = False
@@ -110,14 +113,20 @@ class TaskManager:
 
     # -- submission -------------------------------------------------------------------------
 
-    def admit(self) -> None:
-        """Raise 429 Throttling.AllocationQuota when rejecting over-concurrency submits."""
+    def both(self, account: Account) -> tuple[Stats, Stats]:
+        """The counters a task's events go to: the totals and its account's."""
+        return self.stats, account.stats
+
+    def admit(self, account: Account) -> None:
+        """Raise 429 Throttling.AllocationQuota when rejecting over-concurrency submits
+        (the account's own running and queued tasks against its quota)."""
         cfg = self.config
         if cfg.over_concurrency != "reject" or cfg.concurrency == 0:
             return
-        busy = self.stats.running + len(self._queue)
+        busy = account.stats.running + len(account.queue)
         if busy >= cfg.concurrency:
-            self.stats.throttles["concurrency"] += 1
+            for stats in self.both(account):
+                stats.throttles["concurrency"] += 1
             raise api_error("Throttling.AllocationQuota")
 
     def create(
@@ -125,7 +134,7 @@ class TaskManager:
         request: SubmitRequest,
         *,
         own_port: int,
-        api_key: str,
+        account: Account,
         inputs: tuple[bytes, bytes | None] | None = None,
     ) -> Task:
         index = self._count
@@ -138,57 +147,66 @@ class TaskManager:
             index=index,
             own_port=own_port,
             submit_time=self.config.clock(),
-            api_key_id=hashlib.sha256(api_key.encode()).hexdigest()[:12],
+            account=account,
             fault=self.faults.pick("task"),
             inputs=inputs,
         )
         self.tasks[task.task_id] = task
-        self.stats.tasks["PENDING"] += 1
-        self._queue.append(task)
-        self._pump()
+        for stats in self.both(account):
+            stats.tasks["PENDING"] += 1
+        account.queue.append(task)
+        self._pump(account)
         return task
 
     def _draw_seed(self, index: int) -> int:
         return random.Random(f"{self.config.seed}:seed:{index}").randrange(2**31)
 
-    def _pump(self) -> None:
+    def _pump(self, account: Account) -> None:
         if self._closing:
             return
         limit = self.config.concurrency
-        while self._queue and (limit == 0 or self.stats.running < limit):
-            task = self._queue.popleft()
+        while account.queue and (limit == 0 or account.stats.running < limit):
+            task = account.queue.popleft()
             # RUNNING from this instant, so a cancel or query in between sees the truth.
             task.status = "RUNNING"
             task.scheduled_time = self.config.clock()
-            self.stats.tasks["RUNNING"] += 1
-            self.stats.task_started()
+            for stats in self.both(account):
+                stats.tasks["RUNNING"] += 1
+                stats.task_started()
             job = asyncio.get_running_loop().create_task(self._run(task))
             self._running.add(job)
             job.add_done_callback(self._running.discard)
 
     # -- queries ----------------------------------------------------------------------------
 
-    def get(self, task_id: str) -> Task | None:
+    def get(self, task_id: str, account: Account | None = None) -> Task | None:
+        """The task, if it lives (and, given ``account``, is that account's: another
+        account's task is as unknown to it as one that never was)."""
         task = self.tasks.get(task_id)
         if task is not None and self._expired(task):
             self._forget(task)
             return None
+        if task is not None and account is not None and task.account is not account:
+            return None
         return task
 
-    def cancel(self, task_id: str) -> bool:
-        task = self.get(task_id)
+    def cancel(self, task_id: str, account: Account | None = None) -> bool:
+        task = self.get(task_id, account)
         if task is None or task.status != "PENDING":
             return False
-        self._queue.remove(task)
+        task.account.queue.remove(task)
         task.status = "CANCELED"
         task.end_time = self.config.clock()
         task.inputs = None
         task.request = _without_payloads(task.request)
-        self.stats.tasks["CANCELED"] += 1
+        for stats in self.both(task.account):
+            stats.tasks["CANCELED"] += 1
         return True
 
-    def live_counts(self) -> Counter[str]:
-        return Counter(t.status for t in self.tasks.values())
+    def live_counts(self, account: Account | None = None) -> Counter[str]:
+        return Counter(
+            t.status for t in self.tasks.values() if account is None or t.account is account
+        )
 
     def _expired(self, task: Task) -> bool:
         return (
@@ -198,7 +216,8 @@ class TaskManager:
 
     def _forget(self, task: Task) -> None:
         del self.tasks[task.task_id]
-        self.stats.tasks_expired += 1
+        for stats in self.both(task.account):
+            stats.tasks_expired += 1
         if task.results:
             job = asyncio.get_running_loop().create_task(
                 self.store.delete_prefix(f"results/{task.task_id}/")
@@ -248,8 +267,9 @@ class TaskManager:
         finally:
             task.inputs = None
             task.request = _without_payloads(task.request)
-            self.stats.running -= 1
-            self._pump()
+            for stats in self.both(task.account):
+                stats.running -= 1
+            self._pump(task.account)
 
     async def _compute(self, task: Task) -> None:
         req = task.request
@@ -291,7 +311,8 @@ class TaskManager:
         for i, job in enumerate(jobs):
             if job is None:
                 task.results.append((_OUTPUT_FAULT.code, _OUTPUT_FAULT.message))
-                self.stats.failed_outputs += 1
+                for stats in self.both(task.account):
+                    stats.failed_outputs += 1
                 continue
             result = next(rendered)
             await self.store.put(result_key(task.task_id, i), result.png)
@@ -311,9 +332,52 @@ class TaskManager:
         task.status = status
         task.code, task.message = code, message
         task.end_time = self.config.clock()
-        self.stats.tasks[status] += 1
-        if status == "SUCCEEDED":
-            self.stats.billed_images += task.succeeded
+        for stats in self.both(task.account):
+            stats.tasks[status] += 1
+            if status == "SUCCEEDED":
+                stats.billed_images += task.succeeded
+
+    # -- the task list ----------------------------------------------------------------------
+
+    def listed(
+        self,
+        account: Account,
+        status: str | None,
+        model: str | None,
+        start: datetime | None,
+        end: datetime | None,
+    ) -> list[Task]:
+        """The account's own tasks that match, newest first (no other account's, ever)."""
+        self.sweep()
+
+        def keep(task: Task) -> bool:
+            if task.account is not account:
+                return False
+            if status and task.status != status.upper():
+                return False
+            if model and model != wire.MODEL:
+                return False
+            submitted = datetime.strptime(
+                self.timestamp(task.submit_time)[:19], "%Y-%m-%d %H:%M:%S"
+            )
+            return (start is None or submitted >= start) and (end is None or submitted <= end)
+
+        return sorted(
+            (t for t in self.tasks.values() if keep(t)), key=lambda t: t.index, reverse=True
+        )
+
+    @staticmethod
+    def list_entry(task: Task) -> dict[str, Any]:
+        return {
+            "task_id": task.task_id,
+            "status": task.status,
+            "model_name": wire.MODEL,
+            "region": "cn-beijing",
+            "api_key_id": task.api_key_id,
+            "gmt_create": int(task.submit_time * 1000),
+            "start_time": int((task.scheduled_time or task.submit_time) * 1000),
+            "end_time": int(task.end_time * 1000) if task.end_time else None,
+        }
 
     # -- bodies -----------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ for a ``postgresql://`` state). The guarantees are described there and in ``docs
 from __future__ import annotations
 
 from .blobs import Blob, BlobNotFound, BlobStore, sha256_bytes, sha256_file
+from .blobs_api import Blobs
 from .journal import Journal
 from .keys import KEY_VERSION, canonical_json, content_key
 from .ops import JournalOps
@@ -34,6 +35,7 @@ __all__ = [
     "Blob",
     "BlobNotFound",
     "BlobStore",
+    "Blobs",
     "CacheState",
     "CacheVerdict",
     "DoneEntry",

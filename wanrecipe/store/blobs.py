@@ -72,12 +72,19 @@ def fsync_dir(path: Path) -> None:
 
 
 class BlobStore:
-    """Blobs under ``root`` (usually ``<state dir>/objects``). Safe for many processes at once."""
+    """Blobs under ``root`` (usually ``<state dir>/objects``). Safe for many processes at once.
+
+    The local implementation of :class:`~wanrecipe.store.blobs_api.Blobs`; also the read-through
+    cache of :class:`~wanrecipe.store.blobs_s3.ObjectBlobs`."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._tmp = self.root / TMP_DIR
         self._tmp.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
 
     # -- lookup -------------------------------------------------------------------------------
 
@@ -200,6 +207,22 @@ class BlobStore:
             if exc.errno != errno.EXDEV:
                 raise
             return self.put_file(src, move=True)  # another filesystem: copy and hash
+
+    def stage(self, src: Path, *, move: bool = False) -> tuple[Path, str, int]:
+        """Put ``src``'s bytes in a fsynced file of :attr:`staging_dir` and hash them; returns
+        (that file, sha256, size). ``move=True`` takes ``src`` over (a rename when possible).
+        For a store layered on this one (a remote store's cache) that must upload the bytes
+        it was given, whatever copy this store may already hold."""
+        src = Path(src)
+        if not move:
+            return self._stage_by_copy(src)
+        tmp = self._stage_by_rename(src)
+        try:
+            digest, size = _hash_and_sync(tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp, digest, size
 
     def _stage_by_copy(self, src: Path) -> tuple[Path, str, int]:
         fd, name = tempfile.mkstemp(dir=self._tmp, suffix=".part")

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from ..errors import StoreError
-from .blobs import BlobStore
+from .blobs_api import Blobs
 from .dialect import Row, queries, statements
 from .liveness import heartbeat_ttl
 from .policy import JournalBase
@@ -228,7 +228,7 @@ class Journal(JournalBase):
     def __init__(
         self,
         path: Path,
-        blobs: BlobStore,
+        blobs: Blobs,
         *,
         busy_timeout_s: float = 30.0,
         clock: Callable[[], float] = time.time,

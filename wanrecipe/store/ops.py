@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from .blobs import BlobStore
+from .blobs_api import Blobs
 from .records import (
     Attempt,
     AttemptState,
@@ -23,7 +23,7 @@ from .records import (
 class JournalOps(Protocol):
     """What the executor, the CLI and the reports may ask of a journal."""
 
-    blobs: BlobStore
+    blobs: Blobs
     heartbeat_ttl_s: float
 
     @property

@@ -36,7 +36,7 @@ from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 from ..errors import StoreError
-from .blobs import BlobStore
+from .blobs_api import Blobs
 from .dialect import Row, queries, statements
 from .liveness import heartbeat_ttl
 from .policy import JournalBase
@@ -236,7 +236,7 @@ class PostgresJournal(JournalBase):
     def __init__(
         self,
         url: str,
-        blobs: BlobStore,
+        blobs: Blobs,
         *,
         clock: Callable[[], float] | None = None,
         heartbeat_ttl_s: float | None = None,

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
 from ..errors import StoreError
-from .blobs import BlobStore
+from .blobs_api import Blobs
 from .dialect import Dialect, Row, Tx
 from .liveness import Liveness
 from .records import (
@@ -49,9 +49,9 @@ class JournalBase(Liveness):
     """Every journal operation over a dialect. ``Journal`` (SQLite) and ``PostgresJournal``
     only open their database; the list of operations is ``ops.JournalOps``."""
 
-    blobs: BlobStore
+    blobs: Blobs
 
-    def __init__(self, db: Dialect, blobs: BlobStore, *, host: str, heartbeat_ttl_s: float) -> None:
+    def __init__(self, db: Dialect, blobs: Blobs, *, host: str, heartbeat_ttl_s: float) -> None:
         self._db = db
         self.blobs = blobs
         self._host = host

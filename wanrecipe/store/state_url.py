@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -39,7 +39,7 @@ class StateSpec:
 
     kind: Literal["dir", "postgres"]
     path: Path
-    url: str | None = None
+    url: str | None = field(default=None, repr=False)  # may hold a password
 
     @property
     def shown(self) -> str:
@@ -86,8 +86,10 @@ def open_state(
     default_dir: Path,
     create: bool = True,
     heartbeat_ttl_s: float | None = None,
+    blobs: str | os.PathLike[str] | None = None,
 ) -> StateDir:
-    """Open the journal, liveness and image store ``spec`` names (see :func:`parse_state`).
+    """Open the journal, liveness and image store ``spec`` names (see :func:`parse_state`);
+    the images where ``blobs`` says (``--blobs``: see ``blobs_url.open_blobs``).
 
     ``create=False`` opens only a state something has run in (``plan``, ``cache``): a
     directory without ``state.db`` or a database without the schema raises StoreError.
@@ -95,4 +97,4 @@ def open_state(
     from .statedir import StateDir
 
     parsed = spec if isinstance(spec, StateSpec) else parse_state(spec, default_dir=default_dir)
-    return StateDir.open_spec(parsed, create=create, heartbeat_ttl_s=heartbeat_ttl_s)
+    return StateDir.open_spec(parsed, create=create, heartbeat_ttl_s=heartbeat_ttl_s, blobs=blobs)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from ..errors import StoreError
-from .blobs import BlobStore, fsync_dir
+from .blobs import fsync_dir
+from .blobs_api import Blobs
+from .blobs_url import open_blobs
 from .journal import Journal
 from .ops import JournalOps
 
@@ -18,7 +20,6 @@ if TYPE_CHECKING:
     from .state_url import StateSpec
 
 DB_NAME: Final = "state.db"
-OBJECTS_NAME: Final = "objects"
 #: Ignore everything inside: cached images and the database never belong in version control.
 GITIGNORE: Final = "*\n"
 
@@ -29,52 +30,67 @@ class StateDir:
 
     ``path`` is the local state directory (images, downloads in progress, learned durations);
     ``journal`` lives in it (SQLite) or in Postgres (``--state postgresql://...``); ``url`` is
-    what to show for the state: the path, or the Postgres URL without its password.
+    what to show for the state: the path, or the Postgres URL without its password. ``blobs``
+    is ``objects/`` here, or what ``--blobs`` named (a directory, an S3 bucket cached here).
     """
 
     path: Path
-    blobs: BlobStore
+    blobs: Blobs
     journal: JournalOps
     url: str = ""
     #: What ``--state`` named, for whoever opens a connection of its own to the same
     #: database (the quota ledger): ``spec.url`` may hold a password, never show it.
-    spec: StateSpec | None = None
+    spec: StateSpec | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.url = self.url or str(self.path)
 
     @classmethod
     def open(
-        cls, path: Path, *, busy_timeout_s: float = 30.0, heartbeat_ttl_s: float | None = None
+        cls,
+        path: Path,
+        *,
+        busy_timeout_s: float = 30.0,
+        heartbeat_ttl_s: float | None = None,
+        blobs: str | os.PathLike[str] | None = None,
     ) -> StateDir:
-        """Open ``path``, creating it (with ``state.db``, ``objects/`` and a ``.gitignore``)."""
+        """Open ``path``, creating it (with ``state.db``, ``objects/`` and a ``.gitignore``).
+
+        ``blobs``: where the images live (``store.blobs_url.open_blobs``: a directory or
+        ``s3://bucket/prefix``; default ``WANRECIPE_BLOBS``, else ``objects/`` here)."""
         path = Path(path)
-        blobs = _local_dir(path)
+        store = _local_dir(path, blobs)
         journal = Journal(
-            path / DB_NAME, blobs, busy_timeout_s=busy_timeout_s, heartbeat_ttl_s=heartbeat_ttl_s
+            path / DB_NAME, store, busy_timeout_s=busy_timeout_s, heartbeat_ttl_s=heartbeat_ttl_s
         )
         # Leftovers of crashed writers; an hour is far longer than any single blob write.
-        blobs.clean_tmp(older_than_s=3600.0)
-        return cls(path, blobs, journal)
+        store.clean_tmp(older_than_s=3600.0)
+        return cls(path, store, journal)
 
     @classmethod
     def open_spec(
-        cls, spec: StateSpec, *, create: bool = True, heartbeat_ttl_s: float | None = None
+        cls,
+        spec: StateSpec,
+        *,
+        create: bool = True,
+        heartbeat_ttl_s: float | None = None,
+        blobs: str | os.PathLike[str] | None = None,
     ) -> StateDir:
-        """Open what ``--state`` named (``state_url.open_state`` is the way in)."""
+        """Open what ``--state`` (and ``--blobs``) named (``state_url.open_state`` is the way
+        in)."""
         if spec.kind == "dir":
             if not create and not (spec.path / DB_NAME).exists():
                 raise StoreError(f"no state directory at {spec.path} (nothing has run there yet)")
-            state = cls.open(spec.path, heartbeat_ttl_s=heartbeat_ttl_s)
+            state = cls.open(spec.path, heartbeat_ttl_s=heartbeat_ttl_s, blobs=blobs)
             state.spec = spec
             return state
         from .pg_journal import PostgresJournal
 
         assert spec.url is not None
-        blobs = _local_dir(spec.path)
-        journal = PostgresJournal(spec.url, blobs, heartbeat_ttl_s=heartbeat_ttl_s, create=create)
-        blobs.clean_tmp(older_than_s=3600.0)
-        return cls(spec.path, blobs, journal, spec.shown, spec)
+        store = _local_dir(spec.path, blobs)
+        journal = PostgresJournal(spec.url, store, heartbeat_ttl_s=heartbeat_ttl_s, create=create)
+        store.clean_tmp(older_than_s=3600.0)
+        return cls(spec.path, store, journal, spec.shown, spec)
 
     def close(self) -> None:
         self.journal.close()
@@ -86,15 +102,16 @@ class StateDir:
         self.close()
 
 
-def _local_dir(path: Path) -> BlobStore:
+def _local_dir(path: Path, blobs: str | os.PathLike[str] | None) -> Blobs:
+    """Make the local state directory; open the blob store (``objects/`` in it by default)."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         _write_gitignore(path)
-        return BlobStore(path / OBJECTS_NAME)
     except (NotADirectoryError, FileExistsError) as exc:
         raise StoreError(f"{path}: not a directory, cannot hold wanrecipe state") from exc
     except PermissionError as exc:
         raise StoreError(f"{path}: cannot create the state directory: {exc.strerror}") from exc
+    return open_blobs(blobs, path)
 
 
 def _write_gitignore(path: Path) -> None:

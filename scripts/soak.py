@@ -9,6 +9,8 @@ checks what a user relies on:
 - the run ends (every wait is bounded: a round over its time limit is a finding);
 - no traceback on stderr;
 - a run that says ok has every output, and re-running it costs nothing (all cached);
+- a run that met transient faults only ends with exit 0 (exit 1 is a finding, with the
+  errors it printed);
 - nothing billed twice: billed images (emulator stats) <= outputs + retried FAILED tasks;
 - no secret written: the fake key and signed query strings never appear in any file of the
   run directory, the state directory, the lock file, stdout or stderr.
@@ -31,6 +33,7 @@ import tempfile
 import time
 import urllib.request
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +54,9 @@ version: 1
 name: soak
 params:
   seed: {type: integer, default: 1}
+# FAILED tasks (free at DashScope) retried as in the fault matrix: three kinds of task failure
+# at 20% each fail half the attempts, far beyond any real service.
+defaults: {retry: 8}
 steps:
   a:
     function: colorization
@@ -116,15 +122,45 @@ def sweep(root: Path) -> list[str]:
     return found
 
 
-def one_round(number: int, rng: random.Random, limit: float) -> tuple[str, list[str]]:
-    if rng.random() < 0.5:
+@dataclass
+class Row:
+    """What the rounds of one fault mix did, for the closing table."""
+
+    rounds: int = 0
+    killed: int = 0
+    exit0: int = 0
+    exit1: int = 0
+    findings: int = 0
+    billed: int = 0
+    failed_tasks: int = 0
+    outputs: int = 0
+
+
+def error_lines(transcript: str) -> str:
+    """What a failed run said about its failures (not its warnings about retries)."""
+    lines = [
+        ln.strip()
+        for ln in transcript.splitlines()
+        if ("failed" in ln or "error" in ln.lower()) and "warning:" not in ln
+    ]
+    return " | ".join(dict.fromkeys(lines))[:400] or transcript[-300:]
+
+
+def one_round(
+    number: int, rng: random.Random, limit: float, table: dict[str, Row], mix: str | None
+) -> tuple[str, list[str]]:
+    if mix is not None:
+        spec = mix
+    elif rng.random() < 0.5:
         kind = rng.choice(TRANSIENT)
-        spec = f"{kind}={rng.choice(['first:2', '25%'])}"
+        amount = rng.choice(["first:2", "25%"])
+        spec, mix = f"{kind}={amount}", f"{kind}={amount}"
     else:
-        spec = ",".join(f"{k}=20%" for k in TRANSIENT)
+        spec, mix = ",".join(f"{k}=20%" for k in TRANSIENT), "all transient=20%"
+    assert mix is not None
     seed = rng.randrange(1_000_000)
     kill = rng.random() < 0.3
-    label = f"round {number}: {spec} seed={seed}{' +SIGKILL' if kill else ''}"
+    label = f"round {number}: {mix} seed={seed}{' +SIGKILL' if kill else ''}"
     findings: list[str] = []
     with tempfile.TemporaryDirectory(prefix="wanrecipe-soak-") as tmp:
         work = Path(tmp)
@@ -146,10 +182,21 @@ def one_round(number: int, rng: random.Random, limit: float) -> tuple[str, list[
             outputs = sorted(p.name for p in (work / "out").glob("*.png"))
             if code == 0 and len(outputs) < STEPS:
                 findings.append(f"exit 0 with {len(outputs)} of {STEPS} outputs")
+            if code == 1:
+                findings.append("exit 1 under transient faults: " + error_lines(out))
             if code not in (0, 1, None, -999):
                 findings.append(f"exit {code}")
             s = stats(emu)
             failed_tasks = s["tasks"]["reached"].get("FAILED", 0)
+            row = table.setdefault(mix, Row())
+            row.rounds += 1
+            row.killed += kill
+            row.exit0 += code == 0
+            row.exit1 += code == 1
+            row.findings += len(findings)
+            row.billed += s["billed_images"]
+            row.failed_tasks += failed_tasks
+            row.outputs += len(outputs)
             if s["billed_images"] > STEPS + failed_tasks:
                 findings.append(
                     f"billed {s['billed_images']} images for {STEPS} steps "
@@ -164,6 +211,7 @@ def one_round(number: int, rng: random.Random, limit: float) -> tuple[str, list[
             leaks = sweep(work)
             if leaks:
                 findings.append("secret written in: " + ", ".join(leaks[:5]))
+                row.findings += 1
         return label + f": exit {code}, {len(outputs)} outputs", findings
 
 
@@ -172,6 +220,11 @@ def main() -> int:
     parser.add_argument("--duration", default="30m", help="how long to soak (default 30m)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the round choices")
     parser.add_argument("--round-limit", default="5m", help="time limit of one run")
+    parser.add_argument(
+        "--mix", default=None, metavar="FAULTS",
+        help="one fault mix for every round (the emulator's --faults syntax), e.g. "
+        "submit.lost=first:2",
+    )  # fmt: skip
     ns = parser.parse_args()
     duration = parse_duration(ns.duration)
     limit = parse_duration(ns.round_limit)
@@ -182,16 +235,27 @@ def main() -> int:
     rounds = 0
     problems: Counter[str] = Counter()
     examples: dict[str, str] = {}
+    table: dict[str, Row] = {}
     while time.monotonic() < end:
         rounds += 1
-        label, findings = one_round(rounds, rng, limit)
+        label, findings = one_round(rounds, rng, limit, table, ns.mix)
         print(("FAIL " if findings else "ok   ") + label, flush=True)
         for finding in findings:
             key = finding.split(":", 1)[0]
             problems[key] += 1
             examples.setdefault(key, f"{label}: {finding}")
             print(f"     {finding}", flush=True)
-    print(f"\n{rounds} rounds, {sum(problems.values())} findings")
+    print(f"\n{rounds} rounds, {sum(problems.values())} findings\n")
+    print(f"{'fault mix':<24} {'rounds':>6} {'killed':>6} {'exit 0':>6} {'exit 1':>6} "
+          f"{'outputs':>8} {'billed':>6} {'FAILED':>6} {'findings':>8}")  # fmt: skip
+    for mix, r in sorted(table.items()):
+        print(f"{mix:<24} {r.rounds:>6} {r.killed:>6} {r.exit0:>6} {r.exit1:>6} "
+              f"{r.outputs:>4}/{r.rounds * STEPS:<3} {r.billed:>6} {r.failed_tasks:>6} "
+              f"{r.findings:>8}")  # fmt: skip
+    print(
+        "(outputs: present / expected; billed: images the emulator billed, kill and re-run "
+        "included; FAILED: tasks that ended FAILED, each may bill a retry)\n"
+    )
     for key, count in problems.most_common():
         print(f"  {count:4d}  {key}\n        e.g. {examples[key]}")
     return 1 if problems else 0

@@ -9,6 +9,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tests import services
+from tests.runs import engine_pool
+
+__all__ = ["engine_pool"]  # one engine pool per session (per xdist worker), see tests/runs.py
 
 # No wall clock in property tests: hypothesis's default 200 ms deadline per example and its
 # "too slow" health check fail on a busy machine, not on a wrong property.

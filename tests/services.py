@@ -14,6 +14,7 @@ import contextlib
 import glob
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -117,7 +118,7 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     if os.geteuid() == 0:
         pw = pwd.getpwnam("postgres")
         os.chown(root, pw.pw_uid, pw.pw_gid)
-    port = free_port()
+    port = 0
     try:
         subprocess.run(
             _as_postgres(
@@ -138,31 +139,39 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
             capture_output=True,
             timeout=120,
         )
-        opts = (
-            f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root}"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            " -c max_connections=200"
-        )
-        subprocess.run(
-            _as_postgres(
-                [
-                    str(bindir / "pg_ctl"),
-                    "-D",
-                    str(data),
-                    "-o",
-                    opts,
-                    "-w",
-                    "-t",
-                    "60",
-                    "-l",
-                    str(root / "log"),
-                    "start",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        # The port is picked just before the start; several sessions (xdist workers, other
+        # suites on the machine) start clusters at once, so one taken meanwhile is retried.
+        for tries_left in reversed(range(5)):
+            port = free_port()
+            opts = (
+                f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root}"
+                " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+                " -c max_connections=200"
+            )
+            started = subprocess.run(
+                _as_postgres(
+                    [
+                        str(bindir / "pg_ctl"),
+                        "-D",
+                        str(data),
+                        "-o",
+                        opts,
+                        "-w",
+                        "-t",
+                        "60",
+                        "-l",
+                        str(root / "log"),
+                        "start",
+                    ]
+                ),
+                capture_output=True,
+                timeout=120,
+            )
+            if started.returncode == 0:
+                break
+            log = (root / "log").read_text(errors="replace") if (root / "log").exists() else ""
+            if "already in use" not in log or not tries_left:
+                raise RuntimeError(f"postgres did not start: {started.stderr!r}\n{log[-2000:]}")
         yield PostgresCluster(root=root, port=port, bindir=bindir)
     finally:
         if (data / "postmaster.pid").exists():
@@ -201,31 +210,39 @@ class MotoServer:
         return name
 
 
+_RUNNING_ON = re.compile(rb"Running on http://127\.0\.0\.1:(\d+)")
+
+
 @contextlib.contextmanager
 def moto_server() -> Iterator[MotoServer]:
-    port = free_port()
+    # Port 0: the server binds a free port itself and says which (no race with the other
+    # sessions starting servers at the same time); its log goes to a file, never a pipe
+    # that could fill up.
+    log = Path(tempfile.mkdtemp(prefix="wanrecipe-moto-")) / "log"
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-u", "-m", "moto.server", "-H", "127.0.0.1", "-p", "0"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not start (exit {proc.poll()})") from None
-                time.sleep(0.1)
-        yield MotoServer(port=port, proc=proc)
+        while (found := _RUNNING_ON.search(log.read_bytes())) is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"moto server did not start (exit {proc.poll()})")
+            time.sleep(0.1)
+        yield MotoServer(port=int(found.group(1)), proc=proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
+        shutil.rmtree(log.parent, ignore_errors=True)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -9,6 +9,11 @@ import wanrecipe
 
 PACKAGE = Path(wanrecipe.__file__).parent
 
+#: The bottom layer: modules that import nothing from wanrecipe, or only each other.
+_LEAVES = {"errors", "wire", "images", "redact"}
+#: What the runner builds on: every layer below it.
+_BELOW_RUNNER = _LEAVES | {"durations", "backends", "store", "report", "executor", "recipe"}
+
 #: What each part may import from wanrecipe (besides itself).
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
@@ -22,55 +27,15 @@ ALLOWED: dict[str, set[str]] = {
     "backends": {"errors", "wire", "redact", "images"},
     # As in DESIGN.md, store and report sit inside the executor's layer: above recipe and
     # backends, and free to use each other (the lock file needs the executor's keys).
-    "report": {"errors", "wire", "redact", "images", "recipe", "store", "executor"},
-    "executor": {"errors", "wire", "images", "redact", "backends", "store", "report", "recipe"},
+    "report": _LEAVES | {"recipe", "store", "executor"},
+    "executor": _LEAVES | {"backends", "store", "report", "recipe"},
     # The emulator shares only errors, images, wire and redact with the rest.
     "emulator": {"durations", "errors", "wire", "images", "redact"},
-    "runner": {
-        "durations",
-        "errors",
-        "wire",
-        "images",
-        "redact",
-        "backends",
-        "store",
-        "report",
-        "executor",
-        "recipe",
-        "emulator",
-        "api",
-    },
+    "runner": _BELOW_RUNNER | {"emulator", "api"},
     # Batch runs: one scheduler over every row's steps, beside the runner it builds on.
-    "batch": {
-        "durations",
-        "errors",
-        "wire",
-        "images",
-        "redact",
-        "backends",
-        "store",
-        "report",
-        "executor",
-        "recipe",
-        "runner",
-    },
-    "api": {"errors", "wire", "images", "redact", "recipe", "report", "runner", "batch"},
-    "cli": {
-        "durations",
-        "errors",
-        "wire",
-        "images",
-        "redact",
-        "recipe",
-        "report",
-        "runner",
-        "api",
-        "executor",
-        "emulator",
-        "store",
-        "backends",
-        "batch",
-    },
+    "batch": _BELOW_RUNNER | {"runner"},
+    "api": _LEAVES | {"recipe", "report", "runner", "batch"},
+    "cli": _BELOW_RUNNER | {"runner", "api", "emulator", "batch"},
     "__init__": {"errors", "api", "recipe", "report", "runner"},
     "__main__": {"cli"},
 }

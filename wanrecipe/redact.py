@@ -11,7 +11,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 _BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',;]+")
 _SK = re.compile(r"\bsk-[A-Za-z0-9_-]{6,}")
-_URL = re.compile(r"\b(?:https?|oss)://[^\s\"'<>]+")
+# A query already redacted (``?<redacted>``) is taken with its URL, so that redacting twice
+# gives what redacting once did.
+_URL = re.compile(r"\b(?:https?|oss)://[^\s\"'<>]+(?:<redacted>)?")
 
 
 def redact_url(url: str) -> str:
@@ -34,7 +36,13 @@ def redact_text(text: str) -> str:
     """Scrub bearer tokens, sk- keys and signed URL query strings from free text."""
     text = _BEARER.sub(r"\1<redacted>", text)
     text = _SK.sub("sk-<redacted>", text)
-    return _URL.sub(lambda m: redact_url(m.group(0)), text)
+    return _URL.sub(_redact_match, text)
+
+
+def _redact_match(match: re.Match[str]) -> str:
+    url = match.group(0)
+    # A bare trailing "?" (a shortened ``?<redacted>``) stays, as it was written.
+    return redact_url(url) + ("?" if url.endswith("?") else "")
 
 
 def redact_value(value: object) -> object:

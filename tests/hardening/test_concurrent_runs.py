@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
+from tests.runs import make_image
 from wanrecipe.emulator.config import EmulatorConfig
 from wanrecipe.emulator.server import EmulatorThread
 
@@ -39,16 +39,6 @@ STEPS = ("a", "b", "c", "d")
 # would pay for its own image.
 
 
-def _image(path: Path) -> None:
-    im = Image.new("RGB", (512, 512))
-    px = im.load()
-    assert px is not None
-    for y in range(512):
-        for x in range(512):
-            px[x, y] = ((x * 255) // 512, (y * 255) // 512, ((x // 32 + y // 32) % 2) * 200)
-    im.save(path)
-
-
 def _run(recipe: Path, emu: EmulatorThread, out: Path, state: Path) -> subprocess.Popen[str]:
     cmd = [
         sys.executable, "-m", "wanrecipe", "run", str(recipe), "--base-url", emu.base_url,
@@ -61,7 +51,7 @@ def _run(recipe: Path, emu: EmulatorThread, out: Path, state: Path) -> subproces
 @pytest.mark.timeout(200)
 @pytest.mark.parametrize("offset", [0.0, 0.3, 1.0])
 def test_two_runs_of_one_recipe_at_once_both_finish(tmp_path: Path, offset: float) -> None:
-    _image(tmp_path / "in.png")
+    make_image(tmp_path / "in.png")
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(RECIPE, encoding="utf-8")
     state = tmp_path / "state"
@@ -105,7 +95,7 @@ def test_a_run_waiting_on_a_killed_run_takes_over(tmp_path: Path) -> None:
     # The first run dies (SIGKILL) after its tasks are submitted, while the second waits on
     # them: the second notices (pid check), re-attaches to the tasks and finishes; nothing is
     # submitted twice, and the wait never outlives the owner.
-    _image(tmp_path / "in.png")
+    make_image(tmp_path / "in.png")
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(RECIPE, encoding="utf-8")
     state = tmp_path / "state"

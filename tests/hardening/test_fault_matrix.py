@@ -15,17 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
+from tests.runs import make_image
 from wanrecipe.api import load_recipe
-from wanrecipe.emulator.app import make_executor
 from wanrecipe.emulator.config import EmulatorConfig
 from wanrecipe.emulator.server import running_emulator
 from wanrecipe.executor.polling import PollPolicy
@@ -101,16 +99,6 @@ def recipe_text() -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_input(path: Path) -> None:
-    im = Image.new("RGB", (512, 512))
-    px = im.load()
-    assert px is not None
-    for y in range(512):
-        for x in range(512):
-            px[x, y] = ((x * 255) // 512, (y * 255) // 512, ((x // 32 + y // 32) % 2) * 200)
-    im.save(path)
-
-
 @dataclass
 class Outcome:
     name: str
@@ -121,7 +109,7 @@ class Outcome:
 
 async def run_case(root: Path, name: str, faults: str, seed: int, pool: Executor) -> Outcome:
     root.mkdir(parents=True)
-    make_input(root / "in.png")
+    make_image(root / "in.png")
     (root / "recipe.yaml").write_text(recipe_text(), encoding="utf-8")
     config = EmulatorConfig(faults=faults, fault_seed=seed, engine_time_budget=0.2)
     async with running_emulator(config, executor=pool) as emu:
@@ -145,20 +133,21 @@ async def run_case(root: Path, name: str, faults: str, seed: int, pool: Executor
     return Outcome(name, record, stats, digests)
 
 
-@pytest.fixture(scope="module")
-def pool() -> Iterator[Executor]:
-    executor = make_executor("process", 2)
-    yield executor
-    executor.shutdown(wait=True, cancel_futures=True)
+#: The matrix in three parts (every third case), so that the suite's workers share them out;
+#: each part has its own fault-free run to compare bytes with.
+PARTS = 3
 
 
 @pytest.mark.timeout(240)
-async def test_fault_matrix(tmp_path: Path, pool: Executor) -> None:
+@pytest.mark.parametrize("part", range(PARTS))
+async def test_fault_matrix(tmp_path: Path, engine_pool: Executor, part: int) -> None:
+    pool = engine_pool  # the session's (tests/runs.py)
+    cases = CASES[part::PARTS]
     baseline, *outcomes = await asyncio.gather(
         run_case(tmp_path / "baseline", "no faults", "", 0, pool),
         *(
             run_case(tmp_path / f"case{i}", f"{name} (seed {seed})", faults, seed, pool)
-            for i, (name, faults, seed) in enumerate(CASES)
+            for i, (name, faults, seed) in enumerate(cases)
         ),
     )
     assert baseline.record.status == "ok"
@@ -182,4 +171,10 @@ async def test_fault_matrix(tmp_path: Path, pool: Executor) -> None:
         if rec.images_billed != billed:
             problems.append(f"{out.name}: record says {rec.images_billed}, service billed {billed}")
     assert not problems, "\n".join(problems)
-    assert injected > len(CASES), "the faults hardly fired: the matrix tests nothing"
+    assert injected > len(cases), "the faults hardly fired: the matrix tests nothing"
+
+
+def test_the_parts_cover_the_matrix() -> None:
+    parts = [CASES[p::PARTS] for p in range(PARTS)]
+    assert sorted(c for part in parts for c in part) == sorted(CASES)
+    assert len(CASES) == len(TRANSIENT) * len(SEEDS) + len(SEEDS) + 2

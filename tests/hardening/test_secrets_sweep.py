@@ -180,3 +180,70 @@ def test_no_secret_in_anything_a_run_writes(workdir: Path, clean: EmulatorThread
     assert record["params"]["photo"].endswith("?<redacted>")
     assert "photo: " in (workdir / "recipe.lock").read_text(encoding="utf-8")
     assert len([p for p in written if p.is_file()]) > 20
+
+
+PLAN_RECIPE = """\
+version: 1
+name: sweep-plan
+params:
+  photo: {type: string, default: in.png}
+  note: {type: string, default: plain}
+  pic: {type: image, default: in.png}
+  urls: {type: list, default: [in.png]}
+steps:
+  color:
+    function: colorization
+    image: "{{ params.photo }}"
+    prompt: "{{ params.note }}"
+  other:
+    function: colorization
+    image: "{{ params.pic }}"
+  fan:
+    foreach: "{{ params.urls }}"
+    function: colorization
+    image: "{{ item }}"
+    prompt: "style {{ item }}"
+"""
+
+
+def test_no_secret_in_plan_output(tmp_path: Path):
+    """``plan`` (text and ``--json``, one recipe or a batch) shows params, prompts and fan-out
+    items: a signed URL or a key given in any of them, string params included, is redacted."""
+    (tmp_path / "recipe.yaml").write_text(PLAN_RECIPE, encoding="utf-8")
+    (tmp_path / "in.png").write_bytes(png_bytes())
+    # Short, so that even a value cut to the text output's width would still show the query.
+    signed = f"https://h.example/p.png?{SIGNED_QUERY}"
+    given = [
+        "-p", f"photo={signed}", "-p", f"note=see {signed} with {FAKE_KEY}",
+        "-p", f"pic={signed}", "-p", f'urls=["{signed}", "{signed}&v=2"]',
+    ]  # fmt: skip
+    (tmp_path / "rows.csv").write_text(
+        f'photo,note,pic\n"{signed}","{FAKE_KEY}","{signed}"\nin.png,"{signed}",in.png\n',
+        encoding="utf-8",
+    )
+    outputs = {}
+    for name, args in {
+        "text": given,
+        "json": [*given, "--json"],
+        "batch-text": ["--batch", "rows.csv"],
+        "batch-json": ["--batch", "rows.csv", "--json"],
+    }.items():
+        done = cli_subprocess("plan", "recipe.yaml", *args, cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        outputs[name] = done.stdout + done.stderr
+    for name, text in outputs.items():
+        data = text.encode()
+        assert FAKE_KEY.encode() not in data, (name, text)
+        assert SIGNED.search(data) is None, (name, text)
+        assert b"c2VjcmV0U2lnbmF0dXJl".lower() not in data.lower(), (name, text)
+    # What was redacted is still shown, without its query.
+    document = json.loads(outputs["json"])
+    assert document["params"]["photo"] == "https://h.example/p.png?<redacted>"
+    assert document["params"]["note"] == (
+        "see https://h.example/p.png?<redacted> with sk-<redacted>"
+    )
+    assert document["params"]["urls"] == ["https://h.example/p.png?<redacted>"] * 2
+    prompts = [s["prompt"] for level in document["levels"] for s in level]
+    assert "style https://h.example/p.png?<redacted>" in prompts
+    assert "photo=https://h.example/p.png?<redacted>" in outputs["text"]
+    assert len(json.loads(outputs["batch-json"])["rows"]) == 2

@@ -4,43 +4,15 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Callable, Iterator
-from concurrent.futures import Executor
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
 
+from tests.runs import emulator, run_ok
 from wanrecipe.api import load_recipe
-from wanrecipe.emulator.app import make_executor
-from wanrecipe.emulator.config import EmulatorConfig
-from wanrecipe.emulator.server import running_emulator
-from wanrecipe.executor.polling import PollPolicy
-from wanrecipe.executor.retry import RetryPolicy
-from wanrecipe.executor.scheduler import RunOptions
-from wanrecipe.runner import BackendChoice, execute
 
-#: As tests/runner's: fast retries and polling that fits the emulator's fast tasks.
-FAST = RunOptions(
-    retry=RetryPolicy(base=0.05, cap=0.2, throttle_base=0.2, throttle_cap=1.0),
-    poll=PollPolicy(prior_low=0.05, prior_high=2.0, early_checks=()),
-    interrupt_grace_s=5.0,
-)
-
-
-@pytest.fixture(scope="module")
-def pool() -> Iterator[Executor]:
-    executor = make_executor("process", 2)
-    yield executor
-    executor.shutdown(wait=True, cancel_futures=True)
-
-
-@pytest.fixture
-def emulator(pool: Executor) -> Callable[[], AbstractAsyncContextManager[Any]]:
-    """The real emulator on 127.0.0.1 port 0, the service's quota, fast engine paths."""
-    return lambda: running_emulator(EmulatorConfig(engine_time_budget=0.2), executor=pool)
+__all__ = ["emulator"]  # the shared fixture (tests/runs.py): the session's engine pool
 
 
 def make_image(path: Path) -> None:
@@ -49,10 +21,6 @@ def make_image(path: Path) -> None:
     im.paste((40, 160, 60), (256, 0, 512, 256))
     im.paste((30, 60, 200), (0, 256, 256, 512))
     im.save(path)
-
-
-def fast_options() -> RunOptions:
-    return FAST
 
 
 RECIPE = """
@@ -100,14 +68,7 @@ async def test_foreach_matrix_and_if_on_the_emulator(emulator, tmp_path: Path):
     make_image(tmp_path / "in.png")
     path = tmp_path / "fan.yaml"
     path.write_text(textwrap.dedent(RECIPE), encoding="utf-8")
-    recipe = load_recipe(path)
-    async with emulator() as emu:
-        record = await execute(
-            recipe, backend=BackendChoice("url", emu.base_url), run_dir=tmp_path / "run",
-            options=fast_options(), state_dir=tmp_path / "state",
-        )  # fmt: skip
-        stats = emu.stats()
-    assert record.status == "ok", {k: s.error for k, s in record.steps.items()}
+    record, stats = await run_ok(emulator, load_recipe(path), tmp_path)
     # 1 gen + 4 variants + 6 grid cells were submitted, once each; up and widen never.
     assert stats["submissions"]["accepted"] == 11
     assert stats["billed_images"] == 4 + 4 + 6 == record.images_billed
@@ -168,13 +129,7 @@ async def test_if_true_runs_what_was_skipped(emulator, tmp_path: Path):
     path = tmp_path / "fan.yaml"
     path.write_text(textwrap.dedent(RECIPE), encoding="utf-8")
     recipe = load_recipe(path, {"upscale": "true", "strengths": "0.4"})
-    async with emulator() as emu:
-        record = await execute(
-            recipe, backend=BackendChoice("url", emu.base_url), run_dir=tmp_path / "run",
-            options=fast_options(), state_dir=tmp_path / "state",
-        )  # fmt: skip
-        stats = emu.stats()
-    assert record.status == "ok", {k: s.error for k, s in record.steps.items()}
+    record, stats = await run_ok(emulator, recipe, tmp_path)
     assert stats["submissions"]["accepted"] == 1 + 4 + 2 + 2
     assert record.steps["widen"].state == "done"
     # up edits the first variant's image.

@@ -39,7 +39,10 @@ steps:
   d: {{function: colorization, image: "{{{{ steps.b.image }}}}", prompt: "c{cycle} d"}}
 """
 STEPS = ("a", "b", "c", "d")
-CYCLES = 30
+#: 30 kill/re-run cycles in all, in 3 tests of 10 (each with its own emulator and state dir),
+#: so that the suite's workers share them out.
+CHUNKS = 3
+CYCLES = 10
 
 
 def accepted_by_prompt(emu: EmulatorThread) -> Counter[str]:
@@ -88,9 +91,10 @@ def kill_at_random(cmd: list[str], rng: random.Random) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # a hang guard only: 30 cycles of two processes each, on 2 busy cores
-def test_sigkill_at_random_moments_then_rerun_never_submits_twice(tmp_path):
-    rng = random.Random(20261126)
+@pytest.mark.timeout(600)  # a hang guard only: 10 cycles of two processes each, on 2 busy cores
+@pytest.mark.parametrize("chunk", range(CHUNKS))
+def test_sigkill_at_random_moments_then_rerun_never_submits_twice(tmp_path, chunk):
+    rng = random.Random(20261126 + chunk)
     image = make_image(tmp_path / "in.png")
     # One state dir for every cycle, as on a user's machine: the journal knows every task of
     # this account, so a lost submit is the one unknown task in the task list.
@@ -99,7 +103,7 @@ def test_sigkill_at_random_moments_then_rerun_never_submits_twice(tmp_path):
     config = EmulatorConfig(latency=0.3, engine_time_budget=0.1, rps=0, query_qps=0)
     started = time.monotonic()
     with EmulatorThread(config) as emu:
-        for cycle in range(CYCLES):
+        for cycle in range(chunk * CYCLES, (chunk + 1) * CYCLES):
             work = tmp_path / f"c{cycle}"
             work.mkdir()
             shutil.copy(image, work / "in.png")
@@ -131,8 +135,9 @@ def test_sigkill_at_random_moments_then_rerun_never_submits_twice(tmp_path):
                     assert hashlib.sha256(data).hexdigest() == result["sha256"], (cycle, sid)
     elapsed = time.monotonic() - started
     # The kills landed at different moments: some steps were reused from the store, some
-    # picked up from a task the killed run had left on the service.
-    assert resumed["cached"] >= 5, resumed
+    # picked up from a task the killed run had left on the service (in each part of 10
+    # cycles; 30 cycles in one test asked for 5 cached steps in all).
+    assert resumed["cached"] >= 3, resumed
     assert resumed["reattached"] >= 1, resumed
     print(f"{CYCLES} kill/re-run cycles in {elapsed:.1f}s: {dict(resumed)}")
 

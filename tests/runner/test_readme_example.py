@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.runs import run_python
 from wanrecipe.store import StateDir
-
-from .test_scripts import ENV
 
 ROOT = Path(__file__).parents[2]
 
@@ -33,14 +30,7 @@ def test_the_readme_python_example_runs_as_a_plain_script(tmp_path: Path) -> Non
     (tmp_path / "example.py").write_text(code, encoding="utf-8")
     outputs = []
     for _ in range(2):
-        done = subprocess.run(
-            [sys.executable, "example.py"],
-            cwd=tmp_path,
-            env=ENV,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        done = run_python("example.py", cwd=tmp_path, timeout=600)
         assert done.returncode == 0, done.stderr
         outputs.append(done.stdout.strip())
     runs = sorted((tmp_path / "runs" / "old-photo").iterdir())

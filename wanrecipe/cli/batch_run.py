@@ -17,6 +17,7 @@ from ..batch import BatchGraph, as_rows, execute_batch, load_rows_recipes
 from ..batch.graph import node_id
 from ..batch.lock import write_batch_lock
 from ..errors import RecipeError, StoreError, UsageError
+from ..redact import redact_text
 from ..report.batch_progress import BatchBar, BatchLines, BatchState
 from ..report.batch_record import BatchRecord
 from ..report.progress import JsonLines
@@ -203,7 +204,7 @@ def plan_batch(
     if as_json:
         rows = [
             {"key": r.key, "images": sum(r.images.values()),
-             "params": {k: str(v) for k, v in r.row.params.items()}}
+             "params": {k: redact_text(str(v)) for k, v in r.row.params.items()}}
             for r in graph.rows
         ]  # fmt: skip
         document = {"recipe": first.file, "name": first.name, "rows": rows,

@@ -12,12 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .. import wire
 from ..durations import format_duration
 from ..errors import Diagnostic, RecipeError
-from ..redact import redact_url
+from ..redact import redact_text, redact_url, redact_value
 from .model import Recipe
 from .preflight import InputChecker, check_outputs
 from .render import RenderedStep, render_step
@@ -82,7 +82,11 @@ class Plan:
         return [s for level in self.levels for s in level]
 
     def to_dict(self) -> dict[str, Any]:
-        """The ``plan --json`` document."""
+        """The ``plan --json`` document. Every string in it is redacted (a param, prompt or
+        fan-out item may hold a signed URL or a key: ``-p photo=<signed URL>``)."""
+        return cast(dict[str, Any], redact_value(self._document()))
+
+    def _document(self) -> dict[str, Any]:
         return {
             "recipe": self.recipe.file,
             "name": self.recipe.name,
@@ -335,7 +339,12 @@ def diagnostic_dict(d: Diagnostic) -> dict[str, object]:
 
 
 def format_plan(plan: Plan) -> str:
-    """The human ``plan`` output."""
+    """The human ``plan`` output: values redacted before they are shortened (a cut-off
+    signed URL would still show the start of its query), then the whole text again."""
+    return redact_text(_plan_text(plan))
+
+
+def _plan_text(plan: Plan) -> str:
     lines = [f"{plan.recipe.file}: {plan.recipe.name}"]
     if plan.recipe.params:
         shown = ", ".join(
@@ -348,7 +357,7 @@ def format_plan(plan: Plan) -> str:
             if isinstance(s, str):
                 lines.append(s)
                 continue
-            params = ", ".join(f"{k}={v}" for k, v in s.parameters.items())
+            params = ", ".join(f"{k}={redact_text(str(v))}" for k, v in s.parameters.items())
             extra = f" [{params}]" if params else ""
             lines.append(f"  {s.id:<16} {s.function:<27} <- {s.input}{extra}{_fanout_text(s)}")
     if plan.recipe.skipped:
@@ -404,11 +413,15 @@ def _fanout_text(step: PlannedStep) -> str:
     if "matrix" in step.fanout:
         values = step.fanout["matrix"]
         assert isinstance(values, Mapping)
-        return " {" + ", ".join(f"{k}={_short(v)}" for k, v in values.items()) + "}"
+        return (
+            " {" + ", ".join(f"{k}={_short(redact_text(str(v)))}" for k, v in values.items()) + "}"
+        )
     item = step.fanout.get("item")
-    if step.input == item or (isinstance(item, str) and item.startswith("steps.")):
+    if isinstance(item, str) and (
+        step.input in (item, redact_text(item)) or item.startswith("steps.")
+    ):
         return ""  # the input column already says it
-    return " {item=" + _short(item if isinstance(item, str) else repr(item)) + "}"
+    return " {item=" + _short(redact_text(item if isinstance(item, str) else repr(item))) + "}"
 
 
 def _param_text(recipe: Recipe, name: str, value: object) -> str:
@@ -416,7 +429,7 @@ def _param_text(recipe: Recipe, name: str, value: object) -> str:
         if os.path.isabs(value):
             return recipe.display_path(Path(value))
         return redact_url(value)
-    return str(value)
+    return redact_text(str(value))
 
 
 def _short(value: object) -> str:

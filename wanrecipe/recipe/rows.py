@@ -411,6 +411,8 @@ def _slug_part(decl: Param, value: object) -> str:
             text = Path(text.split("?", 1)[0].rstrip("/")).stem
         elif kind == "image":
             text = "data"
+        else:
+            text = redact_text(text)  # a signed URL's query never names a directory
         parts.append(_slugify(text))
     return "-".join(p for p in parts if p)
 

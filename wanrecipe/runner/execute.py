@@ -190,6 +190,7 @@ def run_blocking(main: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(main)
     box: dict[str, Any] = {}
     started = threading.Event()
+    finished = threading.Event()
 
     async def wrapper() -> T:
         box["loop"], box["task"] = asyncio.get_running_loop(), asyncio.current_task()
@@ -203,17 +204,38 @@ def run_blocking(main: Coroutine[Any, Any, T]) -> T:
             box["error"] = exc
         finally:
             started.set()
+            finished.set()
 
     thread = threading.Thread(target=target, name="wanrecipe-run", daemon=True)
     thread.start()
     try:
-        thread.join()
+        _wait_interruptibly(finished)
     except KeyboardInterrupt:
         started.wait()
         if "task" in box:
             box["loop"].call_soon_threadsafe(box["task"].cancel)
-        thread.join()
+        _wait_interruptibly(finished)  # the run records itself as interrupted
         raise
+    thread.join()
     if "error" in box:
         raise box["error"]
     return cast(T, box["value"])
+
+
+#: How often a thread waiting for a run wakes up to let a pending Ctrl-C through.
+_INTERRUPT_POLL_S = 0.05
+
+
+def _wait_interruptibly(finished: threading.Event) -> None:
+    """Wait for ``finished`` in short slices, never in one blocking ``Thread.join()``.
+
+    A SIGINT is delivered to whichever thread the kernel picks; Python runs its handler (the
+    KeyboardInterrupt) only in the main thread, the next time that thread runs bytecode. A
+    main thread blocked in an untimed wait is woken only if the signal landed on it, so an
+    interrupt landing on the run's thread waited for the whole run (it went on to the next
+    step). Waking every few ms bounds that delay, so the run stops submitting at once. (And
+    ``Thread.join()`` interrupted by KeyboardInterrupt marks a thread still running as stopped
+    on Python 3.11, so a second join would not wait for the cancelled run to record itself.)
+    """
+    while not finished.wait(_INTERRUPT_POLL_S):
+        pass

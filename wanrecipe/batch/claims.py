@@ -235,17 +235,7 @@ class _Chunks:
             Event(
                 "run_finished",
                 batch.elapsed_s or 0.0,
-                data={
-                    "kind": "batch",
-                    "status": batch.status,
-                    "rows": len(batch.rows),
-                    "rows_ok": batch.count("ok"),
-                    "rows_failed": batch.count("failed"),
-                    "images": batch.images_billed,
-                    "cost_usd": str(batch.cost_usd),
-                    "left_images": batch.left_images,
-                    "left_usd": str(batch.left_usd),
-                },
+                data=batch.finished_data(),
             )
         )
 

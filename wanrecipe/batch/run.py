@@ -153,17 +153,7 @@ async def execute_batch(
         Event(
             "run_finished",
             elapsed,
-            data={
-                "kind": "batch",
-                "status": batch.status,
-                "rows": len(batch.rows),
-                "rows_ok": batch.count("ok"),
-                "rows_failed": batch.count("failed"),
-                "images": batch.images_billed,
-                "cost_usd": str(batch.cost_usd),
-                "left_images": batch.left_images,
-                "left_usd": str(batch.left_usd),
-            },
+            data=batch.finished_data(),
         )
     )
     return batch

@@ -92,6 +92,20 @@ class BatchRecord:
     def count(self, status: RowStatus) -> int:
         return sum(1 for r in self.rows if r.status == status)
 
+    def finished_data(self) -> dict[str, Any]:
+        """The `run_finished` event's data for the batch: status, row counts, cost, what is left."""
+        return {
+            "kind": "batch",
+            "status": self.status,
+            "rows": len(self.rows),
+            "rows_ok": self.count("ok"),
+            "rows_failed": self.count("failed"),
+            "images": self.images_billed,
+            "cost_usd": str(self.cost_usd),
+            "left_images": self.left_images,
+            "left_usd": str(self.left_usd),
+        }
+
     def row(self, key: str) -> RowRecord:
         for r in self.rows:
             if r.key == key:

@@ -22,10 +22,11 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import Any, BinaryIO, Final
 
 from ..errors import StoreError
 
@@ -228,18 +229,13 @@ class BlobStore:
         fd, name = tempfile.mkstemp(dir=self._tmp, suffix=".part")
         tmp = Path(name)
         h = hashlib.sha256()
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
-                while chunk := inp.read(_CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+
+        @contextlib.contextmanager
+        def chunks() -> Iterator[Iterable[bytes]]:
+            with src.open("rb") as inp:
+                yield iter(lambda: inp.read(_CHUNK), b"")
+
+        size = write_hashed(fd, tmp, h, chunks)
         return tmp, h.hexdigest(), size
 
     def _stage_by_rename(self, src: Path) -> Path:
@@ -358,6 +354,27 @@ class BlobStore:
             except FileNotFoundError:
                 continue
         return removed
+
+
+def write_hashed(
+    fd: int, tmp: Path, h: Any, chunks: Callable[[], AbstractContextManager[Iterable[bytes]]]
+) -> int:
+    """Write the chunks `chunks()` yields to the open staging file `fd` (named `tmp`), feeding
+    `h`, and fsync it; returns the size. The file is owned from the first line: on any error,
+    opening the source included, it is closed and removed and the error raised."""
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out, chunks() as source:
+            for chunk in source:
+                h.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return size
 
 
 def _check_digest(sha256: str) -> None:

@@ -30,13 +30,13 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from ..errors import StoreError
 from ..redact import redact_text
-from .blobs import Blob, BlobNotFound, BlobStore, sha256_file
+from .blobs import Blob, BlobNotFound, BlobStore, sha256_file, write_hashed
 
 if TYPE_CHECKING:
     from obstore.store import S3Store
@@ -241,18 +241,15 @@ class ObjectBlobs:
         fd, name = tempfile.mkstemp(dir=self.staging_dir, suffix=".part")
         tmp = Path(name)
         h = hashlib.sha256()
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as out, self._errors("download", key, sha256):
-                for chunk in obstore.get(self._store, key).stream(min_chunk_size=1 << 20):
-                    h.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+
+        @contextlib.contextmanager
+        def chunks() -> Iterator[Iterable[bytes]]:
+            with self._errors("download", key, sha256):
+                yield (
+                    bytes(c) for c in obstore.get(self._store, key).stream(min_chunk_size=1 << 20)
+                )
+
+        size = write_hashed(fd, tmp, h, chunks)
         return tmp, h.hexdigest(), size
 
     def _install(self, tmp: Path, sha256: str, size: int) -> Blob:

@@ -147,7 +147,7 @@ class _Sqlite:
             with self.translated():
                 self.conn.row_factory = sqlite3.Row
                 self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-                mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                mode = self._enter_wal(busy_timeout_s)
                 if str(mode).lower() != "wal":
                     raise StoreError(f"{path}: cannot use WAL mode (got {mode!r})")
                 self.conn.execute("PRAGMA synchronous = FULL")
@@ -156,6 +156,23 @@ class _Sqlite:
         except BaseException:
             self.conn.close()
             raise
+
+    def _enter_wal(self, busy_timeout_s: float) -> str:
+        """Switch a fresh file to WAL. The switch needs the file to itself, and SQLite answers
+        "database is locked" at once, without its busy handler, while another process opens
+        the same fresh file: so retry, within the busy timeout."""
+        deadline = time.monotonic() + busy_timeout_s
+        delay = 0.005
+        while True:
+            try:
+                return str(self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
 
     def close(self) -> None:
         with self._lock:

@@ -190,14 +190,7 @@ class BlobStore:
         Only for files this process wrote and nobody else can change (the digest is trusted);
         anything else goes through :meth:`put_file`. Raises StoreError when ``src`` is not
         ``size`` bytes (a truncated or foreign file)."""
-        _check_digest(sha256)
-        src = Path(src)
-        try:
-            actual = src.stat().st_size
-        except FileNotFoundError:
-            raise StoreError(f"{src}: nothing to store (the file is gone)") from None
-        if actual != size:
-            raise StoreError(f"{src}: {actual} bytes on disk, {size} were written")
+        src = adoptable(src, sha256, size)
         existing = self._existing(sha256, size)
         if existing is not None:
             src.unlink()
@@ -354,6 +347,20 @@ class BlobStore:
             except FileNotFoundError:
                 continue
         return removed
+
+
+def adoptable(src: Path, sha256: str, size: int) -> Path:
+    """`src` as a Path, once it is checked fit for `adopt`: a valid digest and exactly `size`
+    bytes on disk; StoreError otherwise (a truncated, vanished or foreign file)."""
+    _check_digest(sha256)
+    src = Path(src)
+    try:
+        actual = src.stat().st_size
+    except FileNotFoundError:
+        raise StoreError(f"{src}: nothing to store (the file is gone)") from None
+    if actual != size:
+        raise StoreError(f"{src}: {actual} bytes on disk, {size} were written")
+    return src
 
 
 def write_hashed(

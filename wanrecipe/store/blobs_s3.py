@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Final
 
 from ..errors import StoreError
 from ..redact import redact_text
-from .blobs import Blob, BlobNotFound, BlobStore, sha256_file, write_hashed
+from .blobs import Blob, BlobNotFound, BlobStore, adoptable, sha256_file, write_hashed
+from .blobs import _check_digest as _check
 
 if TYPE_CHECKING:
     from obstore.store import S3Store
@@ -157,15 +158,7 @@ class ObjectBlobs:
         return self._store_staged(tmp, digest, size)
 
     def adopt(self, src: Path, sha256: str, size: int) -> Blob:
-        _check(sha256)
-        src = Path(src)
-        try:
-            actual = src.stat().st_size
-        except FileNotFoundError:
-            raise StoreError(f"{src}: nothing to store (the file is gone)") from None
-        if actual != size:
-            raise StoreError(f"{src}: {actual} bytes on disk, {size} were written")
-        return self._store_staged(src, sha256, size)
+        return self._store_staged(adoptable(src, sha256, size), sha256, size)
 
     def _store_staged(self, tmp: Path, sha256: str, size: int) -> Blob:
         """Upload the staged file (unless the bucket has a fresh copy), then keep it as the
@@ -366,8 +359,3 @@ def _open_store(bucket: str, prefix: str, location: str) -> S3Store:
         return S3Store(bucket, prefix=prefix or None, checksum_algorithm="SHA256")
     except (BaseError, ValueError) as exc:
         raise StoreError(f"{location}: cannot configure the bucket: {describe(exc)}") from None
-
-
-def _check(sha256: str) -> None:
-    if not isinstance(sha256, str) or not re.fullmatch(r"[0-9a-f]{64}", sha256):
-        raise ValueError(f"not a lowercase sha256 hex digest: {sha256!r}")

@@ -10,7 +10,7 @@ import wanrecipe
 PACKAGE = Path(wanrecipe.__file__).parent
 
 #: The bottom layer: modules that import nothing from wanrecipe, or only each other.
-_LEAVES = {"errors", "wire", "images", "redact"}
+_LEAVES = {"errors", "wire", "images", "redact", "tls"}
 #: What the runner builds on: every layer below it.
 _BELOW_RUNNER = _LEAVES | {"durations", "backends", "store", "report", "executor", "recipe"}
 
@@ -18,6 +18,7 @@ _BELOW_RUNNER = _LEAVES | {"durations", "backends", "store", "report", "executor
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "wire": set(),
+    "tls": set(),
     "redact": set(),
     "durations": set(),
     "images": {"errors", "wire"},
@@ -30,7 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "report": _LEAVES | {"recipe", "store", "executor"},
     "executor": _LEAVES | {"backends", "store", "report", "recipe"},
     # The emulator shares only errors, images, wire and redact with the rest.
-    "emulator": {"durations", "errors", "wire", "images", "redact"},
+    "emulator": {"durations", "errors", "wire", "images", "redact", "tls"},
     "runner": _BELOW_RUNNER | {"emulator", "api"},
     # Batch runs: one scheduler over every row's steps, beside the runner it builds on.
     "batch": _BELOW_RUNNER | {"runner"},

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from wanrecipe.runner.embedded import _PendingPool
+from wanrecipe.emulator.early import PendingPool as _PendingPool
 
 
 def _square(x: int) -> int:

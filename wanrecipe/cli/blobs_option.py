@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
 from ..errors import UsageError
-from ..store.blobs_url import ENV_VAR, blobs_setting, check_blobs_url
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``store.blobs_url.ENV_VAR`` (tests/test_startup.py checks it), spelled here so that a run
+#: that sets no blobs loads no store machinery while its options are parsed.
+ENV_VAR = "WANRECIPE_BLOBS"
 
 HELP = (
     "Where the images live: a directory, or s3://bucket/prefix on any S3-compatible store "
@@ -21,6 +25,10 @@ HELP = (
 
 def resolve_blobs(value: str | None) -> str | None:
     """The flag, else WANRECIPE_BLOBS, checked before anything runs (exit 2 when refused)."""
+    if value is None and not os.environ.get(ENV_VAR):
+        return None
+    from ..store.blobs_url import blobs_setting, check_blobs_url
+
     given, source = blobs_setting(value)
     if given is None:
         return None

@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from ..errors import Diagnostic, UsageError
-from ..recipe.params import parse_assignments
 
 param_option = click.option(
     "-p",
@@ -30,6 +29,8 @@ params_file_option = click.option(
 
 
 def parse_params(items: Sequence[str]) -> dict[str, object]:
+    from ..recipe.params import parse_assignments  # the recipe machinery: not for --help
+
     try:
         return dict(parse_assignments(items))
     except UsageError as exc:

@@ -2,38 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import api, wire
+from .. import wire
 from ..errors import RecipeError, StoreError, UsageError
-from ..executor.polling import PollPolicy
-from ..executor.quota import Quota
-from ..executor.scheduler import RunOptions
-from ..report.lock import check_lock, lock_path, read_lock, write_lock
-from ..report.progress import JsonLines, LiveTable, PlainLines
-from ..report.record import RunRecord
-from ..runner import (
-    choose_backend,
-    default_run_dir,
-    default_state_dir,
-    execute,
-    start_engines_early,
-    with_dependants,
-)
+from ..runner.choice import BackendChoice, choose_backend
+from ..runner.embedded import discard_early, start_embedded_early
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, main
 from .blobs_option import blobs_option
 from .common import echo_diagnostics, param_option, params_file_option, parse_params, shown_path
 from .console import StderrConsole
-from .finish import lock_summary_exit
 from .run_options import batch_options, require_consent, resolve_budget
 from .state_opt import chosen_state, state_option
-from .warm import WarmOnFirstSubmit
+
+if TYPE_CHECKING:
+    from ..report.record import RunRecord
+
+# Everything else (the recipe machinery, the client, the scheduler) is imported in run(),
+# after the embedded emulator's process was started: it then starts on the other core
+# while this one imports and checks.
 
 
 @main.command()
@@ -188,99 +180,128 @@ def run(
         choice = choose_backend(backend, base_url=base_url, region=region)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from exc
-    start_engines_early(choice)  # the embedded emulator's workers start while we check
-    quota = Quota(submit_rps=rps, concurrency=concurrency, query_qps=query_qps)
-    state_spec = chosen_state(state, state_dir)
-    if batch_file is not None or each is not None:
-        if locked:
-            raise click.UsageError("--locked replays one run's lock file: not with --batch/--each")
-        from .batch_run import run_batch_command  # the batch machinery: only for a batch
+    start_embedded_early(choice)  # the embedded emulator starts while we check
+    try:
+        if _plain_http(choice) and batch_file is None and each is None:
+            from ..tls import import_aiohttp
 
-        run_batch_command(
-            err, recipe, choice=choice, params=parse_params(param_items),
-            params_files=params_files, batch_file=batch_file, each=each, rows_spec=rows_spec,
-            limit=limit, max_cost=max_cost, yes=yes, out_dir=out_dir, state_dir=state_spec,
-            blobs=blobs,
-            options=RunOptions(
-                fail_fast=fail_fast, no_cache=no_cache, quota=quota,
-                lost_submit="resubmit" if resubmit_lost else "stop",
-            ),
-            force_steps=force_steps, as_json=as_json,
-        )  # fmt: skip
-        return
-    if rows_spec is not None or limit is not None:
-        raise click.UsageError("--rows and --limit pick rows of --batch FILE or --each NAME=GLOB")
-    loaded = _load_checked(recipe, parse_params(param_items), params_files)
-    max_usd = resolve_budget(loaded, max_cost)
-    # The estimate renders every step again: only a paid run can need consent.
-    estimate = _estimate(loaded) if choice.kind == "dashscope" else Decimal(0)
-    require_consent(err, choice, estimate, max_usd, yes)
-    run_dir = out_dir or default_run_dir(loaded.name)
-    try:
-        force = with_dependants(loaded, force_steps)
-    except UsageError as exc:
-        raise click.UsageError(str(exc)) from exc
-    options = RunOptions(
-        no_cache=no_cache,
-        force=force,
-        locked_seeds=_locked_seeds(loaded) if locked else {},
-        fail_fast=fail_fast,
-        quota=quota,
-        poll=PollPolicy(),
-        max_usd=max_usd,
-        lost_submit="resubmit" if resubmit_lost else "stop",
-    )
-    if as_json:
-        sink: Any = JsonLines(sys.stdout)
-    elif sys.stderr.isatty():
-        err.print(_backend_line(choice.kind, choice.label))
-        sink = LiveTable(err.console, {s.id: s.function for s in loaded.steps})
-    else:
-        # Plain text, no markup: echoed without rich (it is loaded for the summary).
-        click.echo(_backend_line(choice.kind, choice.label), err=True)
-        sink = PlainLines(sys.stderr)
-    try:
-        state_path = state_spec
-        record = asyncio.run(
-            execute(
-                loaded,
-                backend=choice,
-                run_dir=run_dir,
-                options=options,
-                on_event=WarmOnFirstSubmit(sink),
-                handle_signals=True,
-                state_dir=state_path,
+            import_aiohttp()  # its CA certificates are loaded after the first submit (cli/warm)
+        import asyncio
+
+        from ..executor.polling import PollPolicy
+        from ..executor.quota import Quota
+        from ..executor.scheduler import RunOptions
+        from ..report.lock import write_lock
+        from ..report.progress import JsonLines, LiveTable, PlainLines
+        from ..runner import default_run_dir, default_state_dir, execute, with_dependants
+        from .finish import lock_summary_exit
+        from .warm import WarmOnFirstSubmit
+
+        quota = Quota(submit_rps=rps, concurrency=concurrency, query_qps=query_qps)
+        state_spec = chosen_state(state, state_dir)
+        if batch_file is not None or each is not None:
+            if locked:
+                raise click.UsageError(
+                    "--locked replays one run's lock file: not with --batch/--each"
+                )
+            from .batch_run import run_batch_command  # the batch machinery: only for a batch
+
+            run_batch_command(
+                err, recipe, choice=choice, params=parse_params(param_items),
+                params_files=params_files, batch_file=batch_file, each=each, rows_spec=rows_spec,
+                limit=limit, max_cost=max_cost, yes=yes, out_dir=out_dir, state_dir=state_spec,
                 blobs=blobs,
+                options=RunOptions(
+                    fail_fast=fail_fast, no_cache=no_cache, quota=quota,
+                    lost_submit="resubmit" if resubmit_lost else "stop",
+                ),
+                force_steps=force_steps, as_json=as_json,
+            )  # fmt: skip
+            return
+        if rows_spec is not None or limit is not None:
+            raise click.UsageError(
+                "--rows and --limit pick rows of --batch FILE or --each NAME=GLOB"
             )
+        loaded = _load_checked(recipe, parse_params(param_items), params_files)
+        max_usd = resolve_budget(loaded, max_cost)
+        # The estimate renders every step again: only a paid run can need consent.
+        estimate = _estimate(loaded) if choice.kind == "dashscope" else Decimal(0)
+        require_consent(err, choice, estimate, max_usd, yes)
+        run_dir = out_dir or default_run_dir(loaded.name)
+        try:
+            force = with_dependants(loaded, force_steps)
+        except UsageError as exc:
+            raise click.UsageError(str(exc)) from exc
+        options = RunOptions(
+            no_cache=no_cache,
+            force=force,
+            locked_seeds=_locked_seeds(loaded) if locked else {},
+            fail_fast=fail_fast,
+            quota=quota,
+            poll=PollPolicy(),
+            max_usd=max_usd,
+            lost_submit="resubmit" if resubmit_lost else "stop",
         )
-    except StoreError as exc:  # the state cannot be opened (nothing was sent)
-        raise click.ClickException(str(exc)) from None
+        if as_json:
+            sink: Any = JsonLines(sys.stdout)
+        elif sys.stderr.isatty():
+            err.print(_backend_line(choice.kind, choice.label))
+            sink = LiveTable(err.console, {s.id: s.function for s in loaded.steps})
+        else:
+            # Plain text, no markup: echoed without rich (it is loaded for the summary).
+            click.echo(_backend_line(choice.kind, choice.label), err=True)
+            sink = PlainLines(sys.stderr)
+        try:
+            state_path = state_spec
+            record = asyncio.run(
+                execute(
+                    loaded,
+                    backend=choice,
+                    run_dir=run_dir,
+                    options=options,
+                    on_event=WarmOnFirstSubmit(sink),
+                    handle_signals=True,
+                    state_dir=state_path,
+                    blobs=blobs,
+                )
+            )
+        except StoreError as exc:  # the state cannot be opened (nothing was sent)
+            raise click.ClickException(str(exc)) from None
+        finally:
+            sink.close()  # also writes what a buffered sink still holds
+            from .report_cmds import report_after_run  # the report, also after a failure
+
+            report_after_run(run_dir, err)
+
+        def summary() -> None:
+            _summary(err, record)
+            if record.status == "budget":
+                err.print(_budget_line(loaded, record, max_usd))
+
+        lock_summary_exit(
+            err,
+            state_path,
+            lambda journal: write_lock(loaded, record, journal),
+            as_json=as_json,
+            summary=summary,
+            code=_exit_code(record),
+            default_dir=default_state_dir(loaded.path),
+            blobs=blobs,
+        )
     finally:
-        sink.close()  # also writes what a buffered sink still holds
-        from .report_cmds import report_after_run  # the report, also after a failure
+        discard_early()  # an emulator no run took (the recipe was invalid)
 
-        report_after_run(run_dir, err)
 
-    def summary() -> None:
-        _summary(err, record)
-        if record.status == "budget":
-            err.print(_budget_line(loaded, record, max_usd))
-
-    lock_summary_exit(
-        err,
-        state_path,
-        lambda journal: write_lock(loaded, record, journal),
-        as_json=as_json,
-        summary=summary,
-        code=_exit_code(record),
-        default_dir=default_state_dir(loaded.path),
-        blobs=blobs,
-    )
+def _plain_http(choice: BackendChoice) -> bool:
+    """A run that makes no TLS connection: the embedded emulator or an http:// server."""
+    return choice.kind == "local" or (choice.base_url or "").startswith("http://")
 
 
 def _locked_seeds(recipe: Any) -> dict[str, int]:
     """The lock's seeds, after checking that the recipe still matches the lock: a mismatch
     exits 2 before any request, naming each step and what differs."""
+    from ..report.lock import check_lock, lock_path, read_lock
+
     path = lock_path(recipe.path)
     try:
         lock = read_lock(path)
@@ -302,6 +323,8 @@ def _locked_seeds(recipe: Any) -> dict[str, int]:
 def _load_checked(path: Path, params: dict[str, object], files: tuple[str, ...]) -> Any:
     """Every check before the first request, once: a recipe that would fail at step 5 for a
     bad parameter or input fails here, before step 1 spends money."""
+    from .. import api
+
     try:
         recipe = api.load_recipe(path, params, files)
     except RecipeError as exc:

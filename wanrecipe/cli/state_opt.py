@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import UsageError
-from ..store import parse_state
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,6 +26,8 @@ def chosen_state(state: str | None, state_dir: Path | None) -> str | Path | None
     another kind is a usage error (exit 2). None: ``WANRECIPE_STATE``, else the default."""
     if state is not None and state_dir is not None:
         raise click.UsageError("--state and --state-dir name the same thing: give one")
+    from ..store import parse_state
+
     chosen = state if state is not None else state_dir
     try:
         parse_state(chosen, default_dir=Path(".wanrecipe"))

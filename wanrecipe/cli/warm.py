@@ -1,7 +1,7 @@
 """What the end of a run needs (the summary's rich, the report's templates, the lock file's
-module), loaded in a background thread while the run's first tasks run on the service: a run
-spends most of its time waiting for tasks, so this moves work out of the wait after the last
-result rather than adding any."""
+module) and the CA certificates ``tls.import_aiohttp`` held back, loaded in a background
+thread while the run's first tasks run on the service: a run spends most of its time waiting
+for tasks, so this moves work out of the wait after the last result rather than adding any."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from ..report.events import Event
 
 
 def _warm(template: str) -> None:
+    from ..tls import load_held_certificates
+
+    load_held_certificates()  # what a plain-HTTP run held back on its way to the first submit
     # Anything failing here fails again, with its real message, where it is needed.
     with contextlib.suppress(Exception):
         import rich.console

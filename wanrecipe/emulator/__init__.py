@@ -5,13 +5,20 @@
 
 ``EmulatorThread`` does the same from synchronous code; ``create_app`` builds the bare
 ``aiohttp.web.Application``.
+
+The names are loaded on first use: an engine worker (which imports ``emulator.engines``)
+and the embedded emulator's process start without importing aiohttp's server on the way.
 """
 
 from __future__ import annotations
 
-from .app import create_app
-from .config import EmulatorConfig, parse_duration, parse_latency
-from .server import EmulatorThread, RunningEmulator, running_emulator
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import create_app
+    from .config import EmulatorConfig, parse_duration, parse_latency
+    from .server import EmulatorThread, RunningEmulator, running_emulator
 
 __all__ = [
     "EmulatorConfig",
@@ -22,3 +29,21 @@ __all__ = [
     "parse_latency",
     "running_emulator",
 ]
+
+_HOME = {
+    "create_app": "app",
+    "EmulatorConfig": "config",
+    "parse_duration": "config",
+    "parse_latency": "config",
+    "EmulatorThread": "server",
+    "RunningEmulator": "server",
+    "running_emulator": "server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value

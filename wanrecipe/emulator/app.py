@@ -6,11 +6,10 @@ import asyncio
 import hmac
 import json
 import logging
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from datetime import datetime
 from typing import Any, NoReturn
 
@@ -24,7 +23,7 @@ from .accounts import Account, Accounts
 from .config import EmulatorConfig
 from .faults import FaultInjector, parse_faults
 from .inputs import Fetcher
-from .pool import engine_context
+from .pool import make_executor
 from .stats import Stats
 from .storage import (
     RESULTS_PREFIX,
@@ -44,7 +43,6 @@ API = "/api/v1"
 STATS_PATH = "/emulator/stats"
 #: Two 10 MB images as base64 data URIs, plus the JSON around them.
 MAX_BODY_BYTES = 32 * 1024 * 1024
-ENGINE_NICENESS = 5
 _HTTP_CODES = {404: "NotFound", 405: "MethodNotAllowed", 413: "BadRequest.TooLarge"}
 
 
@@ -117,22 +115,6 @@ class Emulator:
 
 
 EMULATOR = web.AppKey("emulator", Emulator)
-
-
-def make_executor(kind: str, workers: int) -> Executor:
-    """A process pool (forkserver where available, else spawn: never fork a process that runs
-    an event loop and threads) or, for HTTP-only tests, a thread pool."""
-    if kind == "thread":
-        return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="engine")
-    # Workers that never import the user's __main__ (see pool.py): no main guard needed.
-    ctx = engine_context()
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_engine_worker)
-
-
-def _engine_worker() -> None:
-    # Engines yield the CPU to the server's event loop: queries stay fast on a busy machine.
-    if hasattr(os, "nice"):
-        os.nice(ENGINE_NICENESS)
 
 
 def create_app(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import Executor
@@ -48,8 +49,12 @@ async def running_emulator(
     *,
     executor: Executor | None = None,
     access_log_class: type[AbstractAccessLogger] | None = None,
+    sock: socket.socket | None = None,
 ) -> AsyncIterator[RunningEmulator]:
-    """``async with running_emulator(cfg) as emu:`` serves on ``emu.base_url`` until exit."""
+    """``async with running_emulator(cfg) as emu:`` serves on ``emu.base_url`` until exit.
+
+    ``sock``: a listening socket to serve on (bound by someone else, e.g. the process that
+    started this one) instead of binding ``config.host``/``config.port``."""
     config = config or EmulatorConfig()
     app = create_app(config, executor=executor)
     kwargs: dict[str, Any] = {"access_log": None, "handle_signals": False}
@@ -58,11 +63,15 @@ async def running_emulator(
     runner = web.AppRunner(app, **kwargs)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+        site: web.BaseSite
+        if sock is not None:
+            site = web.SockSite(runner, sock)
+        else:
+            site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
         await site.start()
         # The real port is only known after binding (port 0 picks a free one).
-        port = int(runner.addresses[0][1])
-        yield RunningEmulator(runner, config.host, port)
+        host, port = runner.addresses[0][:2]
+        yield RunningEmulator(runner, str(host), int(port))
     finally:
         await runner.cleanup()
 

@@ -1,27 +1,60 @@
 """Running a recipe: pick the backend, open the client, run the scheduler, write the record.
 
-The embedded emulator is started here, in-process on 127.0.0.1 port 0, and from then on it is
-just another base URL: the client below talks to it over HTTP exactly as it talks to DashScope.
+The embedded emulator is started here, on 127.0.0.1 port 0 (in a child process of the run),
+and from then on it is just another base URL: the client below talks to it over HTTP exactly
+as it talks to DashScope.
 
 One module per responsibility: ``choice`` (where requests go), ``embedded`` (the embedded
-emulator and its early engine workers), ``session`` (what a run opens: state dir, backend,
+emulator's process, started early), ``session`` (what a run opens: state dir, backend,
 quota gate, client; Ctrl-C), ``records`` (step records, outputs, default directories) and
 ``execute`` (one recipe's run; ``run_recipe`` and ``run_blocking`` for synchronous callers).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Light, and needed before the recipe is checked (where requests go; the embedded emulator's
+# process, started first): imported at once. The rest is loaded on first use.
 from .choice import LOCAL_API_KEY, BackendChoice, BackendKind, choose_backend, host_of
-from .embedded import open_backend, start_engines_early
-from .execute import execute, run_blocking, run_recipe
-from .records import (
-    collect_outputs,
-    default_run_dir,
-    default_state_dir,
-    step_records,
-    with_dependants,
-)
-from .session import Session, interruptible, load_durations, open_session, save_durations
+from .embedded import discard_early, open_backend, start_embedded_early
+
+if TYPE_CHECKING:
+    from .execute import execute, run_blocking, run_recipe
+    from .records import (
+        collect_outputs,
+        default_run_dir,
+        default_state_dir,
+        step_records,
+        with_dependants,
+    )
+    from .session import Session, interruptible, load_durations, open_session, save_durations
+
+_HOME = {
+    "execute": "execute",
+    "run_blocking": "execute",
+    "run_recipe": "execute",
+    "collect_outputs": "records",
+    "default_run_dir": "records",
+    "default_state_dir": "records",
+    "step_records": "records",
+    "with_dependants": "records",
+    "Session": "session",
+    "interruptible": "session",
+    "load_durations": "session",
+    "open_session": "session",
+    "save_durations": "session",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "LOCAL_API_KEY",
@@ -32,6 +65,7 @@ __all__ = [
     "collect_outputs",
     "default_run_dir",
     "default_state_dir",
+    "discard_early",
     "execute",
     "host_of",
     "interruptible",
@@ -41,7 +75,7 @@ __all__ = [
     "run_blocking",
     "run_recipe",
     "save_durations",
-    "start_engines_early",
+    "start_embedded_early",
     "step_records",
     "with_dependants",
 ]

@@ -1,144 +1,126 @@
-"""The embedded emulator: started in this process (127.0.0.1, port 0) for a ``local`` run; from
-then on just another base URL. Its engine workers are started early, while the CLI checks the
-recipe, so the first task does not wait for their start and imports."""
+"""The embedded emulator for a ``local`` run: started for the run on 127.0.0.1, port 0, and
+from then on just another base URL.
+
+It runs in a child process of the run (``wanrecipe.emulator.child``), started as early as
+possible (the CLI starts it before it checks the recipe): its imports and its engine
+workers' start then use the machine's other core while this process checks the recipe and
+opens its state, instead of adding to the time before the first submit. This process binds
+the listening socket and hands it over, so the base URL is known at once; the child serves
+until this process closes the pipe to its stdin, which the kernel also does if this process
+dies. Where a socket cannot be handed to a child (not POSIX), the emulator runs in this
+process, as a thread-free server on the run's own event loop.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import CancelledError, Executor, Future
-from typing import Any, TypeVar
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
 
 from .choice import BackendChoice
 
-T = TypeVar("T")
+#: How long the end of a run waits for the emulator's process to finish what it serves
+#: (a task still computing after a Ctrl-C) before it is killed.
+STOP_TIMEOUT_S = 30.0
+
+_BOOT = (
+    "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+    "from wanrecipe.emulator.child import main; main(sys.argv[2:])"
+)
+
+
+class EmbeddedEmulator:
+    """The embedded emulator's process, serving on a socket this process bound."""
+
+    def __init__(self) -> None:
+        sock = socket.create_server(("127.0.0.1", 0))
+        try:
+            self.port = int(sock.getsockname()[1])
+            # This process's sys.path, as multiprocessing hands it to its children: the child
+            # imports the same wanrecipe, however this process found it.
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", _BOOT, json.dumps(sys.path), str(sock.fileno())],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,  # never into the run's own output (--json)
+                pass_fds=(sock.fileno(),),
+                start_new_session=True,  # a Ctrl-C at the terminal is the run's to handle
+            )
+        finally:
+            sock.close()  # the child's copy is the only one: if it dies, connects are refused
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v1"
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """End of file on its stdin, then wait for it (killed after ``timeout``)."""
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def discard(self) -> None:
+        """For a run that never used it (an invalid recipe): it has served nothing."""
+        self.process.terminate()
+        self.stop()
+
+
+_early: EmbeddedEmulator | None = None
+
+
+def _can_hand_over_sockets() -> bool:
+    return os.name == "posix" and bool(sys.executable)
+
+
+def start_embedded_early(choice: BackendChoice) -> None:
+    """For the local backend: start the embedded emulator now, so it is up by the first
+    submit (the CLI calls this before it checks the recipe; ``discard_early`` after)."""
+    global _early
+    if choice.kind == "local" and _early is None and _can_hand_over_sockets():
+        _early = EmbeddedEmulator()
+
+
+def discard_early() -> None:
+    """Stop an emulator started early that no run took (the recipe was invalid)."""
+    global _early
+    early, _early = _early, None
+    if early is not None:
+        early.discard()
 
 
 @contextlib.asynccontextmanager
 async def open_backend(choice: BackendChoice) -> AsyncIterator[str]:
     """Yield the base URL to talk to, starting the embedded emulator for ``local``."""
+    global _early
     if choice.kind != "local":
         assert choice.base_url
         yield choice.base_url
         return
+    if not _can_hand_over_sockets():
+        async with _in_process() as base_url:
+            yield base_url
+        return
+    import asyncio
+
+    emulator, _early = _early or EmbeddedEmulator(), None
+    try:
+        yield emulator.base_url
+    finally:
+        await asyncio.to_thread(emulator.stop)
+
+
+@contextlib.asynccontextmanager
+async def _in_process() -> AsyncIterator[str]:
     from ..emulator.config import EmulatorConfig
     from ..emulator.server import running_emulator
 
-    # The server starts now; its engine workers may still be starting (they are only needed
-    # once a task computes, after the first submits were answered).
-    engines = _PendingPool(_early_engines.take) if _early_engines.started else None
-    try:
-        async with running_emulator(EmulatorConfig(), executor=engines) as emu:
-            yield emu.base_url
-    finally:
-        if engines is not None:  # ours, not the emulator's: shut it down here
-            await asyncio.to_thread(engines.shutdown, True, cancel_futures=True)
-
-
-class _PendingPool(Executor):
-    """The early engine pool, as an executor usable before it has finished starting: a job
-    submitted meanwhile is handed to it from a helper thread once it is up (the event loop
-    never waits for the pool's start)."""
-
-    def __init__(self, take: Callable[[], Executor | None]) -> None:
-        self._take = take
-        self._lock = threading.Lock()
-        self._pool: Executor | None = None
-
-    def _resolve(self) -> Executor:
-        with self._lock:
-            if self._pool is None:
-                from ..emulator.app import make_executor
-                from ..emulator.config import EmulatorConfig
-
-                config = EmulatorConfig()
-                self._pool = self._take() or make_executor(config.executor, config.workers)
-            return self._pool
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        if self._pool is not None:
-            return self._pool.submit(fn, *args, **kwargs)
-        outer: Future[T] = Future()
-
-        def relay() -> None:
-            try:
-                pool = self._resolve()
-            except BaseException as exc:  # the pool could not start: the job fails with it
-                if outer.set_running_or_notify_cancel():
-                    outer.set_exception(exc)
-                return
-            if not outer.set_running_or_notify_cancel():
-                return  # cancelled while the pool started
-            inner = pool.submit(fn, *args, **kwargs)
-            inner.add_done_callback(lambda done: _copy(done, outer))
-
-        threading.Thread(target=relay, name="wanrecipe-engines-relay", daemon=True).start()
-        return outer
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        self._resolve().shutdown(wait, cancel_futures=cancel_futures)
-
-
-def _copy(done: Future[T], outer: Future[T]) -> None:
-    if done.cancelled():
-        outer.set_exception(CancelledError())
-    elif (exc := done.exception()) is not None:
-        outer.set_exception(exc)
-    else:
-        outer.set_result(done.result())
-
-
-class _EarlyEngines:
-    """The embedded emulator's engine workers, started while the CLI checks the recipe (their
-    start and imports take about a second), then handed to the emulator by open_backend."""
-
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._pool: Any = None
-
-    def start(self) -> None:
-        if self._thread is not None:
-            return
-        # Imported here, not in the thread: two threads importing one package at once can
-        # trip over its half-initialised parent.
-        from ..emulator.app import make_executor
-        from ..emulator.config import EmulatorConfig
-        from ..emulator.server import running_emulator  # noqa: F401  (open_backend's, now)
-
-        def run() -> None:
-            config = EmulatorConfig()
-            pool = make_executor(config.executor, config.workers)
-            for _ in range(config.workers):
-                pool.submit(_warm_engine)  # starts a worker process and loads the engines
-            self._pool = pool
-
-        self._thread = threading.Thread(target=run, name="wanrecipe-engines", daemon=True)
-        self._thread.start()
-
-    @property
-    def started(self) -> bool:
-        return self._thread is not None
-
-    def take(self) -> Any:
-        """The started pool (None if none was started); the caller owns it from now on."""
-        if self._thread is None:
-            return None
-        self._thread.join()
-        pool, self._pool, self._thread = self._pool, None, None
-        return pool
-
-
-_early_engines = _EarlyEngines()
-
-
-def start_engines_early(choice: BackendChoice) -> None:
-    """For the local backend: start the emulator's engine workers now, in the background, so
-    the first task does not wait for them (the CLI calls this before checking the recipe)."""
-    if choice.kind == "local":
-        _early_engines.start()
-
-
-def _warm_engine() -> None:
-    from ..emulator import engines  # noqa: F401  (the imports the first task would pay)
+    async with running_emulator(EmulatorConfig()) as emu:
+        yield emu.base_url

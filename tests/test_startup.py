@@ -89,3 +89,41 @@ def test_the_lazy_table_matches_the_commands():
         assert command.get_short_help_str(limit=200) == short, name
     ctx = click.Context(main)
     assert main.list_commands(ctx) == sorted(COMMANDS)
+
+
+#: What the embedded emulator's own process loads, never the run's (it starts that process
+#: first and goes on checking the recipe: docs/speed.md).
+SERVER_SIDE = (
+    "aiohttp.web",
+    "aiohttp.web_app",
+    "wanrecipe.emulator.app",
+    "wanrecipe.emulator.server",
+    "wanrecipe.emulator.engines.common",
+    "numpy",
+    "cv2",
+)
+
+
+def test_a_run_on_the_embedded_emulator_loads_no_server_and_no_engine(tmp_path):
+    from tests.runs import make_image
+
+    make_image(tmp_path / "in.png")
+    (tmp_path / "r.yaml").write_text(
+        "version: 1\nname: r\nsteps:\n"
+        "  a: {function: remove_watermark, image: in.png, prompt: x}\n"
+        "  b: {function: remove_watermark, image: '{{ steps.a.image }}', prompt: y}\n",
+        encoding="utf-8",
+    )
+    modules, out = modules_after(["run", "r.yaml", "--json", "--out", "o"], tmp_path)
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert events[-1]["event"] == "run_finished" and events[-1]["status"] == "ok", out
+    assert (tmp_path / "o" / "b.png").is_file()
+    assert "aiohttp" in modules  # the client, to talk to the emulator's process
+    assert sorted(m for m in modules if m.startswith(SERVER_SIDE)) == []
+
+
+def test_the_blobs_option_spells_the_stores_variable():
+    from wanrecipe.cli import blobs_option
+    from wanrecipe.store import blobs_url
+
+    assert blobs_option.ENV_VAR == blobs_url.ENV_VAR

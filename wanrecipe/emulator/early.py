@@ -107,4 +107,8 @@ class EarlyEngines:
 
 
 def warm_engine() -> None:
-    from . import engines  # noqa: F401  (the imports the first task would pay)
+    """Load what the first ``engines.render`` call would (numpy, OpenCV, every engine)."""
+    from . import engines
+    from .engines import common, decode, encode  # noqa: F401
+
+    engines._engines()

@@ -68,8 +68,9 @@ class EmbeddedEmulator:
             return self.process.wait()
 
     def discard(self) -> None:
-        """For a run that never used it (an invalid recipe): it has served nothing."""
-        self.process.terminate()
+        """For a run that never used it (an invalid recipe). Stopped as any other (end of
+        file, then wait), not killed: a killed emulator would leave its engine workers
+        behind."""
         self.stop()
 
 

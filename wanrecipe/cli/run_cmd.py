@@ -191,7 +191,6 @@ def run(
         from ..executor.polling import PollPolicy
         from ..executor.quota import Quota
         from ..executor.scheduler import RunOptions
-        from ..report.lock import write_lock
         from ..report.progress import JsonLines, LiveTable, PlainLines
         from ..runner import default_run_dir, default_state_dir, execute, with_dependants
         from .finish import lock_summary_exit
@@ -281,7 +280,7 @@ def run(
         lock_summary_exit(
             err,
             state_path,
-            lambda journal: write_lock(loaded, record, journal),
+            lambda journal: _write_lock(loaded, record, journal),
             as_json=as_json,
             summary=summary,
             code=_exit_code(record),
@@ -290,6 +289,12 @@ def run(
         )
     finally:
         discard_early()  # an emulator no run took (the recipe was invalid)
+
+
+def _write_lock(recipe: Any, record: RunRecord, journal: Any) -> Any:
+    from ..report.lock import write_lock  # loaded by cli/warm while the run waits
+
+    return write_lock(recipe, record, journal)
 
 
 def _plain_http(choice: BackendChoice) -> bool:

@@ -179,3 +179,21 @@ def test_an_invalid_recipe_exits_2_and_leaves_no_process_behind(tmp_path) -> Non
     assert done.returncode == 2, done.stderr
     assert "bad.yaml:4" in done.stderr and "512" in done.stderr, done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_engines_not_started_yet_start_when_first_needed() -> None:
+    from wanrecipe.emulator.early import EarlyEngines
+
+    made: list[ThreadPoolExecutor] = []
+
+    def make() -> ThreadPoolExecutor:
+        made.append(ThreadPoolExecutor(1))
+        return made[-1]
+
+    early = EarlyEngines(make, 0, start=False)
+    assert made == []  # nothing started at construction
+    pending = early.pending()
+    assert pending.submit(_square, 3).result(timeout=10) == 9  # the job starts the pool
+    early.start()  # a second start is harmless
+    assert len(made) == 1
+    pending.shutdown(wait=True)

@@ -20,8 +20,6 @@ import mimetypes
 import signal
 import socket
 import sys
-import threading
-from concurrent.futures import Executor
 
 from .. import tls
 from .config import EmulatorConfig
@@ -36,24 +34,27 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(fileno=int(args[0]))
     config = EmulatorConfig()
-    # First the engine workers (their own processes, from a thread), then the server's imports.
-    engines = EarlyEngines(lambda: make_executor(config.executor, config.workers), config.workers)
+    # The engine workers start once the server serves: started before, their start (the
+    # forkserver's interpreter, each worker's fork) would compete with the server's imports
+    # for the CPU, and the run's first submit waits for the server, not for them.
+    engines = EarlyEngines(
+        lambda: make_executor(config.executor, config.workers), config.workers, start=False
+    )
     # This process runs nothing but the emulator, which serves no files: aiohttp's file
     # responses can do with Python's own table of types, without reading the system's
     # (mimetypes.inited is the documented switch; about 30 ms).
     mimetypes.inited = True
-    tls.import_aiohttp()  # no TLS on the way to the first answer; certificates just after
-    asyncio.run(_serve(config, sock, engines.pending()))
+    tls.import_aiohttp()  # certificates loaded if an https input is ever fetched (inputs.py)
+    asyncio.run(_serve(config, sock, engines))
 
 
-async def _serve(config: EmulatorConfig, sock: socket.socket, engines: Executor) -> None:
+async def _serve(config: EmulatorConfig, sock: socket.socket, early: EarlyEngines) -> None:
     from .server import running_emulator
 
+    engines = early.pending()
     try:
         async with running_emulator(config, executor=engines, sock=sock):
-            threading.Thread(
-                target=tls.load_held_certificates, name="wanrecipe-certs", daemon=True
-            ).start()
+            early.start()
             await _stdin_closed()
     finally:
         await asyncio.to_thread(engines.shutdown, True, cancel_futures=True)

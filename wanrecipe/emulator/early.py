@@ -70,16 +70,24 @@ def _copy(done: Future[T], outer: Future[T]) -> None:
 
 
 class EarlyEngines:
-    """A process pool of ``workers`` engine workers, started now from a thread of its own,
-    each worker loading the engines (the imports the first task would otherwise pay)."""
+    """A process pool of ``workers`` engine workers, started from a thread of its own (at
+    :meth:`start`, or by :meth:`take` at the latest), each worker loading the engines (the
+    imports the first task would otherwise pay)."""
 
-    def __init__(self, make: Callable[[], Executor], workers: int) -> None:
+    def __init__(self, make: Callable[[], Executor], workers: int, *, start: bool = True) -> None:
         self._make = make
         self._workers = workers
         self._pool: Executor | None = None
         self._error: BaseException | None = None
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._start, name="wanrecipe-engines", daemon=True)
-        self._thread.start()
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread.ident is None:
+                self._thread.start()
 
     def _start(self) -> None:
         try:
@@ -96,6 +104,7 @@ class EarlyEngines:
 
     def take(self) -> Executor:
         """The pool, once started (raises what stopped it from starting)."""
+        self.start()
         self._thread.join()
         if self._error is not None:
             raise self._error

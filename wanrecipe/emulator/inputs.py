@@ -7,12 +7,13 @@ chained recipe feeds one step's result into the next) are read straight from sto
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import aiohttp
 
-from .. import wire
+from .. import tls, wire
 from ..errors import BackendError
 from ..redact import redact_url
 from .storage import RESULTS_PREFIX, BlobStore, Signer, upload_key
@@ -56,6 +57,9 @@ class Fetcher:
         if (parts.hostname or "").lower().rstrip(".") == "localhost":
             netloc = "127.0.0.1" + (f":{parts.port}" if parts.port else "")
         url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+        if parts.scheme == "https" and tls.held_certificates():
+            # The embedded emulator's process imported aiohttp without them (tls.py).
+            await asyncio.to_thread(tls.load_held_certificates)
         return await self._download(ref, url)
 
     async def _own_result(self, ref: ImageRef, path: str, query: str, now: float) -> bytes:

@@ -197,3 +197,27 @@ def test_engines_not_started_yet_start_when_first_needed() -> None:
     early.start()  # a second start is harmless
     assert len(made) == 1
     pending.shutdown(wait=True)
+
+
+def test_run_recipe_starts_the_emulator_first_and_stops_it_when_the_recipe_is_invalid(
+    tmp_path, monkeypatch
+) -> None:
+    from wanrecipe import run_recipe
+    from wanrecipe.errors import RecipeError
+    from wanrecipe.runner import embedded
+
+    (tmp_path / "bad.yaml").write_text("version: 1\nname: bad\nsteps: {}\n", encoding="utf-8")
+    started: list[object] = []
+    real = embedded.EmbeddedEmulator
+
+    class Watched(real):  # type: ignore[misc, valid-type]
+        def __init__(self) -> None:
+            super().__init__()
+            started.append(self)
+
+    monkeypatch.setattr(embedded, "EmbeddedEmulator", Watched)  # a real one, counted
+    with pytest.raises(RecipeError):
+        run_recipe(tmp_path / "bad.yaml", run_dir=tmp_path / "out")
+    assert len(started) == 1  # started before the check
+    assert started[0].process.returncode is not None  # and stopped after it
+    assert embedded._early is None

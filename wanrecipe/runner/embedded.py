@@ -19,6 +19,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator
 
 from .choice import BackendChoice
@@ -75,6 +76,7 @@ class EmbeddedEmulator:
 
 
 _early: EmbeddedEmulator | None = None
+_early_lock = threading.Lock()  # runs started from several threads take one each
 
 
 def _can_hand_over_sockets() -> bool:
@@ -85,22 +87,29 @@ def start_embedded_early(choice: BackendChoice) -> None:
     """For the local backend: start the embedded emulator now, so it is up by the first
     submit (the CLI calls this before it checks the recipe; ``discard_early`` after)."""
     global _early
-    if choice.kind == "local" and _early is None and _can_hand_over_sockets():
-        _early = EmbeddedEmulator()
+    if choice.kind == "local" and _can_hand_over_sockets():
+        with _early_lock:
+            if _early is None:
+                _early = EmbeddedEmulator()
 
 
 def discard_early() -> None:
     """Stop an emulator started early that no run took (the recipe was invalid)."""
-    global _early
-    early, _early = _early, None
+    early = _take_early()
     if early is not None:
         early.discard()
+
+
+def _take_early() -> EmbeddedEmulator | None:
+    global _early
+    with _early_lock:
+        early, _early = _early, None
+    return early
 
 
 @contextlib.asynccontextmanager
 async def open_backend(choice: BackendChoice) -> AsyncIterator[str]:
     """Yield the base URL to talk to, starting the embedded emulator for ``local``."""
-    global _early
     if choice.kind != "local":
         assert choice.base_url
         yield choice.base_url
@@ -111,7 +120,7 @@ async def open_backend(choice: BackendChoice) -> AsyncIterator[str]:
         return
     import asyncio
 
-    emulator, _early = _early or EmbeddedEmulator(), None
+    emulator = _take_early() or EmbeddedEmulator()
     try:
         yield emulator.base_url
     finally:

@@ -158,21 +158,26 @@ def run_recipe(
     request when the recipe or its inputs are invalid. ``state``: a state directory or a
     ``postgresql://`` URL, as ``--state`` (wins over ``state_dir``)."""
     from ..api import load_recipe
+    from .embedded import discard_early, start_embedded_early
 
-    recipe = load_recipe(path, params, param_files)  # every check, once; raises RecipeError
     choice = backend if isinstance(backend, BackendChoice) else choose_backend(backend)
-    out = Path(run_dir) if run_dir is not None else default_run_dir(recipe.name)
-    return run_blocking(
-        execute(
-            recipe,
-            backend=choice,
-            run_dir=out,
-            options=options,
-            on_event=on_event,
-            state_dir=state if state is not None else state_dir,
-            blobs=blobs,
+    start_embedded_early(choice)  # comes up while the recipe is checked (embedded.py)
+    try:
+        recipe = load_recipe(path, params, param_files)  # every check, once; RecipeError
+        out = Path(run_dir) if run_dir is not None else default_run_dir(recipe.name)
+        return run_blocking(
+            execute(
+                recipe,
+                backend=choice,
+                run_dir=out,
+                options=options,
+                on_event=on_event,
+                state_dir=state if state is not None else state_dir,
+                blobs=blobs,
+            )
         )
-    )
+    finally:
+        discard_early()  # one no run took (the recipe was invalid)
 
 
 def run_blocking(main: Coroutine[Any, Any, T]) -> T:

@@ -221,3 +221,18 @@ def test_run_recipe_starts_the_emulator_first_and_stops_it_when_the_recipe_is_in
     assert len(started) == 1  # started before the check
     assert started[0].process.returncode is not None  # and stopped after it
     assert embedded._early is None
+
+
+async def test_an_emulator_that_could_not_start_is_reported_at_once(monkeypatch) -> None:
+    from wanrecipe.runner import embedded
+    from wanrecipe.runner.choice import BackendChoice
+
+    # A process that fails as an emulator would that cannot import its server.
+    monkeypatch.setattr(embedded, "_BOOT", "import sys; sys.exit(3)")
+    embedded.start_embedded_early(BackendChoice("local"))
+    assert embedded._early is not None
+    assert embedded._early.process.wait(60) == 3
+    with pytest.raises(embedded.EmbeddedEmulatorError, match="exit code 3"):
+        async with embedded.open_backend(BackendChoice("local")):
+            raise AssertionError("not reached")
+    assert embedded._early is None

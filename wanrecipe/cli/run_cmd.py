@@ -12,7 +12,7 @@ import click
 from .. import wire
 from ..errors import RecipeError, StoreError, UsageError
 from ..runner.choice import BackendChoice, choose_backend
-from ..runner.embedded import discard_early, start_embedded_early
+from ..runner.embedded import EmbeddedEmulatorError, discard_early, start_embedded_early
 from . import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_STEP_FAILED, main
 from .blobs_option import blobs_option
 from .common import echo_diagnostics, param_option, params_file_option, parse_params, shown_path
@@ -264,7 +264,7 @@ def run(
                     blobs=blobs,
                 )
             )
-        except StoreError as exc:  # the state cannot be opened (nothing was sent)
+        except (StoreError, EmbeddedEmulatorError) as exc:  # nothing was sent
             raise click.ClickException(str(exc)) from None
         finally:
             sink.close()  # also writes what a buffered sink still holds

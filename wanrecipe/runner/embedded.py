@@ -22,6 +22,7 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 
+from ..errors import BackendError
 from .choice import BackendChoice
 
 #: How long the end of a run waits for the emulator's process to finish what it serves
@@ -32,6 +33,10 @@ _BOOT = (
     "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
     "from wanrecipe.emulator.child import main; main(sys.argv[2:])"
 )
+
+
+class EmbeddedEmulatorError(BackendError):
+    """The embedded emulator's process is gone before the run could use it."""
 
 
 class EmbeddedEmulator:
@@ -121,6 +126,14 @@ async def open_backend(choice: BackendChoice) -> AsyncIterator[str]:
     import asyncio
 
     emulator = _take_early() or EmbeddedEmulator()
+    code = emulator.process.poll()
+    if code is not None:  # it could not start: say so now, not after retries on refusals
+        emulator.stop()
+        raise EmbeddedEmulatorError(
+            "EmulatorNotStarted",
+            f"the embedded emulator's process exited at once (exit code {code}); its error "
+            "is printed above",
+        )
     try:
         yield emulator.base_url
     finally:

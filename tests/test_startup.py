@@ -127,3 +127,19 @@ def test_the_blobs_option_spells_the_stores_variable():
     from wanrecipe.store import blobs_url
 
     assert blobs_option.ENV_VAR == blobs_url.ENV_VAR
+
+
+def test_the_lazy_runner_package_still_names_its_functions():
+    """``runner.execute`` is the function even after its module was imported first."""
+    code = (
+        "import inspect, wanrecipe.runner.session, wanrecipe.runner.execute\n"
+        "from wanrecipe.runner import execute, run_recipe, open_session\n"
+        "import wanrecipe.runner as runner\n"
+        "print(inspect.iscoroutinefunction(execute), runner.execute is execute,\n"
+        "      callable(run_recipe), callable(open_session))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.split() == ["True", "True", "True", "True"], done.stderr

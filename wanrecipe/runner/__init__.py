@@ -13,6 +13,8 @@ quota gate, client; Ctrl-C), ``records`` (step records, outputs, default directo
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 # Light, and needed before the recipe is checked (where requests go; the embedded emulator's
@@ -54,6 +56,19 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
     globals()[name] = value
     return value
+
+
+class _Package(types.ModuleType):
+    """``runner.execute`` is the function, as when it was imported eagerly: importing the
+    submodule of the same name (``runner/execute.py``) must not bind the module over it."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "execute" and isinstance(value, types.ModuleType):
+            value = getattr(value, "execute")  # noqa: B009 - the function, not the module
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [

@@ -56,6 +56,7 @@ class RowClaims(Protocol):
     def heartbeat(self) -> None: ...
     def finish(self, key: str, status: str) -> None: ...
     def held_elsewhere(self) -> int: ...
+    def wait_change(self, timeout: float) -> None: ...
     def others(self) -> dict[str, str]: ...
     def close(self) -> None: ...
 
@@ -84,6 +85,9 @@ class AllRows:
 
     def held_elsewhere(self) -> int:
         return 0
+
+    def wait_change(self, timeout: float) -> None:
+        pass  # nothing is held elsewhere: never waited on
 
     def others(self) -> dict[str, str]:
         return {}
@@ -154,8 +158,9 @@ async def run_claimed(
                 # stay until every row is done, looking again a few times per TTL.
                 if await asyncio.to_thread(claims.held_elsewhere) == 0:
                     break
+                # Woken at once when a row ends or comes free (its owner stopped).
                 ttl = float(getattr(claims, "ttl_s", ROW_TTL_S))
-                await asyncio.sleep(min(ttl / 4, IDLE_LOOK_S))
+                await asyncio.to_thread(claims.wait_change, min(ttl / 4, IDLE_LOOK_S))
                 continue
             sub = BatchGraph(graph.path, [graph.by_key[k] for k in mine])
             left = None if max_usd is None else max_usd - sum(r.cost_usd for r in records)

@@ -123,6 +123,24 @@ def batch_id(graph: BatchGraph) -> str:
     return digest.hexdigest()[:32]
 
 
+#: Names a budget's tally explicitly (``--budget-id``); else it is the batch's.
+BUDGET_ID_ENV = "WANRECIPE_BUDGET_ID"
+
+
+def budget_key(graph: BatchGraph, backend: Any, given: str | None = None) -> str:
+    """Which budget a batch spends from: ``given`` (``--budget-id``, else
+    ``WANRECIPE_BUDGET_ID``), else the batch's id on the backend's account (a hash of the
+    service and the API key, never the key): every worker of one batch on one account
+    shares it, in every run of that batch."""
+    from ..executor.ledger import account_id
+
+    given = given if given is not None else os.environ.get(BUDGET_ID_ENV)
+    if given:
+        return f"id:{given}"
+    account = account_id(str(getattr(backend, "label", "")), str(getattr(backend, "api_key", "")))
+    return hashlib.sha256(f"{batch_id(graph)}\n{account}".encode()).hexdigest()[:32]
+
+
 #: ``run(sub_graph, max_usd, on_event)``: run these rows as an ordinary batch.
 RunRows = Callable[[BatchGraph, Decimal | None, EventSink], Awaitable[BatchRecord]]
 
@@ -140,8 +158,8 @@ async def run_claimed(
 ) -> BatchRecord:
     """Claim ``ahead`` rows, run them, mark them, until no row is left to claim; return one
     record for every row of the batch (written to ``run_dir/run.json``): those this process
-    ran, and the others' listed as skipped, naming whose they were. ``max_usd`` is this
-    process's budget over all its chunks."""
+    ran, and the others' listed as skipped, naming whose they were. ``max_usd`` is the cap
+    of the batch's shared budget (its tally spans the chunks, and every process on it)."""
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -163,10 +181,10 @@ async def run_claimed(
                 await asyncio.to_thread(claims.wait_change, min(ttl / 4, IDLE_LOOK_S))
                 continue
             sub = BatchGraph(graph.path, [graph.by_key[k] for k in mine])
-            left = None if max_usd is None else max_usd - sum(r.cost_usd for r in records)
             sink.records = records
             try:
-                record = await run(sub, left, sink)
+                # The budget is the batch's shared tally: every chunk spends from it.
+                record = await run(sub, max_usd, sink)
             except BaseException:
                 # Interrupted or crashed mid-chunk: its rows are free again at once.
                 with contextlib.suppress(Exception):
@@ -298,9 +316,11 @@ async def run_claimed_batch(
     if max_usd is None:
         max_usd = getattr(options, "max_usd", None)
     on_event = kwargs.pop("on_event")
+    # The whole batch's budget, not a chunk's: every chunk and worker spends from one tally.
+    kwargs["budget_id"] = budget_key(graph, kwargs["backend"], kwargs.get("budget_id"))
 
-    def chunk(sub: BatchGraph, left: Decimal | None, sink: EventSink) -> Awaitable[BatchRecord]:
-        return execute_batch(sub, **kwargs, on_event=sink, max_usd=left, claims=AllRows())
+    def chunk(sub: BatchGraph, cap: Decimal | None, sink: EventSink) -> Awaitable[BatchRecord]:
+        return execute_batch(sub, **kwargs, on_event=sink, max_usd=cap, claims=AllRows())
 
     return await run_claimed(
         graph,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..executor.budget import RowBudget
+from ..executor.budget_shared import SharedRowBudget
 from ..report.batch_record import BatchRecord, BatchStatus, RowRecord, RowStatus
 from ..report.events import Event, EventSink, discard
 from ..report.record import RunRecord, StepRecord
@@ -31,7 +32,7 @@ from ..runner import (
     save_durations,
     step_records,
 )
-from .claims import RowClaims, open_claims, run_claimed_batch
+from .claims import RowClaims, budget_key, open_claims, run_claimed_batch
 from .graph import BatchGraph, LoadedRow, node_id
 
 _TERMINAL = frozenset({"done", "cached", "failed", "skipped"})
@@ -50,20 +51,24 @@ async def execute_batch(
     shared_quota: bool | None = None,
     blobs: str | None = None,
     claims: RowClaims | None = None,
+    budget_id: str | None = None,
 ) -> BatchRecord:
     """Run every row of ``graph``; return the batch record (also written to run.json).
 
     ``shared_quota``: share the account's quota with other processes through the state
     directory (default: for every backend but the embedded emulator, which is this process's
     alone). ``claims``: which rows are this process's (default: from the state; all of
-    them but for a ``postgresql://`` state, see batch/claims.py).
+    them but for a ``postgresql://`` state, see batch/claims.py). ``max_usd`` is checked
+    against the budget's tally, shared through the state with every process on the same
+    budget: ``budget_id`` (else ``WANRECIPE_BUDGET_ID``, else the batch's, see
+    ``budget_key``).
     """
     claims = claims if claims is not None else open_claims(state_dir)
     if claims.shared:  # team mode: rows claimed from the rows table, a few at a time
         return await run_claimed_batch(
             execute_batch, graph, claims, backend=backend, run_dir=run_dir, options=options,
             on_event=on_event, handle_signals=handle_signals, state_dir=state_dir,
-            max_usd=max_usd, shared_quota=shared_quota, blobs=blobs,
+            max_usd=max_usd, shared_quota=shared_quota, blobs=blobs, budget_id=budget_id,
         )  # fmt: skip
     from ..executor.scheduler import RunOptions, Scheduler
 
@@ -84,11 +89,7 @@ async def execute_batch(
     batch = BatchRecord(str(first.path), first.name, backend.label, str(run_dir), started)
     if max_usd is None and options.max_usd is not None:
         max_usd = options.max_usd
-    budget = None
-    if max_usd is not None:
-        planned = {r.key: sum(r.images.values()) for r in graph.rows}
-        budget = RowBudget(max_usd, planned, lambda nid: graph.nodes[nid].row)
-    tracker = _RowTracker(graph, combined, batch, run_dir, on_event, budget)
+    tracker = _RowTracker(graph, combined, batch, run_dir, on_event)
     async with open_session(
         backend,
         state_dir,
@@ -99,6 +100,10 @@ async def execute_batch(
     ) as session:
         base_url = session.base_url
         combined.base_url = base_url if backend.kind != "dashscope" else host_of(base_url)
+        budget = None
+        if max_usd is not None:
+            budget = await _open_budget(graph, session, backend, max_usd, budget_id)
+            tracker.budget = budget
         on_event(
             Event(
                 "run_started",
@@ -137,6 +142,10 @@ async def execute_batch(
             _finish(batch, tracker, scheduler.elapsed(), "interrupted" if cancelled
                     else "failed")  # fmt: skip
             raise
+        finally:
+            if budget is not None:
+                # Holds come back; what was billed or is still in flight stays in the tally.
+                await asyncio.shield(asyncio.to_thread(budget.close))
         elapsed = scheduler.elapsed()
         save_durations(session.state.path, backend.label, scheduler.durations)
     status: BatchStatus
@@ -157,6 +166,25 @@ async def execute_batch(
         )
     )
     return batch
+
+
+async def _open_budget(
+    graph: BatchGraph, session: Any, backend: BackendChoice, max_usd: Decimal, given: str | None
+) -> SharedRowBudget:
+    """The batch's budget: a row hold per row (a row starts only when all of it fits),
+    granted by the tally every process on the budget shares (its state's database or state
+    directory)."""
+    from ..executor.budget_ledger import open_budget_ledger
+    from ..executor.ledger import ledger_home
+    from ..store.liveness import heartbeat_ttl
+
+    ttl = heartbeat_ttl()
+    key = budget_key(graph, backend, given)
+    ledger = await asyncio.to_thread(open_budget_ledger, ledger_home(session.state), key, ttl_s=ttl)
+    planned = {r.key: sum(r.images.values()) for r in graph.rows}
+    return SharedRowBudget(
+        max_usd, planned, lambda nid: graph.nodes[nid].row, ledger, renew_s=ttl / 6
+    )
 
 
 def _combined_steps(graph: BatchGraph) -> dict[str, StepRecord]:

@@ -290,7 +290,19 @@ def merge(
             )
         merged.rows.append(row)
     merged.warnings = [w for rec in records for w in rec.warnings]
-    merged.left_images = sum(rec.left_images for rec in records)
+    # What is left of the whole batch, not only of this process's rows: rows no process
+    # finished (done or failed), at what they would bill.
+    left = [
+        loaded
+        for loaded in graph.rows
+        if (
+            ran[loaded.key].status in ("skipped", "interrupted")
+            if loaded.key in ran
+            else not others.get(loaded.key, "").startswith(("done", "failed"))
+        )
+    ]
+    merged.left_images = sum(sum(r.images.values()) for r in left)
+    merged.left_rows = len(left)
     merged.finished = datetime.now(UTC).isoformat(timespec="seconds")
     merged.status = _status([rec.status for rec in records])
     return merged

@@ -98,9 +98,11 @@ class SharedRowBudget(RowBudget):
         if granted:
             self._push()  # what it drew from its hold is in flight now
         elif before is None and self.refused is not None and self.last_tally is not None:
-            self.refused += (
-                f" (the budget's tally across every process on it: "
-                f"${images_cost(self.last_tally.committed)} billed, in flight or held)"
+            # The tally's figure, not this process's: "..., row b would add up to $X".
+            _, _, adds = self.refused.partition(", ")
+            self.refused = (
+                f"budget ${self.max_usd} reached: ${images_cost(self.last_tally.committed)} "
+                f"billed, in flight or held across every process on it, {adds}"
             )
         return granted
 

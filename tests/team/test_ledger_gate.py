@@ -13,6 +13,8 @@ class SlowToAnswer(InProcessLedger):
     """A real in-process ledger whose slot answers wait for the test to let them through
     (a database answering while the asker is being cancelled)."""
 
+    quick = False  # it waits: the gate must ask it from a thread
+
     def __init__(self, quota: Quota) -> None:
         super().__init__(quota)
         self.asked = threading.Event()

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .. import images, wire
 from ..backends.models import TaskState
-from ..errors import BackendError
+from ..errors import BackendError, StoreError
 from ..redact import redact_text, redact_url
 from ..report.record import ErrorInfo, ResultFile, StepRecord
 from ..store import DoneEntry, ResultRecord
@@ -78,8 +80,25 @@ class Downloads(StepBase):
                 )
                 continue
             jobs.append((index, result.url))
+        # A task of one image (the common case) is marked done in the download's own thread
+        # call, right after its blob is stored: one hand-off for the whole result.
+        mark = None
+        if len(jobs) == 1 and len(state.results) == 1:
+
+            def mark(placed: tuple[Path, str, int, Any, Any], url: str) -> StoreError | None:
+                _, sha, size, info, _ = placed
+                record = ResultRecord(0, sha, size, info.width, info.height, redact_url(url))
+                try:
+                    self._journal.record_done(attempt_id, [record], state.usage_images)
+                except StoreError as exc:
+                    return exc
+                return None
+
         got = await asyncio.gather(
-            *(self._fetch(sid, index, url, state.task_id, urls, deadline) for index, url in jobs),
+            *(
+                self._fetch(sid, index, url, state.task_id, urls, deadline, mark)
+                for index, url in jobs
+            ),
             return_exceptions=True,
         )
         for g in got:
@@ -95,7 +114,7 @@ class Downloads(StepBase):
         for g in got:
             if isinstance(g, BaseException):
                 continue
-            index, url, (dest, sha, size, info, labels) = g
+            index, url, (dest, sha, size, info, labels), _ = g
             shown = redact_url(url)
             rec.results.append(
                 ResultFile(
@@ -127,7 +146,11 @@ class Downloads(StepBase):
                     task_id=state.task_id,
                 )
             )
-        if records:
+        if mark is not None and records:
+            failed = next(g for g in got if not isinstance(g, BaseException))[3]
+            if failed is not None:
+                raise StepFailed(ErrorInfo("StateError", str(failed)))
+        elif records:
             await self._journal_call(
                 self._journal.record_done, attempt_id, records, state.usage_images
             )
@@ -136,10 +159,18 @@ class Downloads(StepBase):
         return outputs
 
     async def _fetch(
-        self, sid: str, index: int, url: str, task_id: str, urls: _FreshUrls, deadline: float
-    ) -> tuple[int, str, Any]:
+        self,
+        sid: str,
+        index: int,
+        url: str,
+        task_id: str,
+        urls: _FreshUrls,
+        deadline: float,
+        mark: Callable[[Any, str], StoreError | None] | None = None,
+    ) -> tuple[int, str, Any, StoreError | None]:
         """Download one result (fsynced, into the state dir); returns (index, url used, what
-        was downloaded). Raises the last BackendError when the image cannot be had within
+        was downloaded, and what ``mark`` said: it runs in the same thread call, after the
+        blob is stored). Raises the last BackendError when the image cannot be had within
         ``deadline``."""
         policy = self.options.retry
         dest = self._incoming / f"{task_id}-{index}.png"
@@ -154,7 +185,7 @@ class Downloads(StepBase):
                     url,
                     dest,
                     max_bytes=self.options.max_download_bytes,
-                    then=lambda d: _place(blobs, d, final),
+                    then=functools.partial(_place_and_mark, blobs, dest=final, mark=mark, url=url),
                 )
                 break
             except BackendError as exc:
@@ -185,7 +216,8 @@ class Downloads(StepBase):
                 ):
                     raise
                 await asyncio.sleep(delay)
-        return index, url, got.placed
+        placed, marked = got.placed
+        return index, url, placed, marked
 
 
 #: Fresh-URL queries per image after a 403, before it counts as unavailable.
@@ -231,6 +263,17 @@ class _FreshUrls:
         if state.status == "SUCCEEDED" and state.results:
             self._urls = [r.url for r in state.results]
         self._version += 1
+
+
+def _place_and_mark(
+    blobs: Any,
+    got: Any,
+    dest: Path,
+    mark: Callable[[Any, str], StoreError | None] | None,
+    url: str,
+) -> tuple[tuple[Path, str, int, Any, Any], StoreError | None]:
+    placed = _place(blobs, got, dest)
+    return placed, (mark(placed, url) if mark is not None else None)
 
 
 def _place(blobs: Any, got: Any, dest: Path) -> tuple[Path, str, int, Any, Any]:

@@ -67,7 +67,7 @@ class Payloads:
         self.uploader = uploader
         self.upload_threshold = upload_threshold
         self.clock = clock
-        self._files: dict[tuple[str, int, int], tuple[str, ImageInfo]] = {}
+        self._files: dict[tuple[str, int, int], asyncio.Future[tuple[str, ImageInfo]]] = {}
         self._claims: dict[str, int] = {}
         self._live: dict[str, _Live] = {}
         self._building: dict[str, asyncio.Lock] = {}
@@ -114,12 +114,19 @@ class Payloads:
             key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
         except OSError:
             key = None
-        found = self._files.get(key) if key is not None else None
+        if key is None:
+            return await asyncio.to_thread(_identify, path)  # its error names the problem
+        found = self._files.get(key)
         if found is None:
-            found = await asyncio.to_thread(_identify, path)
-            if key is not None:
-                self._files[key] = found
-        return found
+            # One read for every step that asks at once (200 steps over one photo start
+            # together): the first asks a thread, the others wait for its answer.
+            found = self._files[key] = asyncio.ensure_future(asyncio.to_thread(_identify, path))
+        try:
+            return await asyncio.shield(found)
+        except BaseException:
+            if found.done() and self._files.get(key) is found:
+                del self._files[key]  # a failed read is not remembered: ask again next time
+            raise
 
     def reclaim(self, prepared: PreparedInput) -> PreparedInput:
         """Claim an input identified before (a retry after its step released it)."""

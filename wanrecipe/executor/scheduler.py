@@ -197,8 +197,12 @@ class Scheduler(Recovery):
         # Waiting for another run's work on this step never goes past the step's timeout.
         deadline = time.monotonic() + float(req.step.timeout)
         while True:
-            # One thread call: the stored result, else what an earlier run left in flight.
-            entry, flights = await asyncio.to_thread(self._look_up, req.key, req.forced)
+            # The stored result, else what an earlier run left in flight: one read, on the
+            # loop where the journal's reads are local (SQLite, blobs on disk), else a thread.
+            if self._journal.reads_quick:
+                entry, flights = self._look_up(req.key, req.forced)
+            else:
+                entry, flights = await asyncio.to_thread(self._look_up, req.key, req.forced)
             if entry is not None:
                 return await self._from_cache(sid, rec, entry)
             try:

@@ -78,6 +78,8 @@ class BlobStore:
     The local implementation of :class:`~wanrecipe.store.blobs_api.Blobs`; also the read-through
     cache of :class:`~wanrecipe.store.blobs_s3.ObjectBlobs`."""
 
+    remote = False
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._tmp = self.root / TMP_DIR

@@ -28,6 +28,9 @@ class Blobs(Protocol):
     :meth:`path`, :meth:`get` and :meth:`export` serve a local file, which for a remote store is
     its read-through cache."""
 
+    #: Whether a lookup (``has``, ``has_complete``, ``size``) may go over the network.
+    remote: bool
+
     @property
     def location(self) -> str:
         """Where the blobs live, fit for messages and records (a path, or a URL with no

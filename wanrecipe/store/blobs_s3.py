@@ -54,6 +54,8 @@ _FETCH_TRIES: Final = 3
 class ObjectBlobs:
     """A :class:`~wanrecipe.store.blobs_api.Blobs` over an S3-compatible bucket."""
 
+    remote = True
+
     def __init__(self, url: str, cache_root: Path, *, store: S3Store | None = None) -> None:
         bucket, prefix = split_s3_url(url)
         self._location = f"s3://{bucket}/{prefix}".rstrip("/")

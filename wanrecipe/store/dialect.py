@@ -94,6 +94,8 @@ class Dialect(Protocol):
     name: str
     #: Where the journal lives, fit for messages (a path, or a URL without its password).
     location: str
+    #: Reads need no round trip and never wait for a writer (a local file in WAL mode).
+    local: bool
 
     def write(self, *, durable: bool = True) -> AbstractContextManager[Tx]:
         """A write transaction; ``durable=False`` may commit without waiting for the disk

@@ -64,6 +64,7 @@ from .records import (
     ResultRecord,
     worker_host,
 )
+from .sqlite_retry import enter_wal
 
 __all__ = [
     "DEFAULT_MAX_AGE_S",
@@ -126,9 +127,12 @@ class _SqliteTx:
 
 
 class _Sqlite:
-    """The SQLite dialect: one connection, WAL, an fsync per durable commit."""
+    """The SQLite dialect: a connection for writes (WAL, an fsync per durable commit) and one
+    for reads, which in WAL mode never waits for a writer (not even for this process's own
+    commit and its fsync): reads may be made from the event loop."""
 
     name = "sqlite"
+    local = True
 
     def __init__(self, path: Path, busy_timeout_s: float, clock: Callable[[], float]) -> None:
         self.path = path
@@ -136,6 +140,9 @@ class _Sqlite:
         self._clock = clock
         self._sql = queries("sqlite")
         self._lock = threading.RLock()
+        self._read_lock = threading.RLock()
+        self._reader: sqlite3.Connection | None = None
+        self._busy_timeout_s = busy_timeout_s
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so nothing commits implicitly.
         try:
             self.conn = sqlite3.connect(
@@ -147,7 +154,7 @@ class _Sqlite:
             with self.translated():
                 self.conn.row_factory = sqlite3.Row
                 self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-                mode = self._enter_wal(busy_timeout_s)
+                mode = enter_wal(self.conn, within_s=busy_timeout_s)
                 if str(mode).lower() != "wal":
                     raise StoreError(f"{path}: cannot use WAL mode (got {mode!r})")
                 self.conn.execute("PRAGMA synchronous = FULL")
@@ -157,26 +164,13 @@ class _Sqlite:
             self.conn.close()
             raise
 
-    def _enter_wal(self, busy_timeout_s: float) -> str:
-        """Switch a fresh file to WAL. The switch needs the file to itself, and SQLite answers
-        "database is locked" at once, without its busy handler, while another process opens
-        the same fresh file: so retry, within the busy timeout."""
-        deadline = time.monotonic() + busy_timeout_s
-        delay = 0.005
-        while True:
-            try:
-                return str(self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.1)
-
     def close(self) -> None:
         with self._lock:
             self.conn.close()
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
     def _migrate(self) -> None:
         with self._lock, self.translated():
@@ -222,13 +216,27 @@ class _Sqlite:
     @contextmanager
     def read(self) -> Iterator[_SqliteTx]:
         # One deferred transaction = one consistent snapshot across the statements inside.
-        with self._lock, self.translated():
-            self.conn.execute("BEGIN")
+        with self._read_lock, self.translated():
+            conn = self._reader_conn()
+            conn.execute("BEGIN")
             try:
-                yield _SqliteTx(self.conn, self._sql, self._clock)
+                yield _SqliteTx(conn, self._sql, self._clock)
             finally:
-                if self.conn.in_transaction:
-                    self.conn.execute("COMMIT")
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        if self._reader is None:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout_s,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA query_only = ON")
+            self._reader = conn
+        return self._reader
 
     @contextmanager
     def translated(self) -> Iterator[None]:

@@ -39,6 +39,13 @@ class JournalOps(Protocol):
     @property
     def heartbeat_interval_s(self) -> float: ...
 
+    @property
+    def reads_quick(self) -> bool:
+        """Whether ``lookup_done`` and ``in_flight`` need no network and never wait for a
+        writer (SQLite and blobs on local disk): the scheduler then calls them on the event
+        loop, with no thread hand-off."""
+        ...
+
     # -- the protocol: one attempt's life ------------------------------------------------------
 
     def record_intent(

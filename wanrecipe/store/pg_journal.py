@@ -119,6 +119,7 @@ class _Postgres:
     """The Postgres dialect: one psycopg connection, explicit transactions."""
 
     name = "postgres"
+    local = False  # a round trip to the server
 
     def __init__(
         self, url: str, clock: Callable[[], float] | None, connect_timeout_s: float, create: bool

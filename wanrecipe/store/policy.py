@@ -66,6 +66,10 @@ class JournalBase(Liveness):
     def dialect(self) -> str:
         return self._db.name
 
+    @property
+    def reads_quick(self) -> bool:
+        return self._db.local and not self.blobs.remote
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     def close(self) -> None:

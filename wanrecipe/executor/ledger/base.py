@@ -56,7 +56,15 @@ class QuotaLedger(Protocol):
     ``renew`` is best effort (a beat lost to a database blip is retried by the next one);
     ``watch`` registers a callback, called from any thread, when a slot or a submission
     may have been freed (ledgers that cannot be told call it only for their own releases).
+
+    ``quick``: the four quota operations never wait (no network round trip, no lock held
+    by anyone else: a ledger that would have to wait refuses for a few ms instead, and a
+    release it cannot record at once it records from a thread of its own). The gate then
+    calls them on the event loop itself, with no thread hand-off. A ledger that talks to
+    a server is not quick: its calls go to a worker thread.
     """
+
+    quick: bool
 
     def try_slot(self) -> Answer: ...
     def release_slot(self, lease: str) -> None: ...
@@ -104,6 +112,8 @@ class Watchers:
 
 class InProcessLedger:
     """The quota of one process, as a ledger (tests, and several schedulers in one process)."""
+
+    quick = True  # a lock held for a few dict operations
 
     def __init__(self, quota: Quota, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.quota = quota

@@ -69,7 +69,10 @@ class LedgerGate(QuotaGate):
                 yield
             finally:
                 self._held -= 1
-                await asyncio.shield(asyncio.to_thread(give_back, lease))
+                if self.ledger.quick:
+                    give_back(lease)  # never waits (see QuotaLedger.quick)
+                else:
+                    await asyncio.shield(asyncio.to_thread(give_back, lease))
                 self._wake()
 
     async def _acquire(self, ask: Callable[[], Answer], give_back: Callable[[str], None]) -> str:
@@ -92,10 +95,12 @@ class LedgerGate(QuotaGate):
             finally:
                 self._waiters.discard(woken)
 
-    @staticmethod
-    async def _ask(ask: Callable[[], Answer], give_back: Callable[[str], None]) -> Answer:
-        """One question to the ledger; a grant that arrives after the asker was cancelled is
-        handed straight back (it would otherwise hold a slot until its lease ran out)."""
+    async def _ask(self, ask: Callable[[], Answer], give_back: Callable[[str], None]) -> Answer:
+        """One question to the ledger: on the loop for a quick ledger, else in a thread; a
+        grant that arrives after the asker was cancelled is handed straight back (it would
+        otherwise hold a slot until its lease ran out)."""
+        if self.ledger.quick:
+            return ask()
         pending = asyncio.ensure_future(asyncio.to_thread(ask))
         try:
             return await asyncio.shield(pending)

@@ -115,6 +115,8 @@ class PostgresLedger:
     waiter's sleep (it is woken sooner by a release's notification).
     """
 
+    quick = False  # every operation is a round trip to the database
+
     def __init__(
         self,
         url: str,

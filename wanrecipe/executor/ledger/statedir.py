@@ -17,10 +17,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ...store.sqlite_retry import enter_wal, is_locked, until_unlocked
 from ..quota import Quota, window_for
-from .base import DEFAULT_LEASE_S, SLOT_POLL_S, Answer, Watchers, alive, new_owner
+from .base import DEFAULT_LEASE_S, MIN_WAIT_S, SLOT_POLL_S, Answer, Watchers, alive, new_owner
 
 LEDGER_FILE = "quota.sqlite"
+#: How long a transaction that may wait (a heartbeat, a late release) waits for the file.
+BUSY_WAIT_S = 10.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS leases (
@@ -42,7 +45,17 @@ class StateDirLedger:
     One SQLite file (WAL); every request is one ``BEGIN IMMEDIATE`` transaction, so a check and
     its grant are atomic across processes. Times are wall-clock seconds (every process on one
     machine reads the same clock). A lease not renewed within ``lease_s`` is free again.
+
+    Quick (see :class:`QuotaLedger`): a transaction takes a few tens of microseconds and
+    commits without an fsync (``synchronous=NORMAL`` in WAL: a power loss may forget a
+    lease, which only frees a slot early on a machine that just rebooted), so the gate asks
+    on the event loop. Nothing here waits: a ledger another process (or a heartbeat of this
+    one) is writing to refuses for ``MIN_WAIT_S`` instead of waiting for it, and a release
+    that cannot be written at once is written from a thread (the slot stays taken, never
+    over quota, for those few ms). The WAL is checkpointed by the heartbeat, off the loop.
     """
+
+    quick = True
 
     def __init__(
         self,
@@ -62,47 +75,95 @@ class StateDirLedger:
         self._capacity, window = window_for(quota.submit_rps)
         self._window = window + quota.margin
         self._lock = threading.Lock()
+        self._late: list[threading.Thread] = []  # releases written from a thread
         Path(state_path).mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(
             Path(state_path) / LEDGER_FILE,
-            timeout=10.0,
+            timeout=BUSY_WAIT_S,
             isolation_level=None,
             check_same_thread=False,
         )
         with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
+            # Another process may be creating the same fresh file: wait for it here; from
+            # then on the connection never waits inside SQLite (see _txn).
+            enter_wal(self._db, within_s=BUSY_WAIT_S)
             self._db.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoints (an fsync) are the heartbeat's, never a commit's on the loop.
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._db.executescript(_SCHEMA)
+            self._db.execute("PRAGMA busy_timeout=0")
 
     @contextlib.contextmanager
-    def _txn(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+    def _txn(self, *, wait: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction. ``wait=False``: raise :class:`_Busy` at once when this
+        process's connection or the file's write lock is taken, instead of waiting (the
+        connection has no busy timeout; ``wait=True`` retries for up to ``BUSY_WAIT_S``)."""
+        if not self._lock.acquire(blocking=wait):
+            raise _Busy()
+        try:
+            def begin() -> sqlite3.Cursor:
+                return self._db.execute("BEGIN IMMEDIATE")
+
+            if wait:
+                until_unlocked(begin, within_s=BUSY_WAIT_S, max_pause_s=0.02)
+            else:
+                try:
+                    begin()
+                except sqlite3.OperationalError as exc:
+                    if is_locked(exc):
+                        raise _Busy() from None
+                    raise
             try:
                 yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+        finally:
+            self._lock.release()
+
+    def _release(self, sql: str, args: tuple[object, ...]) -> None:
+        """A release: at once when the file is free, else from a thread (never lost, never
+        waited for by the caller)."""
+        try:
+            with self._txn(wait=False) as db:
+                db.execute(sql, args)
+        except _Busy:
+            late = threading.Thread(target=self._release_late, args=(sql, args), daemon=True)
+            self._late = [t for t in self._late if t.is_alive()] + [late]
+            late.start()
+            return
+        self._watchers.fire()
+
+    def _release_late(self, sql: str, args: tuple[object, ...]) -> None:
+        with contextlib.suppress(sqlite3.Error), self._txn() as db:
+            db.execute(sql, args)
+        self._watchers.fire()
 
     def try_slot(self) -> Answer:
-        with self._txn() as db:
-            now = self._clock()
-            db.execute(
-                "DELETE FROM leases WHERE account = ? AND kind = 'slot' AND expires <= ?",
-                (self.account, now),
-            )
+        try:
+            with self._txn(wait=False) as db:
+                return self._try_slot(db)
+        except _Busy:
+            return Answer.refuse(MIN_WAIT_S)
+
+    def _try_slot(self, db: sqlite3.Connection) -> Answer:
+        now = self._clock()
+        db.execute(
+            "DELETE FROM leases WHERE account = ? AND kind = 'slot' AND expires <= ?",
+            (self.account, now),
+        )
+        held, soonest = self._slots_held(db)
+        if held >= self.quota.concurrency and self._reap(db, now):
             held, soonest = self._slots_held(db)
-            if held >= self.quota.concurrency and self._reap(db, now):
-                held, soonest = self._slots_held(db)
-            if held < self.quota.concurrency:
-                lease = uuid.uuid4().hex
-                db.execute(
-                    "INSERT INTO leases VALUES (?, ?, 'slot', ?, ?, NULL, ?)",
-                    (lease, self.account, self.owner, now, now + self.lease_s),
-                )
-                return Answer.grant(lease)
-            return Answer.refuse(min(SLOT_POLL_S, soonest - now))
+        if held < self.quota.concurrency:
+            lease = uuid.uuid4().hex
+            db.execute(
+                "INSERT INTO leases VALUES (?, ?, 'slot', ?, ?, NULL, ?)",
+                (lease, self.account, self.owner, now, now + self.lease_s),
+            )
+            return Answer.grant(lease)
+        return Answer.refuse(min(SLOT_POLL_S, soonest - now))
 
     def _slots_held(self, db: sqlite3.Connection) -> tuple[int, float]:
         held, soonest = db.execute(
@@ -133,57 +194,64 @@ class StateDirLedger:
         return bool(dead)
 
     def release_slot(self, lease: str) -> None:
-        with self._txn() as db:
-            db.execute("DELETE FROM leases WHERE id = ?", (lease,))
-        self._watchers.fire()
+        self._release("DELETE FROM leases WHERE id = ?", (lease,))
 
     def try_submit(self) -> Answer:
-        with self._txn() as db:
-            now = self._clock()
-            # A submit occupies the window until `window` after its answer; one whose process
-            # died before the answer, until `window` after its lease ran out.
-            db.execute(
-                "DELETE FROM leases WHERE account = ? AND kind = 'submit' "
-                "AND COALESCE(released, expires) + ? <= ?",
-                (self.account, self._window, now),
-            )
+        try:
+            with self._txn(wait=False) as db:
+                return self._try_submit(db)
+        except _Busy:
+            return Answer.refuse(MIN_WAIT_S)
+
+    def _try_submit(self, db: sqlite3.Connection) -> Answer:
+        now = self._clock()
+        # A submit occupies the window until `window` after its answer; one whose process
+        # died before the answer, until `window` after its lease ran out.
+        db.execute(
+            "DELETE FROM leases WHERE account = ? AND kind = 'submit' "
+            "AND COALESCE(released, expires) + ? <= ?",
+            (self.account, self._window, now),
+        )
+        rows = db.execute(
+            "SELECT released, expires FROM leases WHERE account = ? AND kind = 'submit'",
+            (self.account,),
+        ).fetchall()
+        held = any(r is None for r, _ in rows)
+        if len(rows) >= self._capacity and held and self._reap(db, now):
             rows = db.execute(
                 "SELECT released, expires FROM leases WHERE account = ? AND kind = 'submit'",
                 (self.account,),
             ).fetchall()
-            held = any(r is None for r, _ in rows)
-            if len(rows) >= self._capacity and held and self._reap(db, now):
-                rows = db.execute(
-                    "SELECT released, expires FROM leases WHERE account = ? AND kind = 'submit'",
-                    (self.account,),
-                ).fetchall()
-            if len(rows) < self._capacity:
-                lease = uuid.uuid4().hex
-                db.execute(
-                    "INSERT INTO leases VALUES (?, ?, 'submit', ?, ?, NULL, ?)",
-                    (lease, self.account, self.owner, now, now + self.lease_s),
-                )
-                return Answer.grant(lease)
-            ends = [r + self._window - now for r, _ in rows if r is not None]
-            return Answer.refuse(min(ends) if ends else SLOT_POLL_S)
+        if len(rows) < self._capacity:
+            lease = uuid.uuid4().hex
+            db.execute(
+                "INSERT INTO leases VALUES (?, ?, 'submit', ?, ?, NULL, ?)",
+                (lease, self.account, self.owner, now, now + self.lease_s),
+            )
+            return Answer.grant(lease)
+        ends = [r + self._window - now for r, _ in rows if r is not None]
+        return Answer.refuse(min(ends) if ends else SLOT_POLL_S)
 
     def submit_done(self, lease: str) -> None:
-        with self._txn() as db:
-            db.execute("UPDATE leases SET released = ? WHERE id = ?", (self._clock(), lease))
-        self._watchers.fire()
+        self._release("UPDATE leases SET released = ? WHERE id = ?", (self._clock(), lease))
 
     def renew(self) -> None:
-        with contextlib.suppress(sqlite3.Error), self._txn() as db:
-            db.execute(
-                "UPDATE leases SET expires = ? WHERE owner = ? AND released IS NULL",
-                (self._clock() + self.lease_s, self.owner),
-            )
+        with contextlib.suppress(sqlite3.Error):
+            with self._txn() as db:
+                db.execute(
+                    "UPDATE leases SET expires = ? WHERE owner = ? AND released IS NULL",
+                    (self._clock() + self.lease_s, self.owner),
+                )
+            with self._lock:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def watch(self, callback: Callable[[], None]) -> None:
         self._watchers.add(callback)
 
     def close(self) -> None:
         """Give back whatever this process still holds (a clean exit frees at once)."""
+        for late in self._late:
+            late.join()
         with contextlib.suppress(sqlite3.Error), self._txn() as db:
             db.execute("DELETE FROM leases WHERE owner = ? AND kind = 'slot'", (self.owner,))
             db.execute(
@@ -191,4 +259,10 @@ class StateDirLedger:
                 (self._clock(), self.owner),
             )
         with self._lock:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             self._db.close()
+
+
+class _Busy(Exception):
+    """The ledger is being written (by another process, or this one's heartbeat)."""

@@ -48,7 +48,7 @@ async def test_two_processes_row_budgets_share_one_tally(tmp_path):
     """Two batches' budgets (as two processes would hold them) on one state directory's
     tally: rows are held whole, across both; each process's row hold, in-flight and billed
     figures reach the tally; closing gives back holds and keeps what was billed."""
-    from wanrecipe.executor.budget_ledger import StateDirBudgetLedger
+    from wanrecipe.executor.budget_ledger import StateDirBudgetLedger, Tally
     from wanrecipe.executor.budget_shared import SharedRowBudget
 
     def budget(planned):
@@ -70,7 +70,8 @@ async def test_two_processes_row_budgets_share_one_tally(tmp_path):
         assert await second.areserve(1, "c/y")  # drawn from c's hold
         second.settle(1, 1)
         second.release_row("c")
-        assert first.tally().committed == 4 and first.tally().billed == 2
+        assert second.tally() == Tally(committed=4, billed=2)  # after second's own writes
+        assert first.tally() == Tally(committed=4, billed=2)
         assert await first.areserve(1, "a/y")
         first.settle(1, 0)
         first.settle(1, 1)  # row a: one image of the two it held

@@ -313,33 +313,3 @@ def _status(statuses: Sequence[BatchStatus]) -> BatchStatus:
         if worst in statuses:
             return worst
     return "ok"
-
-
-async def run_claimed_batch(
-    execute_batch: Callable[..., Awaitable[BatchRecord]],
-    graph: BatchGraph,
-    claims: RowClaims,
-    **kwargs: Any,
-) -> BatchRecord:
-    """``execute_batch(graph, **kwargs)`` over claimed rows: each chunk is an ordinary batch
-    run of its rows (same backend, state, options), the budget what the chunks before left."""
-    options = kwargs.get("options")
-    max_usd = kwargs.pop("max_usd", None)
-    if max_usd is None:
-        max_usd = getattr(options, "max_usd", None)
-    on_event = kwargs.pop("on_event")
-    # The whole batch's budget, not a chunk's: every chunk and worker spends from one tally.
-    kwargs["budget_id"] = budget_key(graph, kwargs["backend"], kwargs.get("budget_id"))
-
-    def chunk(sub: BatchGraph, cap: Decimal | None, sink: EventSink) -> Awaitable[BatchRecord]:
-        return execute_batch(sub, **kwargs, on_event=sink, max_usd=cap, claims=AllRows())
-
-    return await run_claimed(
-        graph,
-        claims,
-        chunk,
-        on_event,
-        run_dir=kwargs["run_dir"],
-        backend=kwargs["backend"].label,
-        max_usd=max_usd,
-    )

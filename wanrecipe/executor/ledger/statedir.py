@@ -101,6 +101,7 @@ class StateDirLedger:
         if not self._lock.acquire(blocking=wait):
             raise _Busy()
         try:
+
             def begin() -> sqlite3.Cursor:
                 return self._db.execute("BEGIN IMMEDIATE")
 

@@ -78,10 +78,13 @@ def diff(run_a: Path, run_b: Path, out: Path | None, open_browser: bool) -> None
         _open(path)
 
 
-def report_after_run(run_dir: Path, console: Any, open_browser: bool | None = None) -> Path | None:
+def report_after_run(
+    run_dir: Path, console: Any, open_browser: bool | None = None, *, recipe: Any = None
+) -> Path | None:
     """What ``run`` does at the end (also after a failure or an interruption): write the
     report, print its path, open it if asked (``open_browser``, else ``run --open`` from the
-    click context). A report problem never fails the run."""
+    click context). A report problem never fails the run. ``recipe``: the run's recipe as
+    loaded (not read again)."""
     from rich.markup import escape
 
     if open_browser is None:
@@ -94,7 +97,7 @@ def report_after_run(run_dir: Path, console: Any, open_browser: bool | None = No
     if not (run_dir / "run.json").is_file():
         return None  # the run stopped before it had a record: nothing to show
     try:
-        path = write_report(run_dir)
+        path = write_report(run_dir, recipe=recipe)
     except (WanRecipeError, OSError, ValueError) as exc:
         console.print(f"[yellow]warning[/]: the report was not written: {escape(str(exc))}")
         return None

@@ -259,7 +259,7 @@ def run(
         sink.close()  # also writes what a buffered sink still holds
         from .report_cmds import report_after_run  # the report, also after a failure
 
-        report_after_run(run_dir, err)
+        report_after_run(run_dir, err, recipe=loaded)
 
     def summary() -> None:
         _summary(err, record)
@@ -338,33 +338,44 @@ def _cost(record: RunRecord) -> str:
 def _summary(console: Any, record: RunRecord) -> None:
     from rich.markup import escape
 
-    console.print(
+    lines = [
         f"run {record.status} in {record.elapsed_s or 0.0:.1f}s: {_cost(record)}; "
         f"run directory {escape(shown_path(record.run_dir))}"
-    )
+    ]
+    emulated: dict[str, list[str]] = {}  # one line per label, however many steps share it
     for step in record.steps.values():
         if step.state == "failed" and step.error:
-            console.print(
+            lines.append(
                 f"[bold red]failed[/] {step.id}: {escape(step.error.code)}: "
                 f"{escape(step.error.message)}"
             )
         elif step.state == "unavailable" and step.error:
             # The message starts "paid, result unavailable: task <id> ...".
-            console.print(f"[bold magenta]unavailable[/] {step.id}: {escape(step.error.message)}")
+            lines.append(f"[bold magenta]unavailable[/] {step.id}: {escape(step.error.message)}")
         elif step.state == "skipped":
-            console.print(f"[yellow]skipped[/] {step.id}: {escape(step.skipped_because or '')}")
+            lines.append(f"[yellow]skipped[/] {step.id}: {escape(step.skipped_because or '')}")
         labels = _labels(step)
         if labels:
-            console.print(f"[cyan]emulated[/] {step.id}: {escape(labels)}")
+            emulated.setdefault(labels, []).append(step.id)
         for bad in step.failed_outputs:
-            console.print(
+            lines.append(
                 f"[yellow]partial[/] {step.id}: one output failed: {escape(bad.code)}: "
                 f"{escape(bad.message)}"
             )
+    for labels, ids in emulated.items():
+        lines.append(f"[cyan]emulated[/] {escape(_some(ids))}: {escape(labels)}")
     for name, paths in record.outputs.items():
-        console.print(f"output {name}: {escape(', '.join(paths))}")
+        lines.append(f"output {name}: {escape(', '.join(paths))}")
     for warning in record.warnings:
-        console.print(f"[yellow]warning[/]: {escape(warning)}")
+        lines.append(f"[yellow]warning[/]: {escape(warning)}")
+    console.print("\n".join(lines))
+
+
+def _some(ids: list[str], shown: int = 3) -> str:
+    """``a, b, c`` or, for many, ``600 steps (a, b, c, ...)``."""
+    if len(ids) <= shown:
+        return ", ".join(ids)
+    return f"{len(ids)} steps ({', '.join(ids[:shown])}, ...)"
 
 
 def _budget_line(recipe: Any, record: RunRecord, max_usd: Decimal | None) -> str:

@@ -142,6 +142,11 @@ class FifoSemaphore:
     def in_use(self) -> int:
         return self.value - self._free
 
+    @property
+    def waiting(self) -> bool:
+        """Whether someone waits: a release now hands the permit straight to them."""
+        return any(not f.done() for f in self._waiters)
+
     async def acquire(self) -> None:
         if self._free > 0 and not self._waiters:
             self._free -= 1

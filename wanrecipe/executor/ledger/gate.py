@@ -13,6 +13,11 @@ from typing import Any
 from ..quota import Quota, QuotaGate
 from .base import DEFAULT_LEASE_S, Answer, QuotaLedger, account_id
 
+#: How many tasks in a row one slot lease may serve before it goes back to the ledger.
+HANDOVERS = 4
+#: How long a handed-over slot lease waits for the next task before it goes back (seconds).
+HANDOVER_S = 0.05
+
 #: State URLs whose ledger is the Postgres one.
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -26,6 +31,14 @@ class LedgerGate(QuotaGate):
     process wakes it at once, as does another process's release when the ledger can be told
     (Postgres: LISTEN/NOTIFY); otherwise it is seen within the named wait. While anything is
     held, a heartbeat renews this process's leases.
+
+    **Hand-over.** A task that ends while another task of this process waits for a slot hands
+    its slot lease straight on: no release and no new grant, so the slot never goes back to
+    the ledger between two of this process's tasks (two transactions saved per task, and on
+    Postgres two round trips between a task's end and the next submit). A lease is handed on
+    at most ``handovers`` times, then given back, so other processes on the account get
+    their turn. A handed-over lease nobody took within ``HANDOVER_S`` goes back. The ledger
+    keeps counting it as this process's slot throughout: never over quota.
     """
 
     def __init__(
@@ -35,21 +48,69 @@ class LedgerGate(QuotaGate):
         *,
         heartbeat_s: float = DEFAULT_LEASE_S / 3,
         clock: Callable[[], float] = time.monotonic,
+        handovers: int = HANDOVERS,
     ) -> None:
         super().__init__(quota, clock=clock)
         self.ledger = ledger
         self.heartbeat_s = heartbeat_s
+        self.handovers = handovers
+        #: Slot leases handed on by a task that ended, for the next one: (lease, times used).
+        self._spare: list[tuple[str, int]] = []
+        #: How many slots were handed over without the ledger (tests and stats).
+        self.handed_over = 0
         self._waiters: set[asyncio.Event] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._held = 0
         self._heartbeat: asyncio.Task[None] | None = None
+        self._releasing: set[asyncio.Task[None]] = set()
         #: How many times a refusal was answered (tests and stats).
         self.refusals = 0
         #: How many refused waits ended by a wake-up rather than their timeout.
         self.woken = 0
 
-    def slot(self) -> AbstractAsyncContextManager[None]:
-        return self._both(super().slot(), self.ledger.try_slot, self.ledger.release_slot)
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with super().slot():
+            if self._spare:
+                lease, uses = self._spare.pop()
+                self.handed_over += 1
+            else:
+                lease, uses = await self._acquire(self.ledger.try_slot, self.ledger.release_slot), 0
+            self._held += 1
+            self._ensure_heartbeat()
+            try:
+                yield
+            finally:
+                self._held -= 1
+                if uses + 1 < self.handovers and self._slots.waiting:
+                    # The waiter first in line gets this process's next permit as we leave.
+                    self._spare.append((lease, uses + 1))
+                    asyncio.get_running_loop().call_later(HANDOVER_S, self._give_back_spare, lease)
+                else:
+                    await self._give_back(self.ledger.release_slot, lease)
+
+    def _give_back_spare(self, lease: str) -> None:
+        for i, (spare, _) in enumerate(self._spare):
+            if spare == lease:
+                del self._spare[i]
+                self._release_now_or_later(self.ledger.release_slot, lease)
+                return
+
+    def _release_now_or_later(self, give_back: Callable[[str], None], lease: str) -> None:
+        if self.ledger.quick:
+            give_back(lease)
+            self._wake()
+        else:
+            task = asyncio.get_running_loop().create_task(self._give_back(give_back, lease))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+
+    async def _give_back(self, give_back: Callable[[str], None], lease: str) -> None:
+        if self.ledger.quick:
+            give_back(lease)  # never waits (see QuotaLedger.quick)
+        else:
+            await asyncio.shield(asyncio.to_thread(give_back, lease))
+        self._wake()
 
     def submission(self) -> AbstractAsyncContextManager[None]:
         return self._both(super().submission(), self.ledger.try_submit, self.ledger.submit_done)
@@ -69,11 +130,7 @@ class LedgerGate(QuotaGate):
                 yield
             finally:
                 self._held -= 1
-                if self.ledger.quick:
-                    give_back(lease)  # never waits (see QuotaLedger.quick)
-                else:
-                    await asyncio.shield(asyncio.to_thread(give_back, lease))
-                self._wake()
+                await self._give_back(give_back, lease)
 
     async def _acquire(self, ask: Callable[[], Answer], give_back: Callable[[str], None]) -> str:
         self._listen()
@@ -143,6 +200,11 @@ class LedgerGate(QuotaGate):
             await asyncio.to_thread(self.ledger.renew)
 
     async def aclose(self) -> None:
+        while self._spare:
+            lease, _ = self._spare.pop()
+            await self._give_back(self.ledger.release_slot, lease)
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -20,18 +20,19 @@ from .svg import dag_svg
 __all__ = ["REPORT_NAME", "write_diff", "write_report"]
 
 
-def write_report(run_dir: str | os.PathLike[str]) -> Path:
+def write_report(run_dir: str | os.PathLike[str], *, recipe: object = None) -> Path:
     """Write ``report.html`` into ``run_dir`` from its ``run.json``; return its path.
 
     Raises UsageError when there is no readable run record. A batch directory (``"kind":
-    "batch"``) gets the grid, and each row directory its own page.
+    "batch"``) gets the grid, and each row directory its own page. ``recipe``: a single
+    run's recipe as it ran, when the caller has it (else it is read from its file again).
     """
     root = Path(run_dir)
     data = read_record(root)
     try:
         if data.get("kind") == "batch":
             return _write_batch(root, data)
-        return _write_run(root, data, _batch_of(root))
+        return _write_run(root, data, _batch_of(root), recipe=recipe)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         # A record edited by hand or written by another version: say which, not a traceback.
         raise UsageError(
@@ -59,8 +60,14 @@ def _back(batch_dir: Path, row_dir: Path, name: str) -> dict[str, str]:
     return {"href": rel.replace(os.sep, "/"), "text": f"batch {name}"}
 
 
-def _write_run(run_dir: Path, data: dict[str, object], back: dict[str, str] | None = None) -> Path:
-    view = build_run_view(run_dir, data)
+def _write_run(
+    run_dir: Path,
+    data: dict[str, object],
+    back: dict[str, str] | None = None,
+    *,
+    recipe: object = None,
+) -> Path:
+    view = build_run_view(run_dir, data, recipe=recipe)
     dag = dag_svg(
         view.levels,
         view.edges,

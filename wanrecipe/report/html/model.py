@@ -51,12 +51,17 @@ def read_record(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-def build_run_view(run_dir: Path, data: dict[str, Any], *, side: int = MAX_SIDE) -> RunView:
+def build_run_view(
+    run_dir: Path, data: dict[str, Any], *, side: int = MAX_SIDE, recipe: Any = None
+) -> RunView:
     """The page's view of one run; ``run_dir`` is where ``run.json`` and the images are, which
-    is also where the page goes."""
+    is also where the page goes. ``recipe``: the run's recipe as it ran (the end of ``run``
+    has it), else it is loaded again from its file."""
     steps_data: dict[str, Any] = data.get("steps") or {}
     ids = list(steps_data)
-    info = recipe_info(str(data.get("recipe", "")), dict(data.get("params") or {}), ids)
+    info = recipe_info(
+        str(data.get("recipe", "")), dict(data.get("params") or {}), ids, recipe=recipe
+    )
     results_by_url: dict[str, tuple[str, int]] = {}
     for sid, s in steps_data.items():
         for r in s.get("results") or []:

@@ -45,18 +45,22 @@ class RecipeInfo:
     rendered: dict[str, RenderedInfo] = field(default_factory=dict)
 
 
-def recipe_info(recipe_path: str, params: dict[str, Any], step_ids: list[str]) -> RecipeInfo:
-    """The recipe's facts for the run's steps; an empty RecipeInfo when it cannot be read."""
+def recipe_info(
+    recipe_path: str, params: dict[str, Any], step_ids: list[str], *, recipe: Any = None
+) -> RecipeInfo:
+    """The recipe's facts for the run's steps; an empty RecipeInfo when it cannot be read.
+    ``recipe``: the recipe as it was loaded for the run (not read from its file again)."""
     path = Path(recipe_path)
     try:
-        if not path.is_file():
-            return RecipeInfo()
-        doc = load_file(path, str(path))
-        if not isinstance(doc.data, dict):
-            return RecipeInfo()
-        recipe, _ = build_recipe(doc, path, given_from_mapping(params, path.parent))
         if recipe is None:
-            return RecipeInfo()
+            if not path.is_file():
+                return RecipeInfo()
+            doc = load_file(path, str(path))
+            if not isinstance(doc.data, dict):
+                return RecipeInfo()
+            recipe, _ = build_recipe(doc, path, given_from_mapping(params, path.parent))
+            if recipe is None:
+                return RecipeInfo()
         rendered, _ = check_rendering(recipe)
     except (WanRecipeError, OSError, ValueError, TypeError, KeyError):
         return RecipeInfo()

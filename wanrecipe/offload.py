@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-#: Worker threads: enough for a few fsyncs at once (each waits on the disk, not the CPU).
-WORKERS = 4
+#: Worker threads: enough for a few fsyncs at once (each waits on the disk, not the CPU); as
+#: many as the default executor of a 2-core machine.
+WORKERS = 6
 
 _Job = tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[..., Any], tuple[Any, ...]]
 _jobs: SimpleQueue[_Job] = SimpleQueue()

@@ -301,6 +301,17 @@ def cpu_rows(folder: Path, pool: object, counts: Sequence[int]) -> list[Row]:
             "<= 1 is linear or better",
         )
     )
+    # What one more task costs, the process's fixed start-up and end (interpreter, imports,
+    # the recipe's check) taken out: the slope between the smallest and the largest run.
+    slope = (per_task[high] * high - per_task[low] * low) / (high - low)
+    fixed = per_task[low] * low - slope * low
+    rows.append(
+        (
+            f"runner CPU per additional task ({low} -> {high} tasks)",
+            f"{slope * 1000:.2f} ms",
+            f"fixed part of a run {fixed:.2f} s (target <= 5 ms per task)",
+        )
+    )
     return rows
 
 

@@ -10,7 +10,7 @@ import wanrecipe
 PACKAGE = Path(wanrecipe.__file__).parent
 
 #: The bottom layer: modules that import nothing from wanrecipe, or only each other.
-_LEAVES = {"errors", "wire", "images", "redact", "tls"}
+_LEAVES = {"errors", "wire", "images", "redact", "offload", "tls"}
 #: What the runner builds on: every layer below it.
 _BELOW_RUNNER = _LEAVES | {"durations", "backends", "store", "report", "executor", "recipe"}
 
@@ -20,12 +20,13 @@ ALLOWED: dict[str, set[str]] = {
     "wire": set(),
     "tls": set(),
     "redact": set(),
+    "offload": set(),
     "durations": set(),
     "images": {"errors", "wire"},
     "recipe": {"durations", "errors", "wire", "images", "redact"},
     # The leaves: redact (a state URL shown without its password), durations (the TTL).
     "store": {"errors", "redact", "durations"},
-    "backends": {"errors", "wire", "redact", "images"},
+    "backends": {"errors", "wire", "redact", "images", "offload"},
     # As in DESIGN.md, store and report sit inside the executor's layer: above recipe and
     # backends, and free to use each other (the lock file needs the executor's keys).
     "report": _LEAVES | {"recipe", "store", "executor"},

@@ -44,6 +44,55 @@ def test_a_batch_row_starts_only_when_all_of_it_fits():
     assert budget.billed == 3 and budget.reserved == 1  # b's second step still held
 
 
+async def test_two_processes_row_budgets_share_one_tally(tmp_path):
+    """Two batches' budgets (as two processes would hold them) on one state directory's
+    tally: rows are held whole, across both; each process's row hold, in-flight and billed
+    figures reach the tally; closing gives back holds and keeps what was billed."""
+    from wanrecipe.executor.budget_ledger import StateDirBudgetLedger, Tally
+    from wanrecipe.executor.budget_shared import SharedRowBudget
+
+    def budget(planned):
+        ledger = StateDirBudgetLedger(tmp_path, "shared", ttl_s=30.0)
+        return SharedRowBudget(PRICE * 5, planned, lambda nid: nid.split("/")[0], ledger,
+                               renew_s=5.0)  # fmt: skip
+
+    first, second = budget({"a": 2, "b": 2}), budget({"c": 2, "d": 2})
+    try:
+        assert await first.areserve(1, "a/x")  # row a holds 2
+        assert await second.areserve(1, "c/x")  # row c holds 2: 4 of 5
+        assert not await first.areserve(1, "b/x")  # b needs 2: 6 > 5, whatever is local
+        assert first.refused == (
+            "budget $0.100350 reached: $0.080280 billed, in flight or held across every "
+            "process on it, row b would add up to $0.040140"
+        )
+        assert first.tally().committed == 4
+        second.settle(1, 1)  # c's first task billed; its second step still held
+        assert await second.areserve(1, "c/y")  # drawn from c's hold
+        second.settle(1, 1)
+        second.release_row("c")
+        assert second.tally() == Tally(committed=4, billed=2)  # after second's own writes
+        assert first.tally() == Tally(committed=4, billed=2)
+        assert await first.areserve(1, "a/y")
+        first.settle(1, 0)
+        first.settle(1, 1)  # row a: one image of the two it held
+        first.release_row("a")
+        # Written in order on first's own thread (another process may see the old, higher
+        # figure for a moment: the safe side); its tally() comes after them.
+        assert first.tally().committed == 3
+        assert await second.areserve(1, "d/x")  # d's 2 fit: 5 of 5
+        second.settle(1, 0)  # d's task billed nothing (it failed); d's second step is held
+    finally:
+        first.close()
+        second.close()
+    later = budget({"e": 2})
+    try:
+        # Both closed: 1 + 2 billed stay, d's hold comes back.
+        assert later.tally().committed == 3
+        assert await later.areserve(1, "e/x") and not await later.areserve(1, "f/x")
+    finally:
+        later.close()
+
+
 def test_parse_usd():
     assert parse_usd("$0.50") == Decimal("0.50")
     with pytest.raises(UsageError, match="not an amount"):

@@ -193,6 +193,18 @@ def test_full_lifecycle(journal: Any, blobs: BlobStore, clock: Clock) -> None:
     assert a.finished and not a.dangling
 
 
+def test_known_tasks_names_only_the_task_ids_asked_about(journal: Any, blobs: BlobStore) -> None:
+    done = finish(journal, blobs, k("a"))
+    failed = intent(journal, k("b"))
+    journal.record_submitted(failed, "task-b", None)
+    journal.record_failed(failed, "InvalidParameter", "bad")
+    intent(journal, k("c"))  # no task id yet
+    asked = [f"task-{done}", "task-b", "task-elsewhere", "task-b"]
+    assert journal.known_tasks(asked) == {f"task-{done}", "task-b"}
+    assert journal.known_tasks([]) == set()
+    assert journal.known_tasks(["task-elsewhere"]) == set()
+
+
 def test_failed_and_abandoned(journal: Any) -> None:
     a1 = intent(journal, k("a"))
     journal.record_failed(a1, "InvalidParameter", "bad size")

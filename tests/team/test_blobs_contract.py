@@ -243,6 +243,24 @@ def test_objects_are_content_addressed_under_the_prefix(bucket: str, tmp_path: P
     assert store.location == bucket
 
 
+def test_gc_spares_an_object_written_again_after_it_was_listed(bucket: str, tmp_path: Path) -> None:
+    """gc lists, judges an object old and unreferenced, and removes it; if another worker
+    uploads the same bytes in between (its result, about to be recorded done), the object is
+    younger than gc listed it and stays."""
+    data = os.urandom(3000)
+    gc_side = ObjectBlobs(bucket, tmp_path / "gc")
+    digest = gc_side.put_bytes(data).sha256
+    assert digest in list(gc_side)  # listed, with its age
+    time.sleep(1.1)  # S3 times have whole seconds
+    put_raw(bucket, f"team/wan/objects/sha256/{digest[:2]}/{digest[2:]}", data)
+    assert gc_side.remove(digest) == 0
+    assert gc_side.has_complete(digest, len(data))
+    # Listed again (its new age), it is removed as before.
+    assert digest in list(gc_side)
+    assert gc_side.remove(digest) == len(data)
+    assert not gc_side.has_complete(digest, len(data))
+
+
 def test_another_machine_fetches_on_demand(bucket: str, tmp_path: Path) -> None:
     data = os.urandom(4096)
     ObjectBlobs(bucket, tmp_path / "laptop").put_bytes(data)

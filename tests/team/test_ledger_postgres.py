@@ -48,6 +48,27 @@ def test_a_release_notifies_other_connections(pg_url: str) -> None:
             ledger.close()
 
 
+def test_a_new_ledger_hears_a_release_made_right_after_it_opens(pg_url: str) -> None:
+    """The listener is in place when the constructor returns: a release on another
+    connection the moment after is not lost (its waiter would sleep its whole wait)."""
+    quota = Quota(concurrency=2)
+    holder = PostgresLedger(pg_url, quota, "acct", listen=False)
+    try:
+        for _ in range(5):
+            lease = holder.try_slot().lease
+            assert lease is not None
+            heard = threading.Event()
+            waiter = PostgresLedger(pg_url, quota, "acct")
+            try:
+                waiter.watch(heard.set)
+                holder.release_slot(lease)
+                assert heard.wait(10.0)
+            finally:
+                waiter.close()
+    finally:
+        holder.close()
+
+
 async def test_a_waiting_gate_wakes_on_the_notification(pg_url: str) -> None:
     """A refused waiter sleeps until its computed wait (30 s here) or a release's
     notification, whichever is first: it is granted long before the 30 s."""

@@ -109,12 +109,14 @@ def start_worker(
     *,
     env: Mapping[str, str] | None = None,
     extra: Sequence[str] = (),
+    as_json: bool = True,
 ) -> subprocess.Popen[str]:
-    """``wanrecipe run team.yaml --batch rows.csv --state ... --blobs ... --json``."""
+    """``wanrecipe run team.yaml --batch rows.csv --state ... --blobs ... --json`` (without
+    ``--json``: the summary and what is left on stderr, as a person sees them)."""
     cmd = [
         sys.executable, "-m", "wanrecipe", "run", str(batch.recipe),
         "--batch", str(batch.rows_file), "--base-url", base_url, "--out", str(out),
-        *state, "--blobs", blobs, "--json", *extra,
+        *state, "--blobs", blobs, *(["--json"] if as_json else []), *extra,
     ]  # fmt: skip
     return subprocess.Popen(
         cmd,

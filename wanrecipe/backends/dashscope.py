@@ -29,6 +29,7 @@ import yarl
 
 from .. import __version__, wire
 from ..errors import BackendError, TransportError
+from ..offload import offload
 from ..redact import redact_text, redact_url
 from .hosts import result_url_problem
 from .models import (
@@ -275,7 +276,7 @@ class DashScopeClient:
                 out.flush()
                 got = Downloaded(dest, digest.hexdigest(), size)
                 # One thread call: the bytes to disk, then the name, then the name to disk.
-                placed = await asyncio.to_thread(_sync_and_place, out.fileno(), tmp, got, then)
+                placed = await offload(_sync_and_place, out.fileno(), tmp, got, then)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()

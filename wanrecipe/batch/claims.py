@@ -56,6 +56,7 @@ class RowClaims(Protocol):
     def heartbeat(self) -> None: ...
     def finish(self, key: str, status: str) -> None: ...
     def held_elsewhere(self) -> int: ...
+    def wait_change(self, timeout: float) -> None: ...
     def others(self) -> dict[str, str]: ...
     def close(self) -> None: ...
 
@@ -84,6 +85,9 @@ class AllRows:
 
     def held_elsewhere(self) -> int:
         return 0
+
+    def wait_change(self, timeout: float) -> None:
+        pass  # nothing is held elsewhere: never waited on
 
     def others(self) -> dict[str, str]:
         return {}
@@ -119,6 +123,24 @@ def batch_id(graph: BatchGraph) -> str:
     return digest.hexdigest()[:32]
 
 
+#: Names a budget's tally explicitly (``--budget-id``); else it is the batch's.
+BUDGET_ID_ENV = "WANRECIPE_BUDGET_ID"
+
+
+def budget_key(graph: BatchGraph, backend: Any, given: str | None = None) -> str:
+    """Which budget a batch spends from: ``given`` (``--budget-id``, else
+    ``WANRECIPE_BUDGET_ID``), else the batch's id on the backend's account (a hash of the
+    service and the API key, never the key): every worker of one batch on one account
+    shares it, in every run of that batch."""
+    from ..executor.ledger import account_id
+
+    given = given if given is not None else os.environ.get(BUDGET_ID_ENV)
+    if given:
+        return f"id:{given}"
+    account = account_id(str(getattr(backend, "label", "")), str(getattr(backend, "api_key", "")))
+    return hashlib.sha256(f"{batch_id(graph)}\n{account}".encode()).hexdigest()[:32]
+
+
 #: ``run(sub_graph, max_usd, on_event)``: run these rows as an ordinary batch.
 RunRows = Callable[[BatchGraph, Decimal | None, EventSink], Awaitable[BatchRecord]]
 
@@ -136,8 +158,8 @@ async def run_claimed(
 ) -> BatchRecord:
     """Claim ``ahead`` rows, run them, mark them, until no row is left to claim; return one
     record for every row of the batch (written to ``run_dir/run.json``): those this process
-    ran, and the others' listed as skipped, naming whose they were. ``max_usd`` is this
-    process's budget over all its chunks."""
+    ran, and the others' listed as skipped, naming whose they were. ``max_usd`` is the cap
+    of the batch's shared budget (its tally spans the chunks, and every process on it)."""
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -154,14 +176,15 @@ async def run_claimed(
                 # stay until every row is done, looking again a few times per TTL.
                 if await asyncio.to_thread(claims.held_elsewhere) == 0:
                     break
+                # Woken at once when a row ends or comes free (its owner stopped).
                 ttl = float(getattr(claims, "ttl_s", ROW_TTL_S))
-                await asyncio.sleep(min(ttl / 4, IDLE_LOOK_S))
+                await asyncio.to_thread(claims.wait_change, min(ttl / 4, IDLE_LOOK_S))
                 continue
             sub = BatchGraph(graph.path, [graph.by_key[k] for k in mine])
-            left = None if max_usd is None else max_usd - sum(r.cost_usd for r in records)
             sink.records = records
             try:
-                record = await run(sub, left, sink)
+                # The budget is the batch's shared tally: every chunk spends from it.
+                record = await run(sub, max_usd, sink)
             except BaseException:
                 # Interrupted or crashed mid-chunk: its rows are free again at once.
                 with contextlib.suppress(Exception):
@@ -267,7 +290,19 @@ def merge(
             )
         merged.rows.append(row)
     merged.warnings = [w for rec in records for w in rec.warnings]
-    merged.left_images = sum(rec.left_images for rec in records)
+    # What is left of the whole batch, not only of this process's rows: rows no process
+    # finished (done or failed), at what they would bill.
+    left = [
+        loaded
+        for loaded in graph.rows
+        if (
+            ran[loaded.key].status in ("skipped", "interrupted")
+            if loaded.key in ran
+            else not others.get(loaded.key, "").startswith(("done", "failed"))
+        )
+    ]
+    merged.left_images = sum(sum(r.images.values()) for r in left)
+    merged.left_rows = len(left)
     merged.finished = datetime.now(UTC).isoformat(timespec="seconds")
     merged.status = _status([rec.status for rec in records])
     return merged
@@ -278,31 +313,3 @@ def _status(statuses: Sequence[BatchStatus]) -> BatchStatus:
         if worst in statuses:
             return worst
     return "ok"
-
-
-async def run_claimed_batch(
-    execute_batch: Callable[..., Awaitable[BatchRecord]],
-    graph: BatchGraph,
-    claims: RowClaims,
-    **kwargs: Any,
-) -> BatchRecord:
-    """``execute_batch(graph, **kwargs)`` over claimed rows: each chunk is an ordinary batch
-    run of its rows (same backend, state, options), the budget what the chunks before left."""
-    options = kwargs.get("options")
-    max_usd = kwargs.pop("max_usd", None)
-    if max_usd is None:
-        max_usd = getattr(options, "max_usd", None)
-    on_event = kwargs.pop("on_event")
-
-    def chunk(sub: BatchGraph, left: Decimal | None, sink: EventSink) -> Awaitable[BatchRecord]:
-        return execute_batch(sub, **kwargs, on_event=sink, max_usd=left, claims=AllRows())
-
-    return await run_claimed(
-        graph,
-        claims,
-        chunk,
-        on_event,
-        run_dir=kwargs["run_dir"],
-        backend=kwargs["backend"].label,
-        max_usd=max_usd,
-    )

@@ -11,6 +11,7 @@ import hashlib
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -19,6 +20,8 @@ from ..errors import StoreError
 from .claims import ROW_TTL_S
 
 T = TypeVar("T")
+#: The channel on which a finished or released row is announced (payload: the batch id).
+CHANNEL = "wanrecipe_rows"
 NOW = "extract(epoch FROM clock_timestamp())"
 
 SQL: dict[str, str] = {
@@ -79,6 +82,9 @@ SQL: dict[str, str] = {
         "UPDATE batch_rows SET status = 'todo', owner = NULL"
         " WHERE batch = %s AND owner = %s AND status = 'claimed'"
     ),
+    # A row that ends or comes free wakes the processes waiting for the batch to end.
+    "notify": "SELECT pg_notify(%s, %s)",
+    "listen": f"LISTEN {CHANNEL}",
 }
 
 #: A row's record status -> its status in the table ("todo": free for anyone again).
@@ -104,6 +110,7 @@ class PostgresClaims:
         self.batch = ""
         self._lock = threading.Lock()
         self._db: Any = psycopg.connect(url, autocommit=True)
+        self._listener: Any = None
         with self._db.transaction():
             self._db.execute(SQL["schema_lock"], (_schema_key(),))
             self._db.execute(SQL["schema"])
@@ -129,6 +136,10 @@ class PostgresClaims:
 
     def register(self, batch: str, rows: Sequence[str]) -> None:
         self.batch = batch
+        if self._listener is None:
+            with contextlib.suppress(self._psycopg.Error):
+                self._listener = self._psycopg.connect(self._url, autocommit=True)
+                self._listener.execute(SQL["listen"])
 
         def work(db: Any) -> None:
             with db.cursor() as cur:
@@ -142,6 +153,7 @@ class PostgresClaims:
         ``ttl_s``), in the batch's order; none that another process holds or has done.
         Called between chunks only, so a row already claimed by this process is one whose
         claim's answer was lost: it is returned again."""
+        self._drain()  # what changed before this look is seen by it
         params = {"owner": self.owner, "batch": self.batch, "ttl": self.ttl_s, "limit": limit}
         got = self._run(lambda db: db.execute(SQL["claim"], params).fetchall())
         return [key for key, _ in sorted(got, key=lambda r: r[1])]
@@ -153,7 +165,38 @@ class PostgresClaims:
 
     def finish(self, key: str, status: str) -> None:
         to = _FINISHED.get(status, "todo")
-        self._run(lambda db: db.execute(SQL["finish"], (to, to, self.batch, key, self.owner)))
+
+        def work(db: Any) -> None:
+            db.execute(SQL["finish"], (to, to, self.batch, key, self.owner))
+            db.execute(SQL["notify"], (CHANNEL, self.batch))
+
+        self._run(work)
+
+    def _drain(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(self._psycopg.Error):
+                for _ in self._listener.notifies(timeout=0):
+                    pass
+
+    def wait_change(self, timeout: float) -> None:
+        """Return when a row of the batch ends or comes free elsewhere (a ``NOTIFY`` on the
+        batch's channel), or after ``timeout`` seconds: an idle process sees the batch end at
+        once rather than on its next look. Listening starts with :meth:`register`, so a row
+        that ended between the last look and this wait still wakes it."""
+        listener = self._listener
+        if listener is None:
+            time.sleep(timeout)
+            return
+        try:
+            for note in listener.notifies(timeout=timeout):
+                if note.payload == self.batch:
+                    return
+        except self._psycopg.Error:
+            # A broken listener: fall back to looking every ``timeout`` seconds.
+            with contextlib.suppress(self._psycopg.Error):
+                listener.close()
+            self._listener = None
+            time.sleep(timeout)
 
     def held_elsewhere(self) -> int:
         """Rows other processes hold (done when it is 0 and nothing is free)."""
@@ -172,7 +215,16 @@ class PostgresClaims:
         try:
             if self.batch:
                 with contextlib.suppress(StoreError):
-                    self._run(lambda db: db.execute(SQL["release_mine"], (self.batch, self.owner)))
+
+                    def work(db: Any) -> None:
+                        db.execute(SQL["release_mine"], (self.batch, self.owner))
+                        db.execute(SQL["notify"], (CHANNEL, self.batch))
+
+                    self._run(work)
         finally:
             with self._lock:
                 self._db.close()
+                if self._listener is not None:
+                    with contextlib.suppress(self._psycopg.Error):
+                        self._listener.close()
+                    self._listener = None

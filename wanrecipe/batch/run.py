@@ -9,15 +9,16 @@ in the journal make a re-run submit only what is unfinished.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from ..executor.budget import RowBudget
+from ..executor.budget_shared import SharedRowBudget
 from ..report.batch_record import BatchRecord, BatchStatus, RowRecord, RowStatus
 from ..report.events import Event, EventSink, discard
 from ..report.record import RunRecord, StepRecord
@@ -31,7 +32,7 @@ from ..runner import (
     save_durations,
     step_records,
 )
-from .claims import RowClaims, open_claims, run_claimed_batch
+from .claims import RowClaims, budget_key, open_claims, run_claimed
 from .graph import BatchGraph, LoadedRow, node_id
 
 _TERMINAL = frozenset({"done", "cached", "failed", "skipped"})
@@ -50,24 +51,96 @@ async def execute_batch(
     shared_quota: bool | None = None,
     blobs: str | None = None,
     claims: RowClaims | None = None,
+    budget_id: str | None = None,
 ) -> BatchRecord:
     """Run every row of ``graph``; return the batch record (also written to run.json).
 
     ``shared_quota``: share the account's quota with other processes through the state
     directory (default: for every backend but the embedded emulator, which is this process's
     alone). ``claims``: which rows are this process's (default: from the state; all of
-    them but for a ``postgresql://`` state, see batch/claims.py).
+    them but for a ``postgresql://`` state, see batch/claims.py). ``max_usd`` is checked
+    against the budget's tally, shared through the state with every process on the same
+    budget: ``budget_id`` (else ``WANRECIPE_BUDGET_ID``, else the batch's, see
+    ``budget_key``).
     """
     claims = claims if claims is not None else open_claims(state_dir)
-    if claims.shared:  # team mode: rows claimed from the rows table, a few at a time
-        return await run_claimed_batch(
-            execute_batch, graph, claims, backend=backend, run_dir=run_dir, options=options,
-            on_event=on_event, handle_signals=handle_signals, state_dir=state_dir,
-            max_usd=max_usd, shared_quota=shared_quota, blobs=blobs,
-        )  # fmt: skip
-    from ..executor.scheduler import RunOptions, Scheduler
+    from ..executor.scheduler import RunOptions
 
     options = options or RunOptions()
+    if max_usd is None and options.max_usd is not None:
+        max_usd = options.max_usd
+    async with _batch_session(
+        graph, backend, state_dir, options, shared_quota=shared_quota, blobs=blobs,
+        max_usd=max_usd, budget_id=budget_id,
+    ) as (session, budget):  # fmt: skip
+        if not claims.shared:
+            return await _run_rows(
+                graph, session, budget, backend=backend, run_dir=run_dir, options=options,
+                on_event=on_event, handle_signals=handle_signals,
+            )  # fmt: skip
+
+        # Team mode: rows claimed from the rows table a few at a time, each chunk an
+        # ordinary batch run of its rows in this one session (its connections, quota gate,
+        # client and budget stay open from chunk to chunk).
+        def chunk(sub: BatchGraph, _cap: Decimal | None, sink: EventSink) -> Any:
+            return _run_rows(
+                sub, session, budget, backend=backend, run_dir=run_dir, options=options,
+                on_event=sink, handle_signals=handle_signals,
+            )  # fmt: skip
+
+        return await run_claimed(
+            graph, claims, chunk, on_event, run_dir=run_dir, backend=backend.label,
+            max_usd=max_usd,
+        )  # fmt: skip
+
+
+@contextlib.asynccontextmanager
+async def _batch_session(
+    graph: BatchGraph,
+    backend: BackendChoice,
+    state_dir: str | os.PathLike[str] | None,
+    options: Any,
+    *,
+    shared_quota: bool | None,
+    blobs: str | None,
+    max_usd: Decimal | None,
+    budget_id: str | None,
+) -> AsyncIterator[tuple[Any, SharedRowBudget | None]]:
+    """The run's session (state, backend, quota gate, client) and the batch's budget, whose
+    tally spans every row of ``graph`` (every chunk of a team-mode batch)."""
+    async with open_session(
+        backend,
+        state_dir,
+        options,
+        default_dir=default_state_dir(graph.path),
+        shared_quota=backend.kind != "local" if shared_quota is None else shared_quota,
+        blobs=blobs,
+    ) as session:
+        budget = None
+        if max_usd is not None:
+            budget = await _open_budget(graph, session, backend, max_usd, budget_id)
+        try:
+            yield session, budget
+        finally:
+            if budget is not None:
+                # Holds come back; what was billed or is still in flight stays in the tally.
+                await asyncio.shield(asyncio.to_thread(budget.close))
+
+
+async def _run_rows(
+    graph: BatchGraph,
+    session: Any,
+    budget: SharedRowBudget | None,
+    *,
+    backend: BackendChoice,
+    run_dir: Path,
+    options: Any,
+    on_event: EventSink,
+    handle_signals: bool,
+) -> BatchRecord:
+    """Run these rows in one scheduler within an open session; the batch record."""
+    from ..executor.scheduler import Scheduler
+
     run_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     first = graph.rows[0].recipe
@@ -82,63 +155,49 @@ async def execute_batch(
         steps=_combined_steps(graph),
     )
     batch = BatchRecord(str(first.path), first.name, backend.label, str(run_dir), started)
-    if max_usd is None and options.max_usd is not None:
-        max_usd = options.max_usd
-    budget = None
-    if max_usd is not None:
-        planned = {r.key: sum(r.images.values()) for r in graph.rows}
-        budget = RowBudget(max_usd, planned, lambda nid: graph.nodes[nid].row)
     tracker = _RowTracker(graph, combined, batch, run_dir, on_event, budget)
-    async with open_session(
-        backend,
-        state_dir,
-        options,
-        default_dir=default_state_dir(graph.path),
-        shared_quota=backend.kind != "local" if shared_quota is None else shared_quota,
-        blobs=blobs,
-    ) as session:
-        base_url = session.base_url
-        combined.base_url = base_url if backend.kind != "dashscope" else host_of(base_url)
-        on_event(
-            Event(
-                "run_started",
-                0.0,
-                data={
-                    "kind": "batch",
-                    "backend": backend.label,
-                    "base_url": combined.base_url,
-                    "run_dir": str(run_dir),
-                    "rows": len(graph.rows),
-                    "steps": len(combined.steps),
-                    "planned_images": graph.planned_images,
-                },
-            )
+    base_url = session.base_url
+    combined.base_url = base_url if backend.kind != "dashscope" else host_of(base_url)
+    on_event(
+        Event(
+            "run_started",
+            0.0,
+            data={
+                "kind": "batch",
+                "backend": backend.label,
+                "base_url": combined.base_url,
+                "run_dir": str(run_dir),
+                "rows": len(graph.rows),
+                "steps": len(combined.steps),
+                "planned_images": graph.planned_images,
+            },
         )
-        scheduler = Scheduler(
-            graph,
-            session.client,
-            record=combined,
-            run_dir=run_dir,
-            backend=backend.label,
-            options=options,
-            render=graph.render,
-            on_event=tracker,
-            state=session.state,
-            durations=session.durations,
-            gate=session.gate,
-            budget=budget,
-        )
-        tracker.scheduler = scheduler
-        try:
-            with interruptible(scheduler, handle_signals):
-                await scheduler.run()
-        except BaseException as exc:
-            cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
-            _finish(batch, tracker, scheduler.elapsed(), "interrupted" if cancelled
-                    else "failed")  # fmt: skip
-            raise
-        elapsed = scheduler.elapsed()
-        save_durations(session.state.path, backend.label, scheduler.durations)
+    )
+    scheduler = Scheduler(
+        graph,
+        session.client,
+        record=combined,
+        run_dir=run_dir,
+        backend=backend.label,
+        options=options,
+        render=graph.render,
+        on_event=tracker,
+        state=session.state,
+        durations=session.durations,
+        gate=session.gate,
+        budget=budget,
+    )
+    tracker.scheduler = scheduler
+    try:
+        with interruptible(scheduler, handle_signals):
+            await scheduler.run()
+    except BaseException as exc:
+        cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
+        _finish(batch, tracker, scheduler.elapsed(), "interrupted" if cancelled
+                else "failed")  # fmt: skip
+        raise
+    elapsed = scheduler.elapsed()
+    save_durations(session.state.path, backend.label, scheduler.durations)
     status: BatchStatus
     if scheduler.budget_reached:
         status = "budget"
@@ -157,6 +216,25 @@ async def execute_batch(
         )
     )
     return batch
+
+
+async def _open_budget(
+    graph: BatchGraph, session: Any, backend: BackendChoice, max_usd: Decimal, given: str | None
+) -> SharedRowBudget:
+    """The batch's budget: a row hold per row (a row starts only when all of it fits),
+    granted by the tally every process on the budget shares (its state's database or state
+    directory)."""
+    from ..executor.budget_ledger import open_budget_ledger
+    from ..executor.ledger import ledger_home
+    from ..store.liveness import heartbeat_ttl
+
+    ttl = heartbeat_ttl()
+    key = budget_key(graph, backend, given)
+    ledger = await asyncio.to_thread(open_budget_ledger, ledger_home(session.state), key, ttl_s=ttl)
+    planned = {r.key: sum(r.images.values()) for r in graph.rows}
+    return SharedRowBudget(
+        max_usd, planned, lambda nid: graph.nodes[nid].row, ledger, renew_s=ttl / 6
+    )
 
 
 def _combined_steps(graph: BatchGraph) -> dict[str, StepRecord]:
@@ -191,7 +269,7 @@ class _RowTracker:
         batch: BatchRecord,
         run_dir: Path,
         sink: EventSink,
-        budget: RowBudget | None = None,
+        budget: SharedRowBudget | None = None,
     ) -> None:
         self.graph, self.combined, self.batch = graph, combined, batch
         self.run_dir, self.sink, self.budget = run_dir, sink, budget

@@ -247,12 +247,19 @@ def batch_summary(console: Console, record: BatchRecord) -> None:
         if row.status == "failed":
             console.print(f"[bold red]failed[/] row {escape(row.key)}: {escape(row.error or '')}")
     not_done = [r for r in record.rows if r.status in ("skipped", "interrupted")]
-    if record.status in ("budget", "interrupted") and not_done:
+    left = len(not_done) if record.left_rows is None else record.left_rows
+    if record.status in ("budget", "interrupted") and left:
         why = "the budget was reached" if record.status == "budget" else "interrupted"
+        again = (
+            # The batch's budget keeps its tally across runs: the same cap would stop again.
+            "raise --max-cost by that much and run again to finish them"
+            if record.status == "budget"
+            else "run the same command again to finish them"
+        )
         console.print(
-            f"[yellow]{why}[/]: {len(not_done)} rows left ({record.left_images} images), "
-            f"which would cost ${record.left_usd:.4f} more; run the same command again to "
-            "finish them (done rows come from the cache)"
+            f"[yellow]{why}[/]: {left} rows left ({record.left_images} images), "
+            f"which would cost ${record.left_usd:.4f} more; {again} (done rows come from "
+            "the cache)"
         )
 
 

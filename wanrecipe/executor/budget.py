@@ -44,6 +44,8 @@ class Budget:
         self.max_usd = Decimal(max_usd)
         self.billed = 0
         self.reserved = 0
+        #: Of ``reserved``: images of tasks submitted and not ended (they may bill).
+        self.in_flight = 0
         #: Set when a reservation was refused: the run is at its budget.
         self.refused: str | None = None
 
@@ -54,20 +56,30 @@ class Budget:
     def fits(self, images: int) -> bool:
         return images_cost(self.billed + self.reserved + images) <= self.max_usd
 
+    def _admit(self, images: int) -> bool:
+        """Whether ``images`` more may be reserved (a shared budget asks its tally)."""
+        return self.fits(images)
+
     def reserve(self, images: int, what: str = "") -> bool:
         """Reserve ``images`` before a submit; False (and nothing reserved) if over budget."""
-        if not self.fits(images):
+        if not self._admit(images):
             self.refused = self.refused or (
                 f"budget ${self.max_usd} reached: ${self.committed_usd} billed or in flight, "
                 f"{what or 'the next task'} would add ${images_cost(images)}"
             )
             return False
         self.reserved += images
+        self.in_flight += images
         return True
+
+    async def areserve(self, images: int, what: str = "") -> bool:
+        """:meth:`reserve` from the event loop (a shared budget asks its tally off the loop)."""
+        return self.reserve(images, what)
 
     def settle(self, reserved: int, billed: int) -> None:
         """A reserved task ended: drop its reservation, count what it billed."""
         self.reserved = max(0, self.reserved - reserved)
+        self.in_flight = max(0, self.in_flight - reserved)
         self.billed += billed
 
     def add_billed(self, billed: int) -> None:
@@ -131,7 +143,7 @@ class RowBudget(Budget):
         row = self._row_of(what)
         if row not in self._held:
             whole = max(images, self._planned.get(row, images))
-            if not self.fits(whole):
+            if not self._admit(whole):
                 self.refused = self.refused or (
                     f"budget ${self.max_usd} reached: ${self.committed_usd} billed or held "
                     f"by rows in progress, row {row} would add up to ${images_cost(whole)}"
@@ -143,13 +155,14 @@ class RowBudget(Budget):
         self._held[row] -= take
         extra = images - take  # more than planned (an n rendered from upstream output)
         if extra:
-            if not self.fits(extra):
+            if not self._admit(extra):
                 self._held[row] += take
                 self.refused = self.refused or (
                     f"budget ${self.max_usd} reached: {what} would add ${images_cost(extra)}"
                 )
                 return False
             self.reserved += extra
+        self.in_flight += images
         return True
 
     def release_row(self, row: str) -> None:

@@ -96,9 +96,9 @@ class LostTaskFinder:
         except BackendError as exc:
             reason = f"cannot read the task list: {exc.code}: {redact_text(exc.message)}"
             return Lookup("unsure", reason=reason)
-        known = await asyncio.to_thread(
-            lambda: {a.task_id for a in self.journal.attempts() if a.task_id}
-        )
+        listed = [str(item["task_id"]) for item in items if item.get("task_id")]
+        # Only the task list's candidates are looked up: the journal's size does not matter.
+        known = await asyncio.to_thread(self.journal.known_tasks, listed)
         found = []
         for item in items:
             task_id = item.get("task_id")

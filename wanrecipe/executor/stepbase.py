@@ -10,6 +10,7 @@ intent, submit, poll) -> ``recovery`` (resume, re-attach, another run's step, lo
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from typing import Any, Literal
 
 from .. import wire
 from ..errors import BackendError, StoreError
+from ..offload import offload
 from ..redact import redact_text
 from ..report.events import Event, EventSink, discard
 from ..report.record import ErrorInfo, RunRecord, StepRecord
@@ -203,7 +205,7 @@ class StepBase:
     async def _journal_call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """A journal write: a few ms of fsync, so off the event loop."""
         try:
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            return await offload(functools.partial(fn, *args, **kwargs))
         except KeyBusy:
             raise
         except StoreError as exc:

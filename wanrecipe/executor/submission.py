@@ -29,7 +29,7 @@ class Submission(Downloads):
             req = await self._materialize(sid, req)
             attempt.request = request_summary(req)
             deadline = time.monotonic() + float(req.step.timeout)
-            reserved = self._reserve(sid, req)
+            reserved = await self._reserve(sid, req)
             try:
                 attempt_id, submitted = await self._submit(sid, rec, req, deadline)
             except Busy:
@@ -75,13 +75,13 @@ class Submission(Downloads):
         for prepared in self._claimed.pop(sid, ()):
             self._payloads.release(prepared)
 
-    def _reserve(self, sid: str, req: Request) -> int:
+    async def _reserve(self, sid: str, req: Request) -> int:
         """Reserve the most this task can bill; a step that does not fit is skipped."""
         if self.budget is None:
             return 0
         images = int(req.parameters.get("n", 1) or 1)
         first = self.budget.refused is None
-        if not self.budget.reserve(images, sid):
+        if not await self.budget.areserve(images, sid):  # a shared budget asks off the loop
             reason = self.budget.refused or "budget reached"
             if first:
                 self._warn(f"{reason}: submitting nothing that does not fit")

@@ -69,6 +69,9 @@ class BatchRecord:
     warnings: list[str] = field(default_factory=list)
     #: What the rows not done would still bill (a budget or an interrupt stopped them).
     left_images: int = 0
+    #: Rows of the batch no process finished (team mode: across every worker); None: the
+    #: rows of this record that are skipped or interrupted.
+    left_rows: int | None = None
     version: int = RECORD_VERSION
     kind: Literal["batch"] = "batch"
 

@@ -257,9 +257,15 @@ class ObjectBlobs:
     # -- maintenance --------------------------------------------------------------------------
 
     def remove(self, sha256: str) -> int:
+        """Delete the object (and its cache entry); 0 when it is gone, or when it was written
+        again since this store listed or last saw it: another worker uploading the same
+        bytes (gc decided on the age it listed; the object is younger now)."""
         import obstore
 
+        seen = self._remote.get(sha256)
         meta = self._head(sha256)
+        if meta is not None and seen is not None and meta[1] > seen[1]:
+            return 0  # re-uploaded meanwhile: its writer may be about to record it done
         self._remote.pop(sha256, None)
         self._verified.pop(sha256, None)
         self._cache.remove(sha256)

@@ -31,7 +31,7 @@ POLICY_QUERIES = frozenset(
         "add_result", "take_over", "get", "live_of_key", "done_of_key", "in_flight",
         "unfinished", "attempts", "of_keys", "results_of", "count_by_state", "keys_cached",
         "gc_attempts", "clear_attempts", "referenced_blobs", "heartbeat", "sign_off",
-        "owner_seen", "claim_seed", "seed_of",
+        "owner_seen", "claim_seed", "seed_of", "known_tasks",
     }
 )  # fmt: skip
 

@@ -236,6 +236,15 @@ class JournalBase(Liveness):
             rows = tx.all("attempts", step=step, key=key, state=state, recipe=recipe)
             return self._attempts(tx, rows)
 
+    def known_tasks(self, task_ids: Iterable[str]) -> set[str]:
+        """Which of ``task_ids`` some attempt of this journal has (any state): a lost
+        submit's lookup asks about the task list's few candidates, not every attempt."""
+        ids = sorted({str(t) for t in task_ids})
+        if not ids:
+            return set()
+        with self._db.read() as tx:
+            return {str(row["task_id"]) for row in tx.all("known_tasks", task_ids=ids)}
+
     def cache_status(
         self, keys: Iterable[str], *, max_age_s: float = DEFAULT_MAX_AGE_S
     ) -> dict[str, CacheState]:

@@ -35,6 +35,8 @@ MAX_WAIT_S = 2.0
 CHANNEL = "wanrecipe_quota"
 #: A request the database could not answer is refused with this wait (then asked again).
 RETRY_S = 0.5
+#: The longest a new ledger waits for its listener to be in place.
+LISTEN_READY_S = 5.0
 
 SQL: dict[str, str] = {
     "schema": """
@@ -150,10 +152,14 @@ class PostgresLedger:
             self._db.execute(SQL["lock"], (advisory_key("wanrecipe.quota.schema"),))
             self._db.execute(SQL["schema"])
         self._stop = threading.Event()
+        self._listening = threading.Event()
         self._listener: threading.Thread | None = None
         if listen:
             self._listener = threading.Thread(target=self._listen, name="quota-listen", daemon=True)
             self._listener.start()
+            # A release notified before the LISTEN is in place would be missed, and its
+            # waiter would sleep its whole wait: a ledger is ready once it listens.
+            self._listening.wait(timeout=LISTEN_READY_S)
 
     # -- transactions --------------------------------------------------------------------
 
@@ -275,6 +281,7 @@ class PostgresLedger:
                 if conn is None:
                     conn = self._psycopg.connect(self.url, autocommit=True)
                     conn.execute(SQL["listen"])
+                    self._listening.set()
                 for note in conn.notifies(timeout=0.25):
                     if note.payload == self.account:
                         self._watchers.fire()

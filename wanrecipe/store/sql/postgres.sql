@@ -166,6 +166,9 @@ ORDER BY created_at, id;
 -- name: unfinished
 SELECT * FROM attempts WHERE state IN ('intent', 'submitted') ORDER BY id;
 
+-- name: known_tasks
+SELECT DISTINCT task_id FROM attempts WHERE task_id = ANY(%(task_ids)s);
+
 -- name: attempts
 SELECT * FROM attempts
 WHERE (%(step)s::text IS NULL OR step = %(step)s)

@@ -155,6 +155,9 @@ WHERE (:step IS NULL OR step = :step) AND (:key IS NULL OR key = :key)
   AND (:state IS NULL OR state = :state) AND (:recipe IS NULL OR recipe = :recipe)
 ORDER BY id;
 
+-- name: known_tasks
+SELECT DISTINCT task_id FROM attempts WHERE task_id IN (SELECT value FROM json_each(:task_ids));
+
 -- name: of_keys
 SELECT * FROM attempts
 WHERE key IN (SELECT value FROM json_each(:keys)) AND state IN ('done', 'intent', 'submitted')

@@ -143,3 +143,12 @@ def test_the_lazy_runner_package_still_names_its_functions():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.stdout.split() == ["True", "True", "True", "True"], done.stderr
+
+
+def test_the_run_command_module_imports_neither_aiohttp_nor_the_recipe_machinery(tmp_path):
+    """So `run` can start the emulator's process first and import aiohttp its own way
+    (tls.import_aiohttp) after it: both happen in the command's body."""
+    modules, _ = modules_after(["run", "--help"], tmp_path)
+    assert "wanrecipe.cli.run_cmd" in modules
+    assert heavy(modules) == []
+    assert not [m for m in modules if m.startswith(("wanrecipe.recipe", "jsonschema", "jinja2"))]

@@ -10,7 +10,7 @@ import wanrecipe
 PACKAGE = Path(wanrecipe.__file__).parent
 
 #: The bottom layer: modules that import nothing from wanrecipe, or only each other.
-_LEAVES = {"errors", "wire", "images", "redact", "offload", "tls"}
+_LEAVES = {"errors", "wire", "images", "redact", "offload", "lazy", "tls"}
 #: What the runner builds on: every layer below it.
 _BELOW_RUNNER = _LEAVES | {"durations", "backends", "store", "report", "executor", "recipe"}
 
@@ -21,6 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "tls": set(),
     "redact": set(),
     "offload": set(),
+    "lazy": set(),
     "durations": set(),
     "images": {"errors", "wire"},
     "recipe": {"durations", "errors", "wire", "images", "redact"},
@@ -32,13 +33,13 @@ ALLOWED: dict[str, set[str]] = {
     "report": _LEAVES | {"recipe", "store", "executor"},
     "executor": _LEAVES | {"backends", "store", "report", "recipe"},
     # The emulator shares only errors, images, wire and redact with the rest.
-    "emulator": {"durations", "errors", "wire", "images", "redact", "tls"},
+    "emulator": {"durations", "errors", "wire", "images", "redact", "tls", "lazy"},
     "runner": _BELOW_RUNNER | {"emulator", "api"},
     # Batch runs: one scheduler over every row's steps, beside the runner it builds on.
     "batch": _BELOW_RUNNER | {"runner"},
     "api": _LEAVES | {"recipe", "report", "runner", "batch"},
     "cli": _BELOW_RUNNER | {"runner", "api", "emulator", "batch"},
-    "__init__": {"errors", "api", "recipe", "report", "runner"},
+    "__init__": {"errors", "api", "recipe", "report", "runner", "lazy"},
     "__main__": {"cli"},
 }
 

@@ -7,7 +7,6 @@ no HTTP client.
 
 from __future__ import annotations
 
-import importlib
 import typing
 
 __version__ = "0.1.0"
@@ -85,12 +84,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> typing.Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where, __name__), name)
-    globals()[name] = value  # once found, a plain attribute
-    return value
+    from .lazy import load_lazily  # here, not above: `wanrecipe --help` loads no module of ours
+
+    return load_lazily(__name__, _WHERE, name)
 
 
 def __dir__() -> list[str]:

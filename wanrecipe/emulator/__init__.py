@@ -12,8 +12,9 @@ and the embedded emulator's process start without importing aiohttp's server on 
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
+
+from ..lazy import load_lazily
 
 if TYPE_CHECKING:
     from .app import create_app
@@ -42,8 +43,4 @@ _HOME = {
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
-    globals()[name] = value
-    return value
+    return load_lazily(__name__, _HOME, name)

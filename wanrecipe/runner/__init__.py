@@ -12,10 +12,11 @@ quota gate, client; Ctrl-C), ``records`` (step records, outputs, default directo
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import TYPE_CHECKING, Any
+
+from ..lazy import load_lazily
 
 # Light, and needed before the recipe is checked (where requests go; the embedded emulator's
 # process, started first): imported at once. The rest is loaded on first use.
@@ -51,11 +52,7 @@ _HOME = {
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _HOME:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
-    globals()[name] = value
-    return value
+    return load_lazily(__name__, _HOME, name)
 
 
 class _Package(types.ModuleType):

@@ -86,8 +86,7 @@ class Downloads(StepBase):
         if len(jobs) == 1 and len(state.results) == 1:
 
             def mark(placed: tuple[Path, str, int, Any, Any], url: str) -> StoreError | None:
-                _, sha, size, info, _ = placed
-                record = ResultRecord(0, sha, size, info.width, info.height, redact_url(url))
+                record = _result_record(0, placed, url)
                 try:
                     self._journal.record_done(attempt_id, [record], state.usage_images)
                 except StoreError as exc:
@@ -111,10 +110,12 @@ class Downloads(StepBase):
         ]
         outputs: list[StepImage] = []
         records: list[ResultRecord] = []
+        not_marked: StoreError | None = None
         for g in got:
             if isinstance(g, BaseException):
                 continue
-            index, url, (dest, sha, size, info, labels), _ = g
+            index, url, placed, not_marked = g
+            dest, sha, size, info, labels = placed
             shown = redact_url(url)
             rec.results.append(
                 ResultFile(
@@ -122,7 +123,7 @@ class Downloads(StepBase):
                     labels.fidelity, labels.engine, labels.note,
                 )
             )  # fmt: skip
-            records.append(ResultRecord(index, sha, size, info.width, info.height, shown))
+            records.append(_result_record(index, placed, url))
             outputs.append(
                 StepImage(
                     sid, index, dest, sha, size, info.width, info.height, url,
@@ -146,11 +147,9 @@ class Downloads(StepBase):
                     task_id=state.task_id,
                 )
             )
-        if mark is not None and records:
-            failed = next(g for g in got if not isinstance(g, BaseException))[3]
-            if failed is not None:
-                raise StepFailed(ErrorInfo("StateError", str(failed)))
-        elif records:
+        if not_marked is not None:  # the done mark made in the download's call failed
+            raise StepFailed(ErrorInfo("StateError", str(not_marked)))
+        if mark is None and records:
             await self._journal_call(
                 self._journal.record_done, attempt_id, records, state.usage_images
             )
@@ -274,6 +273,12 @@ def _place_and_mark(
 ) -> tuple[tuple[Path, str, int, Any, Any], StoreError | None]:
     placed = _place(blobs, got, dest)
     return placed, (mark(placed, url) if mark is not None else None)
+
+
+def _result_record(index: int, placed: tuple[Path, str, int, Any, Any], url: str) -> ResultRecord:
+    """What the journal keeps of a stored result (its URL without the signature)."""
+    _, sha, size, info, _ = placed
+    return ResultRecord(index, sha, size, info.width, info.height, redact_url(url))
 
 
 def _place(blobs: Any, got: Any, dest: Path) -> tuple[Path, str, int, Any, Any]:

@@ -93,17 +93,13 @@ class LedgerGate(QuotaGate):
         for i, (spare, _) in enumerate(self._spare):
             if spare == lease:
                 del self._spare[i]
-                self._release_now_or_later(self.ledger.release_slot, lease)
+                # A timer callback cannot await: the release runs as a task (aclose waits).
+                task = asyncio.get_running_loop().create_task(
+                    self._give_back(self.ledger.release_slot, lease)
+                )
+                self._releasing.add(task)
+                task.add_done_callback(self._releasing.discard)
                 return
-
-    def _release_now_or_later(self, give_back: Callable[[str], None], lease: str) -> None:
-        if self.ledger.quick:
-            give_back(lease)
-            self._wake()
-        else:
-            task = asyncio.get_running_loop().create_task(self._give_back(give_back, lease))
-            self._releasing.add(task)
-            task.add_done_callback(self._releasing.discard)
 
     async def _give_back(self, give_back: Callable[[str], None], lease: str) -> None:
         if self.ledger.quick:

@@ -82,7 +82,8 @@ async def test_steps_of_different_rows_interleave(emulator, batch_dir, tmp_path)
     assert len(submitted) == 12
     # Row by row: r1's style goes before the last rows' first steps (depth first).
     assert submitted.index(("r1", "style")) < submitted.index(("r6", "color"))
-    assert submitted[:2] == [("r1", "color"), ("r2", "color")]
+    # The first two slots go to the first two rows; which of the two answers first is a race.
+    assert set(submitted[:2]) == {("r1", "color"), ("r2", "color")}
 
 
 def test_glob_batch_on_the_cli(batch_dir, tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from wanrecipe.store import (
     KeyBusy,
     ResultRecord,
     StateDir,
+    WouldWait,
     content_key,
 )
 from wanrecipe.store.journal import SCHEMA_VERSION
@@ -273,3 +274,54 @@ def test_public_names_are_exported():
     modules = {m.name for m in pkgutil.iter_modules(store.__path__)}
     public = {n for n in dir(store) if not n.startswith("_")} - {"annotations"} - modules
     assert public == set(store.__all__)
+
+
+def _quick_intent(journal: Journal, key: str) -> int:
+    return journal.record_intent(
+        key, step="s", recipe="recipes/r.yaml", backend="127.0.0.1", request={}, seed=1,
+        quick=True,
+    )  # fmt: skip
+
+
+def test_a_quick_intent_never_waits_for_another_process_and_writes_nothing(
+    journal: Journal, tmp_path: Path
+) -> None:
+    # Another writer (a connection of its own, as another process has) holds the database.
+    other = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        waited = time.monotonic()
+        with pytest.raises(WouldWait):
+            _quick_intent(journal, k("quick"))
+        # At once, not after the 30 s busy timeout (a generous bound for a busy machine).
+        assert time.monotonic() - waited < 5.0
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert journal.unfinished() == []
+    # Free again: the same quick write goes through, and the busy timeout is back in place.
+    attempt_id = _quick_intent(journal, k("quick"))
+    assert journal.get(attempt_id).state == "intent"
+    busy_ms = journal._db.conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    assert busy_ms == 30_000
+
+
+def test_a_quick_intent_never_waits_for_another_thread(journal: Journal) -> None:
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with journal._db.write():
+            held.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=hold)
+    writer.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(WouldWait):
+            _quick_intent(journal, k("thread"))
+    finally:
+        release.set()
+        writer.join()
+    assert journal.unfinished() == []
+    assert journal.get(_quick_intent(journal, k("thread"))).state == "intent"

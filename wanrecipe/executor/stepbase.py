@@ -134,6 +134,8 @@ class StepBase:
         self.state = state
         self._journal = state.journal
         self._journal_path = state.journal.location
+        # Intents are written on the loop until one is slow (see Submission._intent_now).
+        self._intents_on_loop = True
         self._incoming = state.path / "incoming"
         self.client, self.record, self.run_dir, self.options = client, record, run_dir, options
         self._emit_sink = on_event

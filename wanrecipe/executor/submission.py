@@ -3,18 +3,24 @@ created no task, looking a lost submit up in the task list), poll until terminal
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ..backends.models import TaskState
 from ..errors import BackendError, ImageInputError, TransportError
 from ..report.record import Attempt, ErrorInfo, StepRecord
-from ..store import KeyBusy
+from ..store import KeyBusy, WouldWait
 from .downloads import Downloads
 from .polling import PollStats, duration_key, wait_for_task
 from .retry import out_of_time, submit_is_retryable
 from .stepbase import Busy, Request, StepFailed, Stopped, error_info, request_summary, service_time
+
+#: An intent written on the event loop that takes longer than this (its fsync, on a slow
+#: disk) sends every later intent of the run to a worker thread.
+INTENT_ON_LOOP_MAX_S = 0.02
 
 
 class Submission(Downloads):
@@ -299,19 +305,38 @@ class Submission(Downloads):
             )
         )
 
+    def _intent_now(self, intent: Callable[..., int]) -> int | None:
+        """The intent written on the event loop, saving a thread hand-off, where that never
+        waits: a local journal nobody else is writing, on a disk whose fsync is quick. None:
+        write it from a thread instead (another writer holds the journal, or the disk was
+        slow once: every later intent of the run goes to a thread)."""
+        if not (self._journal.reads_quick and self._intents_on_loop):
+            return None
+        started = time.monotonic()
+        try:
+            attempt_id: int = self._journal_now(intent, quick=True)
+        except WouldWait:
+            return None
+        if time.monotonic() - started > INTENT_ON_LOOP_MAX_S:
+            self._intents_on_loop = False
+        return attempt_id
+
     async def _intent(self, sid: str, req: Request) -> int:
         request = {**request_summary(req), **req.meta}
+        intent = functools.partial(
+            self._journal.record_intent,
+            req.key,
+            step=sid,
+            recipe=self._recipe_id,
+            backend=self.backend,
+            request=request,
+            seed=int(req.parameters["seed"]),
+            exclusive=not req.forced,
+        )
         try:
-            attempt_id: int = await self._journal_call(
-                self._journal.record_intent,
-                req.key,
-                step=sid,
-                recipe=self._recipe_id,
-                backend=self.backend,
-                request=request,
-                seed=int(req.parameters["seed"]),
-                exclusive=not req.forced,
-            )
+            attempt_id = self._intent_now(intent)
+            if attempt_id is None:
+                attempt_id = await self._journal_call(intent)
             self._working_on(attempt_id)
             return attempt_id
         except KeyBusy as exc:

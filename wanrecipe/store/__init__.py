@@ -24,6 +24,7 @@ from .records import (
     JournalStats,
     KeyBusy,
     ResultRecord,
+    WouldWait,
 )
 from .state_url import StateSpec, open_state, parse_state
 from .statedir import StateDir
@@ -48,6 +49,7 @@ __all__ = [
     "ResultRecord",
     "StateDir",
     "StateSpec",
+    "WouldWait",
     "canonical_json",
     "content_key",
     "open_state",

@@ -97,9 +97,11 @@ class Dialect(Protocol):
     #: Reads need no round trip and never wait for a writer (a local file in WAL mode).
     local: bool
 
-    def write(self, *, durable: bool = True) -> AbstractContextManager[Tx]:
+    def write(self, *, durable: bool = True, quick: bool = False) -> AbstractContextManager[Tx]:
         """A write transaction; ``durable=False`` may commit without waiting for the disk
-        (see ``journal.py``, "Why each fsync")."""
+        (see ``journal.py``, "Why each fsync"). ``quick=True``: never wait for another
+        writer; raise ``WouldWait`` (nothing written) instead. A dialect that is not
+        ``local`` is never asked for a quick write and may ignore it."""
         ...
 
     def read(self) -> AbstractContextManager[Tx]:

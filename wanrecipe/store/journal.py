@@ -62,9 +62,10 @@ from .records import (
     JournalStats,
     KeyBusy,
     ResultRecord,
+    WouldWait,
     worker_host,
 )
-from .sqlite_retry import enter_wal
+from .sqlite_retry import enter_wal, is_locked
 
 __all__ = [
     "DEFAULT_MAX_AGE_S",
@@ -193,25 +194,47 @@ class _Sqlite:
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
-    def write(self, *, durable: bool = True) -> Iterator[_SqliteTx]:
+    def write(self, *, durable: bool = True, quick: bool = False) -> Iterator[_SqliteTx]:
         """One write transaction; ``durable=False`` commits without the WAL fsync (see the
-        module docstring for which commits may)."""
-        with self._lock, self.translated():
-            if not durable:
-                self.conn.execute("PRAGMA synchronous = NORMAL")
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield _SqliteTx(self.conn, self._sql, self._clock)
-                    self.conn.execute("COMMIT")
-                except BaseException:
-                    # Some errors (disk full, I/O) have rolled back already; do not mask them.
-                    if self.conn.in_transaction:
-                        self.conn.execute("ROLLBACK")
-                    raise
-            finally:
+        module docstring for which commits may). ``quick=True`` (for the event loop): when
+        another thread or process is writing, raise ``WouldWait`` at once, nothing written,
+        instead of waiting out the busy timeout."""
+        if not self._lock.acquire(blocking=not quick):
+            raise WouldWait(self.location)
+        try:
+            with self.translated():
                 if not durable:
-                    self.conn.execute("PRAGMA synchronous = FULL")
+                    self.conn.execute("PRAGMA synchronous = NORMAL")
+                try:
+                    if quick:
+                        self._begin_now()
+                    else:
+                        self.conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield _SqliteTx(self.conn, self._sql, self._clock)
+                        self.conn.execute("COMMIT")
+                    except BaseException:
+                        # Some errors (disk full, I/O) have rolled back already: do not mask them.
+                        if self.conn.in_transaction:
+                            self.conn.execute("ROLLBACK")
+                        raise
+                finally:
+                    if not durable:
+                        self.conn.execute("PRAGMA synchronous = FULL")
+        finally:
+            self._lock.release()
+
+    def _begin_now(self) -> None:
+        """BEGIN IMMEDIATE without waiting: busy -> ``WouldWait``."""
+        self.conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if is_locked(exc):
+                raise WouldWait(self.location) from None
+            raise
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
 
     @contextmanager
     def read(self) -> Iterator[_SqliteTx]:

@@ -50,7 +50,7 @@ class JournalOps(Protocol):
 
     def record_intent(
         self, key: str, *, step: str, recipe: str, backend: str, request: dict[str, Any],
-        seed: int, exclusive: bool = False,
+        seed: int, exclusive: bool = False, quick: bool = False,
     ) -> int: ...  # fmt: skip
 
     def record_submitted(self, attempt_id: int, task_id: str, request_id: str | None) -> None: ...

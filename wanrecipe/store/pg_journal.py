@@ -206,8 +206,8 @@ class _Postgres:
                     self.conn.execute(self._sql["not_durable"])
                 yield _PgTx(self.conn, self._sql, self._clock)
 
-    def write(self, *, durable: bool = True) -> Any:
-        return self._tx(durable)
+    def write(self, *, durable: bool = True, quick: bool = False) -> Any:
+        return self._tx(durable)  # never asked for quick: not local
 
     def read(self) -> Any:
         return self._tx(True)

@@ -93,6 +93,7 @@ class JournalBase(Liveness):
         request: dict[str, Any],
         seed: int,
         exclusive: bool = False,
+        quick: bool = False,
     ) -> int:
         """Record that we are about to submit; durable when this returns. Returns the attempt id.
 
@@ -106,11 +107,14 @@ class JournalBase(Liveness):
         that is done with all its blobs (two runs that looked the key up at the same moment:
         the second takes the first's result), checked in the same transaction after the
         insert, so a done mark committed meanwhile is seen.
+
+        ``quick=True`` (only where ``reads_quick``): raise ``WouldWait``, nothing written,
+        when another writer holds the database, instead of waiting for it.
         """
         if not _HEX64.fullmatch(key):
             raise ValueError(f"not a content key (64 lowercase hex digits): {key!r}")
         request_json = json.dumps(request, sort_keys=True, ensure_ascii=False, allow_nan=False)
-        with self._db.write() as tx:
+        with self._db.write(quick=quick) as tx:
             now = tx.now()
             values = {
                 "key": key, "step": step, "recipe": recipe, "backend": backend,

@@ -43,6 +43,11 @@ class InvalidTransition(StoreError):
     """An attempt was asked to move to a state its current state does not allow."""
 
 
+class WouldWait(Exception):
+    """A ``quick`` write found the database taken by another writer (a thread of this process
+    or another process) and wrote nothing: make the same write again where waiting is fine."""
+
+
 class KeyBusy(StoreError):
     """The key is taken: a live attempt holds it (the database's one-live-attempt-per-key
     index refused the claim), or, for ``record_intent(exclusive=True)``, it is done with all

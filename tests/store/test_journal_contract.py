@@ -32,6 +32,7 @@ from wanrecipe.store import (
     JournalOps,
     KeyBusy,
     ResultRecord,
+    WouldWait,
     content_key,
 )
 from wanrecipe.store.dialect import POLICY_QUERIES, queries
@@ -793,3 +794,15 @@ def test_postgres_waits_are_bounded(pg_url: str, blobs: BlobStore) -> None:
             " current_setting('idle_in_transaction_session_timeout') AS idle"
         ).fetchone()
     assert (got["lock"], got["idle"]) == ("30s", "1min")
+
+
+def test_a_quick_intent_is_written_at_once_or_refused_with_nothing_written(journal: Any) -> None:
+    """``quick=True`` never waits: a local journal nobody else is writing takes it at once;
+    one a round trip away refuses it (the caller writes it from a thread)."""
+    if journal._db.local:
+        assert journal.get(intent(journal, k("quick"), quick=True)).state == "intent"
+    else:
+        with pytest.raises(WouldWait):
+            intent(journal, k("quick"), quick=True)
+        assert journal.unfinished() == []
+    assert journal.get(intent(journal, k("slow"))).state == "intent"

@@ -307,10 +307,10 @@ class Submission(Downloads):
 
     def _intent_now(self, intent: Callable[..., int]) -> int | None:
         """The intent written on the event loop, saving a thread hand-off, where that never
-        waits: a local journal nobody else is writing, on a disk whose fsync is quick. None:
-        write it from a thread instead (another writer holds the journal, or the disk was
-        slow once: every later intent of the run goes to a thread)."""
-        if not (self._journal.reads_quick and self._intents_on_loop):
+        waits (the journal says: ``WouldWait``) on a disk whose fsync is quick. None: write it
+        from a thread instead (the journal would wait, or the disk was slow once: every later
+        intent of the run goes to a thread)."""
+        if not self._intents_on_loop:
             return None
         started = time.monotonic()
         try:

@@ -99,9 +99,9 @@ class Dialect(Protocol):
 
     def write(self, *, durable: bool = True, quick: bool = False) -> AbstractContextManager[Tx]:
         """A write transaction; ``durable=False`` may commit without waiting for the disk
-        (see ``journal.py``, "Why each fsync"). ``quick=True``: never wait for another
-        writer; raise ``WouldWait`` (nothing written) instead. A dialect that is not
-        ``local`` is never asked for a quick write and may ignore it."""
+        (see ``journal.py``, "Why each fsync"). ``quick=True``: never wait (for another
+        writer, or for a round trip: a dialect that is not ``local`` always refuses); raise
+        ``WouldWait``, nothing written, instead."""
         ...
 
     def read(self) -> AbstractContextManager[Tx]:

@@ -65,7 +65,7 @@ from .records import (
     WouldWait,
     worker_host,
 )
-from .sqlite_retry import enter_wal, is_locked
+from .sqlite_retry import begin_now, enter_wal
 
 __all__ = [
     "DEFAULT_MAX_AGE_S",
@@ -199,28 +199,33 @@ class _Sqlite:
         module docstring for which commits may). ``quick=True`` (for the event loop): when
         another thread or process is writing, raise ``WouldWait`` at once, nothing written,
         instead of waiting out the busy timeout."""
+        with self._held(quick), self.translated():
+            if not durable:
+                self.conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                if quick:
+                    self._begin_now()
+                else:
+                    self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield _SqliteTx(self.conn, self._sql, self._clock)
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    # Some errors (disk full, I/O) have rolled back already; do not mask them.
+                    if self.conn.in_transaction:
+                        self.conn.execute("ROLLBACK")
+                    raise
+            finally:
+                if not durable:
+                    self.conn.execute("PRAGMA synchronous = FULL")
+
+    @contextmanager
+    def _held(self, quick: bool) -> Iterator[None]:
+        """The write connection's lock; ``quick``: ``WouldWait`` rather than wait for it."""
         if not self._lock.acquire(blocking=not quick):
             raise WouldWait(self.location)
         try:
-            with self.translated():
-                if not durable:
-                    self.conn.execute("PRAGMA synchronous = NORMAL")
-                try:
-                    if quick:
-                        self._begin_now()
-                    else:
-                        self.conn.execute("BEGIN IMMEDIATE")
-                    try:
-                        yield _SqliteTx(self.conn, self._sql, self._clock)
-                        self.conn.execute("COMMIT")
-                    except BaseException:
-                        # Some errors (disk full, I/O) have rolled back already: do not mask them.
-                        if self.conn.in_transaction:
-                            self.conn.execute("ROLLBACK")
-                        raise
-                finally:
-                    if not durable:
-                        self.conn.execute("PRAGMA synchronous = FULL")
+            yield
         finally:
             self._lock.release()
 
@@ -228,11 +233,7 @@ class _Sqlite:
         """BEGIN IMMEDIATE without waiting: busy -> ``WouldWait``."""
         self.conn.execute("PRAGMA busy_timeout = 0")
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if is_locked(exc):
-                raise WouldWait(self.location) from None
-            raise
+            begin_now(self.conn, lambda: WouldWait(self.location))
         finally:
             self.conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
 

@@ -40,7 +40,7 @@ from .blobs_api import Blobs
 from .dialect import Row, queries, statements
 from .liveness import heartbeat_ttl
 from .policy import JournalBase
-from .records import worker_host
+from .records import WouldWait, worker_host
 
 #: The Postgres schema's version (its own numbering; the SQLite file has ``user_version``).
 PG_SCHEMA_VERSION: Final = 1
@@ -207,7 +207,9 @@ class _Postgres:
                 yield _PgTx(self.conn, self._sql, self._clock)
 
     def write(self, *, durable: bool = True, quick: bool = False) -> Any:
-        return self._tx(durable)  # never asked for quick: not local
+        if quick:  # every write waits for a round trip to the server
+            raise WouldWait(self.location)
+        return self._tx(durable)
 
     def read(self) -> Any:
         return self._tx(True)

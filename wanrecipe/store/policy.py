@@ -108,8 +108,8 @@ class JournalBase(Liveness):
         the second takes the first's result), checked in the same transaction after the
         insert, so a done mark committed meanwhile is seen.
 
-        ``quick=True`` (only where ``reads_quick``): raise ``WouldWait``, nothing written,
-        when another writer holds the database, instead of waiting for it.
+        ``quick=True`` (for the event loop): raise ``WouldWait``, nothing written, where the
+        write would wait (another writer holds the database, or it is a round trip away).
         """
         if not _HEX64.fullmatch(key):
             raise ValueError(f"not a content key (64 lowercase hex digits): {key!r}")

@@ -1,5 +1,6 @@
 """Waiting out SQLite's "database is locked" where its own busy handler does not (switching a
-fresh file to WAL) or must not (a connection that never blocks its caller)."""
+fresh file to WAL) or must not (a connection that never blocks its caller), and taking a
+write lock without waiting at all (``begin_now``: writes made on the event loop)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,14 @@ def enter_wal(conn: sqlite3.Connection, *, within_s: float) -> str:
         within_s=within_s,
         pause_s=0.005,
     )
+
+
+def begin_now(conn: sqlite3.Connection, busy: Callable[[], BaseException]) -> None:
+    """``BEGIN IMMEDIATE`` on ``conn`` (whose busy timeout must be 0) without waiting: raise
+    ``busy()``, nothing begun, while another connection holds the file's write lock."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if is_locked(exc):
+            raise busy() from None
+        raise

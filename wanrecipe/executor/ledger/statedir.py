@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from ...store.sqlite_retry import enter_wal, is_locked, until_unlocked
+from ...store.sqlite_retry import begin_now, enter_wal, until_unlocked
 from ..quota import Quota, window_for
 from .base import DEFAULT_LEASE_S, MIN_WAIT_S, SLOT_POLL_S, Answer, Watchers, alive, new_owner
 
@@ -108,12 +108,7 @@ class StateDirLedger:
             if wait:
                 until_unlocked(begin, within_s=BUSY_WAIT_S, max_pause_s=0.02)
             else:
-                try:
-                    begin()
-                except sqlite3.OperationalError as exc:
-                    if is_locked(exc):
-                        raise _Busy() from None
-                    raise
+                begin_now(self._db, _Busy)
             try:
                 yield self._db
             except BaseException:

@@ -806,3 +806,28 @@ def test_a_quick_intent_is_written_at_once_or_refused_with_nothing_written(journ
             intent(journal, k("quick"), quick=True)
         assert journal.unfinished() == []
     assert journal.get(intent(journal, k("slow"))).state == "intent"
+
+
+def test_quick_submitted_and_done_marks_are_made_at_once_or_refused_with_nothing_written(
+    journal: Any, blobs: BlobStore
+) -> None:
+    """The two marks the runner makes on the event loop: like the intent, ``quick=True``
+    writes at once where the journal is local, and where it is a round trip away refuses,
+    leaving the attempt as it was (the caller writes it from a thread)."""
+    aid = intent(journal, k("marks"))
+    res = [result(blobs, b"quick marks")]
+    if journal._db.local:
+        journal.record_submitted(aid, "task-q", "req-q", quick=True)
+        assert journal.get(aid).state == "submitted"
+        journal.record_done(aid, res, 1, quick=True)
+        assert journal.get(aid).state == "done"
+        return
+    with pytest.raises(WouldWait):
+        journal.record_submitted(aid, "task-q", "req-q", quick=True)
+    assert journal.get(aid).state == "intent" and journal.get(aid).task_id is None
+    journal.record_submitted(aid, "task-q", "req-q")
+    with pytest.raises(WouldWait):
+        journal.record_done(aid, res, 1, quick=True)
+    assert journal.get(aid).state == "submitted" and journal.lookup_done(k("marks")) is None
+    journal.record_done(aid, res, 1)
+    assert journal.get(aid).state == "done"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -17,7 +18,7 @@ import mimetypes
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -223,11 +224,14 @@ class DashScopeClient:
         *,
         max_bytes: int,
         then: Callable[[Downloaded], Any] | None = None,
+        call: Callable[[Callable[[], Any]], Awaitable[Any]] | None = None,
     ) -> Downloaded:
         """Stream ``url`` into ``dest`` (atomically: temp file, fsync, rename), size-capped.
 
         ``then``: called with the placed file in the same worker-thread call that fsyncs and
         renames it (one thread hand-off for both); what it returns is ``Downloaded.placed``.
+        ``call``: how that blocking call is made (default: ``offload``, a worker thread); the
+        runner makes it on the event loop while the disk is quick.
 
         Sends no credentials: result URLs carry their own signature. Only URLs on the
         backend's own hosts are fetched (``hosts.result_url_problem``), redirects are not
@@ -275,8 +279,9 @@ class DashScopeClient:
                     raise map_error(exc, what, sent=probe.sent) from exc
                 out.flush()
                 got = Downloaded(dest, digest.hexdigest(), size)
-                # One thread call: the bytes to disk, then the name, then the name to disk.
-                placed = await offload(_sync_and_place, out.fileno(), tmp, got, then)
+                # One call: the bytes to disk, then the name, then the name to disk.
+                place = functools.partial(_sync_and_place, out.fileno(), tmp, got, then)
+                placed = await (call or offload)(place)
         except BaseException:
             with contextlib.suppress(OSError):
                 tmp.unlink()

@@ -14,6 +14,7 @@ from typing import Any
 from .. import images, wire
 from ..backends.models import TaskState
 from ..errors import BackendError, StoreError
+from ..offload import offload
 from ..redact import redact_text, redact_url
 from ..report.record import ErrorInfo, ResultFile, StepRecord
 from ..store import DoneEntry, ResultRecord
@@ -26,11 +27,15 @@ from .stepbase import StepBase, StepFailed, file_name
 class Downloads(StepBase):
     async def _from_cache(self, sid: str, rec: StepRecord, entry: DoneEntry) -> list[StepImage]:
         outputs = []
+        # A link and a header read each: on the loop while the disk is quick and the blobs
+        # are local, else in a thread.
+        local = not self.state.blobs.remote
         for result in entry.results:
             dest = self.run_dir / file_name(sid, result.index)
-            await asyncio.to_thread(self.state.blobs.export, result.sha256, dest)
+            labels = await (self._local_call if local else offload)(
+                functools.partial(_export_labelled, self.state.blobs, result.sha256, dest)
+            )
             width, height = result.width or 0, result.height or 0
-            labels = await asyncio.to_thread(read_labels, dest)
             rec.results.append(
                 ResultFile(
                     result.index, dest.name, result.sha256, result.size, width, height,
@@ -80,10 +85,14 @@ class Downloads(StepBase):
                 )
                 continue
             jobs.append((index, result.url))
-        # A task of one image (the common case) is marked done in the download's own thread
-        # call, right after its blob is stored: one hand-off for the whole result.
+        # Each download's blocking part (its fsync, the blob's rename, the link into the run
+        # directory) is made on the loop while the disk is quick and the blobs are local, and
+        # the done mark after it. Else it goes to a thread, and a task of one image (the
+        # common case) is marked done in that same thread call, right after its blob is
+        # stored: one hand-off for the whole result.
+        on_loop = self._disk_on_loop and not self.state.blobs.remote
         mark = None
-        if len(jobs) == 1 and len(state.results) == 1:
+        if not on_loop and len(jobs) == 1 and len(state.results) == 1:
 
             def mark(placed: tuple[Path, str, int, Any, Any], url: str) -> StoreError | None:
                 record = _result_record(0, placed, url)
@@ -95,7 +104,7 @@ class Downloads(StepBase):
 
         got = await asyncio.gather(
             *(
-                self._fetch(sid, index, url, state.task_id, urls, deadline, mark)
+                self._fetch(sid, index, url, state.task_id, urls, deadline, mark, on_loop)
                 for index, url in jobs
             ),
             return_exceptions=True,
@@ -150,9 +159,10 @@ class Downloads(StepBase):
         if not_marked is not None:  # the done mark made in the download's call failed
             raise StepFailed(ErrorInfo("StateError", str(not_marked)))
         if mark is None and records:
-            await self._journal_call(
+            done = functools.partial(
                 self._journal.record_done, attempt_id, records, state.usage_images
             )
+            await self._journal_call(done, on_loop=functools.partial(done, quick=True))
         if not outputs:
             raise StepFailed(ErrorInfo("NoResults", "the task succeeded without any image"))
         return outputs
@@ -166,25 +176,27 @@ class Downloads(StepBase):
         urls: _FreshUrls,
         deadline: float,
         mark: Callable[[Any, str], StoreError | None] | None = None,
+        on_loop: bool = False,
     ) -> tuple[int, str, Any, StoreError | None]:
         """Download one result (fsynced, into the state dir); returns (index, url used, what
         was downloaded, and what ``mark`` said: it runs in the same thread call, after the
         blob is stored). Raises the last BackendError when the image cannot be had within
-        ``deadline``."""
+        ``deadline``. ``on_loop``: the blocking part through ``_local_call``."""
         policy = self.options.retry
         dest = self._incoming / f"{task_id}-{index}.png"
         failures = refreshed = 0
         blobs, final = self.state.blobs, self.run_dir / file_name(sid, index)
         while True:
             try:
-                # In the thread call that fsyncs the download: its header (not the whole
-                # file), then the file becomes its blob under the digest computed while it
-                # streamed in (no re-read, no re-hash), linked into the run directory.
+                # In the call that fsyncs the download: its header (not the whole file),
+                # then the file becomes its blob under the digest computed while it streamed
+                # in (no re-read, no re-hash), linked into the run directory.
                 got = await self.client.download(
                     url,
                     dest,
                     max_bytes=self.options.max_download_bytes,
                     then=functools.partial(_place_and_mark, blobs, dest=final, mark=mark, url=url),
+                    call=self._local_call if on_loop else None,
                 )
                 break
             except BackendError as exc:
@@ -288,6 +300,12 @@ def _place(blobs: Any, got: Any, dest: Path) -> tuple[Path, str, int, Any, Any]:
     blob = blobs.adopt(got.path, got.sha256, got.size)
     blobs.export(blob.sha256, dest)
     return dest, blob.sha256, blob.size, info, read_labels(dest)
+
+
+def _export_labelled(blobs: Any, sha256: str, dest: Path) -> Any:
+    """A stored result linked into the run directory; its labels."""
+    blobs.export(sha256, dest)
+    return read_labels(dest)
 
 
 def url_valid_until(url: str) -> float:

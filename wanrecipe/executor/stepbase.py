@@ -13,12 +13,12 @@ import asyncio
 import functools
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from .. import wire
 from ..errors import BackendError, StoreError
@@ -27,7 +27,7 @@ from ..redact import redact_text
 from ..report.events import Event, EventSink, discard
 from ..report.record import ErrorInfo, RunRecord, StepRecord
 from ..store import Attempt as JournalAttempt
-from ..store import KeyBusy, StateDir
+from ..store import KeyBusy, StateDir, WouldWait
 from ..store.records import worker_host
 from .budget import Budget
 from .identity import realm_of
@@ -38,6 +38,12 @@ from .polling import DurationModel, PollPolicy
 from .quota import Quota, QuotaGate
 from .retry import RetryPolicy
 from .slots import PrioritySlots, priorities
+
+T = TypeVar("T")
+
+#: A write on the event loop (``StepBase._on_loop``) that takes longer than this (its fsync, on
+#: a slow disk) sends every later one of the run to a worker thread.
+ON_LOOP_MAX_S = 0.02
 
 #: Result downloads are capped: 16384x16384 RGB PNG is the largest output there is.
 DEFAULT_MAX_DOWNLOAD_BYTES = 1024 * 1024 * 1024
@@ -134,8 +140,9 @@ class StepBase:
         self.state = state
         self._journal = state.journal
         self._journal_path = state.journal.location
-        # Intents are written on the loop until one is slow (see Submission._intent_now).
-        self._intents_on_loop = True
+        # The journal's local writes (an intent, a download's blob and done mark) are made on
+        # the loop until one is slow (see ``_on_loop``).
+        self._disk_on_loop = True
         self._incoming = state.path / "incoming"
         self.client, self.record, self.run_dir, self.options = client, record, run_dir, options
         self._emit_sink = on_event
@@ -204,23 +211,38 @@ class StepBase:
     def elapsed(self) -> float:
         return time.monotonic() - self._t0
 
-    async def _journal_call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """A journal write: a few ms of fsync, so off the event loop."""
+    async def _journal_call(
+        self, fn: Any, *args: Any, on_loop: Callable[[], Any] | None = None, **kwargs: Any
+    ) -> Any:
+        """A journal write: a few ms of fsync, so off the event loop. ``on_loop``: the same
+        write made with ``quick=True``, tried on the loop first (``_local_call``)."""
+        call = functools.partial(fn, *args, **kwargs)
         try:
-            return await offload(functools.partial(fn, *args, **kwargs))
+            if on_loop is not None:
+                return await self._local_call(on_loop, call)
+            return await offload(call)
         except KeyBusy:
             raise
         except StoreError as exc:
             raise StepFailed(ErrorInfo("StateError", str(exc))) from exc
 
-    def _journal_now(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """A short journal write (no fsync) on the event loop itself."""
-        try:
-            return fn(*args, **kwargs)
-        except KeyBusy:
-            raise
-        except StoreError as exc:
-            raise StepFailed(ErrorInfo("StateError", str(exc))) from exc
+    async def _local_call(self, fn: Callable[[], T], fallback: Callable[[], T] | None = None) -> T:
+        """``fn()``, a local write (an fsync, a rename, a quick journal write), on the event
+        loop itself while the run's disk has been quick: no thread hand-off. ``fallback``
+        (default ``fn``) in a worker thread instead when ``fn`` raises ``WouldWait`` (the
+        journal would have waited: another writer holds it, or it is a round trip away), or
+        once a call was slow (over ``ON_LOOP_MAX_S``: an fsync on a slow disk), which sends
+        every later call of the run to a thread."""
+        if self._disk_on_loop:
+            started = time.monotonic()
+            try:
+                return fn()
+            except WouldWait:
+                pass
+            finally:
+                if time.monotonic() - started > ON_LOOP_MAX_S:
+                    self._disk_on_loop = False
+        return await offload(fallback or fn)
 
     async def _sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

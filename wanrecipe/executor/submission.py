@@ -5,22 +5,17 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from ..backends.models import TaskState
 from ..errors import BackendError, ImageInputError, TransportError
 from ..report.record import Attempt, ErrorInfo, StepRecord
-from ..store import KeyBusy, WouldWait
+from ..store import KeyBusy
 from .downloads import Downloads
 from .polling import PollStats, duration_key, wait_for_task
 from .retry import out_of_time, submit_is_retryable
 from .stepbase import Busy, Request, StepFailed, Stopped, error_info, request_summary, service_time
-
-#: An intent written on the event loop that takes longer than this (its fsync, on a slow
-#: disk) sends every later intent of the run to a worker thread.
-INTENT_ON_LOOP_MAX_S = 0.02
 
 
 class Submission(Downloads):
@@ -217,13 +212,16 @@ class Submission(Downloads):
                         error = exc
                     else:
                         self._answered[attempt_id] = time.monotonic()
-                        # On the loop, no thread hand-off: a commit without fsync (see
-                        # store/journal.py), and no other intent can hold the journal now.
-                        self._journal_now(
+                        # A commit without fsync (see store/journal.py): on the loop unless
+                        # another writer (another process) holds the journal.
+                        noted = functools.partial(
                             self._journal.record_submitted,
                             attempt_id,
                             submitted.task_id,
                             submitted.request_id,
+                        )
+                        await self._journal_call(
+                            noted, on_loop=functools.partial(noted, quick=True)
                         )
                         return attempt_id, submitted
                 if isinstance(error, TransportError) and not submit_is_retryable(error):
@@ -305,22 +303,6 @@ class Submission(Downloads):
             )
         )
 
-    def _intent_now(self, intent: Callable[..., int]) -> int | None:
-        """The intent written on the event loop, saving a thread hand-off, where that never
-        waits (the journal says: ``WouldWait``) on a disk whose fsync is quick. None: write it
-        from a thread instead (the journal would wait, or the disk was slow once: every later
-        intent of the run goes to a thread)."""
-        if not self._intents_on_loop:
-            return None
-        started = time.monotonic()
-        try:
-            attempt_id: int = self._journal_now(intent, quick=True)
-        except WouldWait:
-            return None
-        if time.monotonic() - started > INTENT_ON_LOOP_MAX_S:
-            self._intents_on_loop = False
-        return attempt_id
-
     async def _intent(self, sid: str, req: Request) -> int:
         request = {**request_summary(req), **req.meta}
         intent = functools.partial(
@@ -334,9 +316,10 @@ class Submission(Downloads):
             exclusive=not req.forced,
         )
         try:
-            attempt_id = self._intent_now(intent)
-            if attempt_id is None:
-                attempt_id = await self._journal_call(intent)
+            # On the loop where the journal never waits (SQLite on a quick local disk).
+            attempt_id: int = await self._journal_call(
+                intent, on_loop=functools.partial(intent, quick=True)
+            )
             self._working_on(attempt_id)
             return attempt_id
         except KeyBusy as exc:

@@ -53,11 +53,14 @@ class JournalOps(Protocol):
         seed: int, exclusive: bool = False, quick: bool = False,
     ) -> int: ...  # fmt: skip
 
-    def record_submitted(self, attempt_id: int, task_id: str, request_id: str | None) -> None: ...
+    def record_submitted(
+        self, attempt_id: int, task_id: str, request_id: str | None, *, quick: bool = False
+    ) -> None: ...
 
     def record_done(
-        self, attempt_id: int, results: Sequence[ResultRecord], usage_images: int
-    ) -> None: ...
+        self, attempt_id: int, results: Sequence[ResultRecord], usage_images: int, *,
+        quick: bool = False,
+    ) -> None: ...  # fmt: skip
 
     def record_failed(self, attempt_id: int, code: str, message: str) -> None: ...
 

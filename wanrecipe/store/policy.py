@@ -140,19 +140,28 @@ class JournalBase(Liveness):
                     raise KeyBusy(key, (done.attempt,))  # the insert is rolled back
             return int(row["id"])
 
-    def record_submitted(self, attempt_id: int, task_id: str, request_id: str | None) -> None:
-        """The service accepted the submit: remember the task id at once."""
+    def record_submitted(
+        self, attempt_id: int, task_id: str, request_id: str | None, *, quick: bool = False
+    ) -> None:
+        """The service accepted the submit: remember the task id at once. ``quick=True``:
+        ``WouldWait``, nothing written, as for ``record_intent``."""
         if not task_id:
             raise ValueError("a submitted attempt needs the task id the service returned")
-        with self._db.write(durable=False) as tx:
+        with self._db.write(durable=False, quick=quick) as tx:
             self._transition(tx, attempt_id, "submitted", task_id=task_id, request_id=request_id)
 
     def record_done(
-        self, attempt_id: int, results: Sequence[ResultRecord], usage_images: int
+        self,
+        attempt_id: int,
+        results: Sequence[ResultRecord],
+        usage_images: int,
+        *,
+        quick: bool = False,
     ) -> None:
         """Mark the task SUCCEEDED. Every result's blob must already be in the store.
 
         Idempotent for an attempt that is already done (its first results are kept).
+        ``quick=True``: ``WouldWait``, nothing written, as for ``record_intent``.
         """
         if not results:
             raise ValueError("a done attempt needs at least one result; record_failed otherwise")
@@ -164,7 +173,7 @@ class JournalBase(Liveness):
                     f"result {r.index} of attempt {attempt_id}: blob {r.sha256} is not in the "
                     f"store with {r.size} bytes; store the image before marking it done"
                 )
-        with self._db.write(durable=False) as tx:
+        with self._db.write(durable=False, quick=quick) as tx:
             if self._row(tx, attempt_id)["state"] == "done":
                 return
             self._transition(tx, attempt_id, "done", usage_images=int(usage_images))

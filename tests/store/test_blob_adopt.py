@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zlib
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,47 @@ def test_header_inspection_reads_only_the_first_bytes(tmp_path: Path) -> None:
     (tmp_path / "junk.png").write_bytes(b"not an image at all")
     with pytest.raises(images.ImageInputError, match="not a readable image"):
         images.inspect_header(tmp_path / "junk.png")
+
+
+@pytest.mark.parametrize(
+    ("mode", "options"),
+    [("1", {}), ("L", {}), ("P", {}), ("RGB", {}), ("RGBA", {}), ("I;16", {}), ("LA", {}),
+     ("RGB", {"interlace": 1})],
+)  # fmt: skip
+def test_a_png_header_read_without_pillow_says_what_pillow_says(
+    tmp_path: Path, mode: str, options: dict[str, int]
+) -> None:
+    path = tmp_path / "x.png"
+    Image.new(mode, (37, 23)).save(path, **options)
+    with Image.open(path) as im:
+        expected = (im.format, im.size[0], im.size[1])
+    assert images._png_sides(path.read_bytes()[:64]) == expected[1:]
+    info = images.inspect_header(path)
+    assert (info.format, info.width, info.height) == expected
+
+
+def test_an_odd_png_header_is_left_to_pillow(tmp_path: Path) -> None:
+    """A PNG whose IHDR is not plainly well-formed is not read by the fast path: Pillow decides
+    (and words the error), as before."""
+    good = tmp_path / "good.png"
+    Image.new("RGB", (40, 30)).save(good)
+    data = bytearray(good.read_bytes())
+    assert images._png_sides(bytes(data)) == (40, 30)
+    bad_crc = bytearray(data)
+    bad_crc[30] ^= 0xFF  # the IHDR's CRC
+    bad_depth = bytearray(data)
+    bad_depth[24] = 3  # 3-bit RGB does not exist
+    huge = bytearray(data)
+    huge[16:24] = (200_000).to_bytes(4, "big") * 2  # 4e10 pixels: a decompression bomb
+    for body in (bad_depth, huge):  # each with a correct CRC: refused for what it says
+        body[29:33] = zlib.crc32(bytes(body[12:29])).to_bytes(4, "big")
+    for name, body in (("crc", bad_crc), ("depth", bad_depth), ("huge", huge)):
+        assert images._png_sides(bytes(body)) is None, name
+        path = tmp_path / f"{name}.png"
+        path.write_bytes(bytes(body))
+        with pytest.raises(images.ImageInputError):
+            images.inspect_header(path)
+    jpeg = tmp_path / "x.jpg"
+    Image.new("RGB", (16, 8)).save(jpeg)
+    assert images._png_sides(jpeg.read_bytes()) is None
+    assert images.inspect_header(jpeg).format == "JPEG"

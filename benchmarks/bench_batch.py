@@ -156,6 +156,102 @@ def bench_overhead(rows: int, work: Path) -> dict[str, float]:
     }
 
 
+async def bare_chains(base: str, image: Path, rows: int, seed0: int, out: Path) -> int:
+    """The floor: a bare aiohttp client making the batch's requests (per row, three tasks in
+    a chain, each submitted with the previous one's result URL, polled until done and
+    downloaded into a file), nothing else: no journal, ledger, store or record. Returns the
+    number of task queries it made."""
+    import base64
+    import hashlib
+
+    import aiohttp
+
+    uri = "data:image/png;base64," + base64.b64encode(image.read_bytes()).decode()
+    auth = {"Authorization": "Bearer sk-bench"}
+    submit_headers = {**auth, "X-DashScope-Async": "enable"}
+    spacing, sent = 1 / 48, [0]
+    next_at = [0.0]
+    steps = (
+        ("remove_watermark", "remove the text", {}),
+        ("super_resolution", "Image super resolution", {"upscale_factor": 1}),
+        ("expand", "a wider view", {"left_scale": 1.0}),
+    )
+
+    async def task(session: aiohttp.ClientSession, image_ref: str, step: int, seed: int,
+                   dest: Path) -> str:  # fmt: skip
+        function, prompt, extra = steps[step]
+        body = {
+            "model": "wanx2.1-imageedit",
+            "parameters": {"seed": seed, **extra},
+            "input": {"function": function, "prompt": prompt, "base_image_url": image_ref},
+        }
+        now = time.monotonic()
+        at = max(now, next_at[0])
+        next_at[0] = at + spacing
+        await asyncio.sleep(at - now)
+        while True:
+            async with session.post(
+                base + "/services/aigc/image2image/image-synthesis",
+                json=body,
+                headers=submit_headers,
+            ) as r:
+                answer = await r.json()
+            if "output" in answer:
+                break
+            await asyncio.sleep(0.05)
+        task_id = answer["output"]["task_id"]
+        await asyncio.sleep(0.05)
+        while True:
+            sent[0] += 1
+            async with session.get(base + "/tasks/" + task_id, headers=auth) as r:
+                output = (await r.json())["output"]
+            if output["task_status"] == "SUCCEEDED":
+                break
+            await asyncio.sleep(0.05)
+        url = output["results"][0]["url"]
+        digest = hashlib.sha256()
+        with dest.open("wb") as f:
+            async with session.get(url) as r:
+                async for chunk in r.content.iter_chunked(65536):
+                    digest.update(chunk)
+                    f.write(chunk)
+        return str(url)
+
+    async def row(session: aiohttp.ClientSession, running: asyncio.Semaphore, i: int) -> None:
+        ref = uri
+        for step in range(3):
+            async with running:
+                ref = await task(session, ref, step, seed0 + i, out / f"{i}-{step}.png")
+
+    out.mkdir(parents=True, exist_ok=True)
+    running = asyncio.Semaphore(50)
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(row(session, running, i) for i in range(rows)))
+    return sent[0]
+
+
+def bench_floor(rows: int, work: Path) -> dict[str, float]:
+    """The bare client's CPU for the same batch, in this process, on a fresh emulator."""
+    port = free_port()
+    proc = serve(port)
+    base = f"http://127.0.0.1:{port}/api/v1"
+    (work / "bare").mkdir()
+    image = work / "bare" / "in.png"
+    Image.new("RGB", (512, 512), (90, 120, 150)).save(image)
+    try:
+        cpu0 = time.process_time()
+        seed0 = int(time.time()) + 500_000
+        queries = asyncio.run(bare_chains(base, image, rows, seed0, work / "bare"))
+        cpu = time.process_time() - cpu0
+        accepted = stats(base)["submissions"]["accepted"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    tasks = rows * 3
+    assert accepted == tasks, (accepted, tasks)
+    return {"cpu_ms_per_task": 1000 * cpu / tasks, "queries_per_task": queries / tasks}
+
+
 def bench_utilisation(rows: int, work: Path) -> dict[str, float]:
     from wanrecipe import wire as w
 
@@ -197,16 +293,22 @@ def main() -> None:
         work = Path(tmp)
         os.environ["WANRECIPE_STATE_DIR"] = str(work / "state")
         a = bench_overhead(rows_a, work)
+        floor = bench_floor(rows_a, work)
         b = bench_utilisation(rows_b, work)
     print(f"{'measure':<58} {'value':>10} {'target':>10}")
     print("-" * 80)
     rows_table = [
-        (f"(a) {rows_a}x3 batch, quota 50/50: CPU per task (overhead)",
-         f"{a['cpu_ms_per_task']:.2f} ms", "<= 5 ms"),
+        (f"(a) {rows_a}x3 batch, quota 50/50: process CPU per task",
+         f"{a['cpu_ms_per_task']:.2f} ms", ""),
+        ("(a) a bare aiohttp client, same requests (the floor)",
+         f"{floor['cpu_ms_per_task']:.2f} ms", ""),
+        ("(a) scheduler overhead per task (CPU over the floor)",
+         f"{a['cpu_ms_per_task'] - floor['cpu_ms_per_task']:.2f} ms", "<= 5 ms"),
         ("(a) peak RSS of the client process", f"{a['rss_mb']:.0f} MB", "<= 250 MB"),
         ("(a) loading and checking the rows, CPU per row", f"{a['load_ms_per_row']:.2f} ms", ""),
         (f"(a) wall time for {a['tasks']:.0f} tasks", f"{a['wall_s']:.1f} s", ""),
-        ("(a) task queries per task", f"{a['queries_per_task']:.1f}", ""),
+        ("(a) task queries per task (the floor's)",
+         f"{a['queries_per_task']:.1f}", f"({floor['queries_per_task']:.1f})"),
         (f"(b) {rows_b}x3 batch, quota 2/2, 1 s tasks: slot utilisation",
          f"{100 * b['utilisation']:.1f} %", ">= 95 %"),
         ("(b) span first submit -> last end (ideal)",

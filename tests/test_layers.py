@@ -10,7 +10,7 @@ import wanrecipe
 PACKAGE = Path(wanrecipe.__file__).parent
 
 #: The bottom layer: modules that import nothing from wanrecipe, or only each other.
-_LEAVES = {"errors", "wire", "images", "redact", "offload", "lazy", "tls"}
+_LEAVES = {"errors", "wire", "images", "redact", "offload", "lazy", "tls", "loopback"}
 #: What the runner builds on: every layer below it.
 _BELOW_RUNNER = _LEAVES | {"durations", "backends", "store", "report", "executor", "recipe"}
 
@@ -22,18 +22,19 @@ ALLOWED: dict[str, set[str]] = {
     "redact": set(),
     "offload": set(),
     "lazy": set(),
+    "loopback": set(),
     "durations": set(),
     "images": {"errors", "wire"},
     "recipe": {"durations", "errors", "wire", "images", "redact"},
     # The leaves: redact (a state URL shown without its password), durations (the TTL).
     "store": {"errors", "redact", "durations"},
-    "backends": {"errors", "wire", "redact", "images", "offload"},
+    "backends": {"errors", "wire", "redact", "images", "offload", "loopback"},
     # As in DESIGN.md, store and report sit inside the executor's layer: above recipe and
     # backends, and free to use each other (the lock file needs the executor's keys).
     "report": _LEAVES | {"recipe", "store", "executor"},
     "executor": _LEAVES | {"backends", "store", "report", "recipe"},
     # The emulator shares only errors, images, wire and redact with the rest.
-    "emulator": {"durations", "errors", "wire", "images", "redact", "tls", "lazy"},
+    "emulator": {"durations", "errors", "wire", "images", "redact", "tls", "lazy", "loopback"},
     "runner": _BELOW_RUNNER | {"emulator", "api"},
     # Batch runs: one scheduler over every row's steps, beside the runner it builds on.
     "batch": _BELOW_RUNNER | {"runner"},

@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from wanrecipe import wire
-from wanrecipe.emulator.validation import is_loopback_host, parse_submit
+from wanrecipe.emulator.validation import parse_submit
 from wanrecipe.errors import BackendError
+from wanrecipe.loopback import is_loopback_host
 
 from .emu_helpers import body
 

@@ -12,20 +12,12 @@ the network, at a service on this one. The client downloads only from:
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from ..loopback import is_loopback_host
+
 _ALIYUN = "aliyuncs.com"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def result_url_problem(base_url: str, url: str, extra_hosts: Iterable[str] = ()) -> str | None:
@@ -45,7 +37,7 @@ def result_url_problem(base_url: str, url: str, extra_hosts: Iterable[str] = ())
     if host in {h.lower() for h in extra_hosts}:
         return None
     if host == base_host:
-        if _is_loopback(host) and _port(target.scheme, target_port) != _port(
+        if is_loopback_host(host) and _port(target.scheme, target_port) != _port(
             base.scheme, base_port
         ):
             return f"the result URL points at another port of {host} than the backend's"

@@ -130,7 +130,7 @@ def serve(quiet: bool, **options: Any) -> None:
 async def _serve(config: EmulatorConfig, *, quiet: bool) -> None:
     from ..emulator.app import RedactedAccessLogger
     from ..emulator.server import running_emulator
-    from ..emulator.validation import is_loopback_host
+    from ..loopback import is_loopback_host
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -15,9 +15,10 @@ import aiohttp
 
 from .. import tls, wire
 from ..errors import BackendError
+from ..loopback import is_loopback_host
 from ..redact import redact_url
 from .storage import RESULTS_PREFIX, BlobStore, Signer, upload_key
-from .validation import ImageRef, api_error, is_loopback_host
+from .validation import ImageRef, api_error
 
 FETCH_TIMEOUT_SECONDS = 30.0
 

@@ -9,7 +9,6 @@ Errors are :class:`~wanrecipe.errors.BackendError` carrying the HTTP status the 
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -165,18 +164,6 @@ def parse_ref(field: str, value: str, *, oss_resolve: bool) -> ImageRef:
     if not host:
         raise api_error("InvalidURL", f"input.{field}: the URL has no host.")
     return ImageRef(field, "url", value)
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """Whether the emulator may connect to ``host``: loopback only, by address or name."""
-    if not host:
-        return False
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_image(field: str, data: bytes) -> ImageInfo:

@@ -6,7 +6,6 @@ so: the paid service is never chosen because a key happens to be set.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from urllib.parse import urlsplit
 
 from .. import wire
 from ..errors import UsageError
+from ..loopback import is_loopback_host
 from ..redact import has_userinfo, redact_url
 
 BackendKind = Literal["local", "dashscope", "url"]
@@ -77,7 +77,7 @@ def choose_backend(
         return BackendChoice("dashscope", _check_url(url), key, region)
     if base_url:
         url = _check_url(base_url)
-        if not _is_loopback(url):
+        if not is_loopback_host(urlsplit(url).hostname):
             raise UsageError(
                 f"{host_of(url)} is not on this machine; a run that may cost money needs "
                 "--backend dashscope to say so"
@@ -111,13 +111,3 @@ def host_of(url: str) -> str:
     """``host[:port]`` of a URL, as records and labels show it."""
     parts = urlsplit(url)
     return parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else url
-
-
-def _is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

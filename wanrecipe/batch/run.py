@@ -31,6 +31,7 @@ from ..runner import (
     open_session,
     save_durations,
     step_records,
+    watching_backend,
 )
 from .claims import RowClaims, budget_key, open_claims, run_claimed
 from .graph import BatchGraph, LoadedRow, node_id
@@ -190,7 +191,8 @@ async def _run_rows(
     tracker.scheduler = scheduler
     try:
         with interruptible(scheduler, handle_signals):
-            await scheduler.run()
+            async with watching_backend(scheduler, session):
+                await scheduler.run()
     except BaseException as exc:
         cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
         _finish(batch, tracker, scheduler.elapsed(), "interrupted" if cancelled

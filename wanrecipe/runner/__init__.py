@@ -32,7 +32,14 @@ if TYPE_CHECKING:
         step_records,
         with_dependants,
     )
-    from .session import Session, interruptible, load_durations, open_session, save_durations
+    from .session import (
+        Session,
+        interruptible,
+        load_durations,
+        open_session,
+        save_durations,
+        watching_backend,
+    )
 
 _HOME = {
     "execute": "execute",
@@ -48,6 +55,7 @@ _HOME = {
     "load_durations": "session",
     "open_session": "session",
     "save_durations": "session",
+    "watching_backend": "session",
 }
 
 
@@ -89,5 +97,6 @@ __all__ = [
     "save_durations",
     "start_embedded_early",
     "step_records",
+    "watching_backend",
     "with_dependants",
 ]

@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from ..errors import BackendError
 from .choice import BackendChoice
@@ -73,6 +73,26 @@ class EmbeddedEmulator:
             self.process.kill()
             return self.process.wait()
 
+    def gone(self) -> str | None:
+        """Why the process is no longer serving (it exited, or was killed), or None."""
+        code = self.process.poll()
+        if code is None:
+            return None
+        if code < 0:
+            import signal
+
+            try:
+                how = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"killed by signal {-code}"
+        else:
+            how = f"exit code {code}"
+        return (
+            f"the embedded emulator's process ended mid-run ({how}): the tasks it was "
+            "running are gone with it; nothing is billed on the emulator. Run again (steps "
+            "already done come from the cache)"
+        )
+
     def discard(self) -> None:
         """For a run that never used it (an invalid recipe). Stopped as any other (end of
         file, then wait), not killed: a killed emulator would leave its engine workers
@@ -115,13 +135,28 @@ def _take_early() -> EmbeddedEmulator | None:
 @contextlib.asynccontextmanager
 async def open_backend(choice: BackendChoice) -> AsyncIterator[str]:
     """Yield the base URL to talk to, starting the embedded emulator for ``local``."""
+    async with open_watched_backend(choice) as (base_url, _gone):
+        yield base_url
+
+
+def _never_gone() -> str | None:
+    return None
+
+
+@contextlib.asynccontextmanager
+async def open_watched_backend(
+    choice: BackendChoice,
+) -> AsyncIterator[tuple[str, Callable[[], str | None]]]:
+    """``open_backend``, with a probe saying why the backend has stopped serving (the
+    embedded emulator's process ended), or None while it serves (always None for a server
+    this run did not start)."""
     if choice.kind != "local":
         assert choice.base_url
-        yield choice.base_url
+        yield choice.base_url, _never_gone
         return
     if not _can_hand_over_sockets():
         async with _in_process() as base_url:
-            yield base_url
+            yield base_url, _never_gone
         return
     import asyncio
 
@@ -135,7 +170,7 @@ async def open_backend(choice: BackendChoice) -> AsyncIterator[str]:
             "is printed above",
         )
     try:
-        yield emulator.base_url
+        yield emulator.base_url, emulator.gone
     finally:
         await asyncio.to_thread(emulator.stop)
 

@@ -16,7 +16,7 @@ from ..report.events import Event, EventSink, discard
 from ..report.record import RunRecord
 from .choice import BackendChoice, choose_backend, host_of
 from .records import collect_outputs, default_run_dir, default_state_dir, step_records
-from .session import interruptible, open_session, save_durations
+from .session import interruptible, open_session, save_durations, watching_backend
 
 T = TypeVar("T")
 
@@ -92,7 +92,8 @@ async def execute(
         )
         try:
             with interruptible(scheduler, handle_signals):
-                await scheduler.run()
+                async with watching_backend(scheduler, session):
+                    await scheduler.run()
         except BaseException as exc:
             # A bug or a hard stop: still leave the record of what finished (its images are
             # in the run directory and the store), then let the error through.

@@ -1,6 +1,7 @@
 """What a run (a recipe, or a batch of rows) opens before its first request and closes after
 its last: the state directory, the backend (the embedded emulator for ``local``), the quota
-gate and the client; and Ctrl-C while the scheduler runs.
+gate and the client; and, while the scheduler runs, Ctrl-C and the embedded emulator's
+process.
 
 One function, :func:`open_session`, for the single run and the batch alike: where the state
 (or, later, the blob store) is opened from a URL, it is opened here.
@@ -12,13 +13,13 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .choice import BackendChoice
-from .embedded import open_backend
+from .embedded import open_watched_backend
 
 
 @dataclass
@@ -31,6 +32,8 @@ class Session:
     client: Any  # DashScopeClient
     #: What earlier runs in this backend's realm learned about task durations.
     durations: Any  # DurationModel
+    #: Why the backend stopped serving (the embedded emulator's process ended), or None.
+    backend_gone: Callable[[], str | None] = field(default=lambda: None)
 
 
 @contextlib.asynccontextmanager
@@ -58,7 +61,7 @@ async def open_session(
 
     state = await asyncio.to_thread(open_state, state_dir, default_dir=default_dir, blobs=blobs)
     try:
-        async with open_backend(backend) as base_url:
+        async with open_watched_backend(backend) as (base_url, gone):
             gate = open_gate(
                 options.quota,
                 shared_in=ledger_home(state) if shared_quota else None,
@@ -68,7 +71,7 @@ async def open_session(
             try:
                 async with DashScopeClient(base_url, backend.api_key) as client:
                     durations = load_durations(state.path, backend.label, options.poll)
-                    yield Session(state, base_url, gate, client, durations)
+                    yield Session(state, base_url, gate, client, durations, gone)
             finally:
                 await close_gate(gate)
     finally:
@@ -100,6 +103,35 @@ def interruptible(scheduler: Any, enabled: bool) -> Iterator[None]:
     finally:
         loop.remove_signal_handler(signal.SIGINT)
         loop.remove_signal_handler(signal.SIGTERM)
+
+
+#: How often a run looks whether the embedded emulator's process is still there.
+BACKEND_WATCH_S = 0.25
+
+
+@contextlib.asynccontextmanager
+async def watching_backend(scheduler: Any, session: Session) -> AsyncIterator[None]:
+    """While the scheduler runs: if the backend stops serving (the embedded emulator's
+    process was killed: the OOM killer, a stray ``kill``), stop the run at once, saying why,
+    rather than retrying a dead server until each step's timeout. Nothing is lost: what was
+    done is stored, and the emulator bills nothing."""
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(BACKEND_WATCH_S)
+            reason = session.backend_gone()
+            if reason is not None:
+                scheduler.stop(reason)
+                scheduler.abort()  # its tasks are gone: nothing to wait for
+                return
+
+    watcher = asyncio.get_running_loop().create_task(watch(), name="backend-watch")
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
 
 
 def load_durations(state_path: Path, label: str, policy: Any) -> Any:

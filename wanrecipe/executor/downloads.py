@@ -159,10 +159,13 @@ class Downloads(StepBase):
         if not_marked is not None:  # the done mark made in the download's call failed
             raise StepFailed(ErrorInfo("StateError", str(not_marked)))
         if mark is None and records:
-            done = functools.partial(
-                self._journal.record_done, attempt_id, records, state.usage_images
+            await self._journal_call(
+                self._journal.record_done,
+                attempt_id,
+                records,
+                state.usage_images,
+                quick_first=True,
             )
-            await self._journal_call(done, on_loop=functools.partial(done, quick=True))
         if not outputs:
             raise StepFailed(ErrorInfo("NoResults", "the task succeeded without any image"))
         return outputs

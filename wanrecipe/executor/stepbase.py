@@ -212,14 +212,15 @@ class StepBase:
         return time.monotonic() - self._t0
 
     async def _journal_call(
-        self, fn: Any, *args: Any, on_loop: Callable[[], Any] | None = None, **kwargs: Any
+        self, fn: Any, *args: Any, quick_first: bool = False, **kwargs: Any
     ) -> Any:
-        """A journal write: a few ms of fsync, so off the event loop. ``on_loop``: the same
-        write made with ``quick=True``, tried on the loop first (``_local_call``)."""
+        """A journal write: a few ms of fsync, so off the event loop. ``quick_first``: tried
+        on the loop first with ``quick=True`` (``_local_call``), the same write in a thread
+        where that would wait."""
         call = functools.partial(fn, *args, **kwargs)
         try:
-            if on_loop is not None:
-                return await self._local_call(on_loop, call)
+            if quick_first:
+                return await self._local_call(functools.partial(call, quick=True), call)
             return await offload(call)
         except KeyBusy:
             raise

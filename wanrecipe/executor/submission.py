@@ -3,7 +3,6 @@ created no task, looking a lost submit up in the task list), poll until terminal
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, replace
 from typing import Any
@@ -214,14 +213,12 @@ class Submission(Downloads):
                         self._answered[attempt_id] = time.monotonic()
                         # A commit without fsync (see store/journal.py): on the loop unless
                         # another writer (another process) holds the journal.
-                        noted = functools.partial(
+                        await self._journal_call(
                             self._journal.record_submitted,
                             attempt_id,
                             submitted.task_id,
                             submitted.request_id,
-                        )
-                        await self._journal_call(
-                            noted, on_loop=functools.partial(noted, quick=True)
+                            quick_first=True,
                         )
                         return attempt_id, submitted
                 if isinstance(error, TransportError) and not submit_is_retryable(error):
@@ -305,20 +302,18 @@ class Submission(Downloads):
 
     async def _intent(self, sid: str, req: Request) -> int:
         request = {**request_summary(req), **req.meta}
-        intent = functools.partial(
-            self._journal.record_intent,
-            req.key,
-            step=sid,
-            recipe=self._recipe_id,
-            backend=self.backend,
-            request=request,
-            seed=int(req.parameters["seed"]),
-            exclusive=not req.forced,
-        )
         try:
             # On the loop where the journal never waits (SQLite on a quick local disk).
             attempt_id: int = await self._journal_call(
-                intent, on_loop=functools.partial(intent, quick=True)
+                self._journal.record_intent,
+                req.key,
+                step=sid,
+                recipe=self._recipe_id,
+                backend=self.backend,
+                request=request,
+                seed=int(req.parameters["seed"]),
+                exclusive=not req.forced,
+                quick_first=True,
             )
             self._working_on(attempt_id)
             return attempt_id

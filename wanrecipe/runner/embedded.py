@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -79,8 +80,6 @@ class EmbeddedEmulator:
         if code is None:
             return None
         if code < 0:
-            import signal
-
             try:
                 how = f"killed by {signal.Signals(-code).name}"
             except ValueError:
@@ -139,24 +138,20 @@ async def open_backend(choice: BackendChoice) -> AsyncIterator[str]:
         yield base_url
 
 
-def _never_gone() -> str | None:
-    return None
-
-
 @contextlib.asynccontextmanager
 async def open_watched_backend(
     choice: BackendChoice,
-) -> AsyncIterator[tuple[str, Callable[[], str | None]]]:
+) -> AsyncIterator[tuple[str, Callable[[], str | None] | None]]:
     """``open_backend``, with a probe saying why the backend has stopped serving (the
-    embedded emulator's process ended), or None while it serves (always None for a server
-    this run did not start)."""
+    embedded emulator's process ended), or None while it serves; no probe (None) for a
+    server whose process is not this run's."""
     if choice.kind != "local":
         assert choice.base_url
-        yield choice.base_url, _never_gone
+        yield choice.base_url, None
         return
     if not _can_hand_over_sockets():
         async with _in_process() as base_url:
-            yield base_url, _never_gone
+            yield base_url, None
         return
     import asyncio
 

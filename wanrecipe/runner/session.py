@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,9 @@ class Session:
     client: Any  # DashScopeClient
     #: What earlier runs in this backend's realm learned about task durations.
     durations: Any  # DurationModel
-    #: Why the backend stopped serving (the embedded emulator's process ended), or None.
-    backend_gone: Callable[[], str | None] = field(default=lambda: None)
+    #: Why the backend stopped serving (the embedded emulator's process ended), or None;
+    #: None itself for a backend whose process is not the run's (nothing to watch).
+    backend_gone: Callable[[], str | None] | None = None
 
 
 @contextlib.asynccontextmanager
@@ -116,10 +117,15 @@ async def watching_backend(scheduler: Any, session: Session) -> AsyncIterator[No
     rather than retrying a dead server until each step's timeout. Nothing is lost: what was
     done is stored, and the emulator bills nothing."""
 
+    if session.backend_gone is None:  # not the run's process: nothing to watch
+        yield
+        return
+    gone = session.backend_gone
+
     async def watch() -> None:
         while True:
             await asyncio.sleep(BACKEND_WATCH_S)
-            reason = session.backend_gone()
+            reason = gone()
             if reason is not None:
                 scheduler.stop(reason)
                 scheduler.abort()  # its tasks are gone: nothing to wait for

@@ -157,77 +157,39 @@ def bench_overhead(rows: int, work: Path) -> dict[str, float]:
 
 
 async def bare_chains(base: str, image: Path, rows: int, seed0: int, out: Path) -> int:
-    """The floor: a bare aiohttp client making the batch's requests (per row, three tasks in
-    a chain, each submitted with the previous one's result URL, polled until done and
-    downloaded into a file), nothing else: no journal, ledger, store or record. Returns the
-    number of task queries it made."""
+    """The floor (``bare_client.py``) for the batch: per row, three tasks in a chain, each
+    submitted with the previous one's result URL. Returns the number of task queries."""
     import base64
-    import hashlib
 
     import aiohttp
+    from bare_client import BareClient  # beside this script, on its sys.path
 
     uri = "data:image/png;base64," + base64.b64encode(image.read_bytes()).decode()
-    auth = {"Authorization": "Bearer sk-bench"}
-    submit_headers = {**auth, "X-DashScope-Async": "enable"}
-    spacing, sent = 1 / 48, [0]
-    next_at = [0.0]
     steps = (
         ("remove_watermark", "remove the text", {}),
         ("super_resolution", "Image super resolution", {"upscale_factor": 1}),
         ("expand", "a wider view", {"left_scale": 1.0}),
     )
 
-    async def task(session: aiohttp.ClientSession, image_ref: str, step: int, seed: int,
-                   dest: Path) -> str:  # fmt: skip
-        function, prompt, extra = steps[step]
-        body = {
-            "model": "wanx2.1-imageedit",
-            "parameters": {"seed": seed, **extra},
-            "input": {"function": function, "prompt": prompt, "base_image_url": image_ref},
-        }
-        now = time.monotonic()
-        at = max(now, next_at[0])
-        next_at[0] = at + spacing
-        await asyncio.sleep(at - now)
-        while True:
-            async with session.post(
-                base + "/services/aigc/image2image/image-synthesis",
-                json=body,
-                headers=submit_headers,
-            ) as r:
-                answer = await r.json()
-            if "output" in answer:
-                break
-            await asyncio.sleep(0.05)
-        task_id = answer["output"]["task_id"]
-        await asyncio.sleep(0.05)
-        while True:
-            sent[0] += 1
-            async with session.get(base + "/tasks/" + task_id, headers=auth) as r:
-                output = (await r.json())["output"]
-            if output["task_status"] == "SUCCEEDED":
-                break
-            await asyncio.sleep(0.05)
-        url = output["results"][0]["url"]
-        digest = hashlib.sha256()
-        with dest.open("wb") as f:
-            async with session.get(url) as r:
-                async for chunk in r.content.iter_chunked(65536):
-                    digest.update(chunk)
-                    f.write(chunk)
-        return str(url)
-
-    async def row(session: aiohttp.ClientSession, running: asyncio.Semaphore, i: int) -> None:
+    async def row(client: BareClient, running: asyncio.Semaphore, i: int) -> None:
         ref = uri
-        for step in range(3):
+        for step, (function, prompt, extra) in enumerate(steps):
+            body = {
+                "model": "wanx2.1-imageedit",
+                "parameters": {"seed": seed0 + i, **extra},
+                "input": {"function": function, "prompt": prompt, "base_image_url": ref},
+            }
             async with running:
-                ref = await task(session, ref, step, seed0 + i, out / f"{i}-{step}.png")
+                ref = await client.task(
+                    body, str(out / f"{i}-{step}.png"), first_poll=0.05, poll_every=0.05
+                )
 
     out.mkdir(parents=True, exist_ok=True)
     running = asyncio.Semaphore(50)
     async with aiohttp.ClientSession() as session:
-        await asyncio.gather(*(row(session, running, i) for i in range(rows)))
-    return sent[0]
+        client = BareClient(session, base)
+        await asyncio.gather(*(row(client, running, i) for i in range(rows)))
+    return client.queries
 
 
 def bench_floor(rows: int, work: Path) -> dict[str, float]:

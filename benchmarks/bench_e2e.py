@@ -146,54 +146,26 @@ def recipe(folder: Path, name: str, steps: int, *, image: str = "in.png", seed0:
 
 
 BARE_SCRIPT = """
-# The floor: a bare aiohttp client making the runner's requests for each task (a submit paced
-# at the quota, the first query when the task should be done, queries until it is, the
-# download hashed into a file), nothing else: no journal, no ledger, no store, no record.
-import asyncio, base64, hashlib, sys, time
+# The floor (benchmarks/bare_client.py): the runner's requests for each task, nothing else.
+import asyncio, base64, sys
+sys.path.insert(0, sys.argv[6])
 import aiohttp
+from bare_client import BareClient
 base, image, out = sys.argv[1], sys.argv[2], sys.argv[5]
 tasks, seed0 = int(sys.argv[3]), int(sys.argv[4])
 uri = "data:image/png;base64," + base64.b64encode(open(image, "rb").read()).decode()
-auth = {"Authorization": "Bearer sk-bench"}
-submit_headers = {**auth, "X-DashScope-Async": "enable"}
-spacing, next_at, requests = 1 / 48, 0.0, 0
-async def one(session, running, i):
-    global next_at, requests
+async def one(client, running, i):
     async with running:
         body = {"model": "wanx2.1-imageedit", "parameters": {"seed": seed0 + i},
                 "input": {"function": "remove_watermark", "prompt": "x", "base_image_url": uri}}
-        now = time.monotonic(); at = max(now, next_at); next_at = at + spacing
-        await asyncio.sleep(at - now)
-        while True:
-            requests += 1
-            async with session.post(base + "/services/aigc/image2image/image-synthesis",
-                                    json=body, headers=submit_headers) as r:
-                answer = await r.json()
-            if "output" in answer:
-                break
-            await asyncio.sleep(0.05)
-        task = answer["output"]["task_id"]
-        await asyncio.sleep(0.5)
-        while True:
-            requests += 1
-            async with session.get(base + "/tasks/" + task, headers=auth) as r:
-                output = (await r.json())["output"]
-            if output["task_status"] == "SUCCEEDED":
-                break
-            await asyncio.sleep(0.2)
-        digest = hashlib.sha256()
-        with open(f"{out}/{i}.png", "wb") as f:
-            requests += 1
-            async with session.get(output["results"][0]["url"]) as r:
-                async for chunk in r.content.iter_chunked(65536):
-                    digest.update(chunk)
-                    f.write(chunk)
+        await client.task(body, f"{out}/{i}.png", first_poll=0.5, poll_every=0.2)
 async def main():
     running = asyncio.Semaphore(50)
     async with aiohttp.ClientSession() as session:
-        await asyncio.gather(*(one(session, running, i) for i in range(tasks)))
+        client = BareClient(session, base)
+        await asyncio.gather(*(one(client, running, i) for i in range(tasks)))
+    print(client.requests)
 asyncio.run(main())
-print(requests)
 """
 
 
@@ -403,7 +375,7 @@ def cpu_rows(folder: Path, pool: object, counts: Sequence[int]) -> list[Row]:
                 before = requests()
                 bare = spawn(
                     [PY, "-c", BARE_SCRIPT, emu.base_url, str(sub / "in.png"), str(count),
-                     str(count * 10 + 1_000_000), str(sub / "bare")],
+                     str(count * 10 + 1_000_000), str(sub / "bare"), str(ROOT / "benchmarks")],
                     cwd=sub,
                 )  # fmt: skip
                 assert bare.code == 0, bare.stderr[-2000:]

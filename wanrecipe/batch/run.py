@@ -27,11 +27,9 @@ from ..runner import (
     collect_outputs,
     default_state_dir,
     host_of,
-    interruptible,
     open_session,
     save_durations,
     step_records,
-    watching_backend,
 )
 from .claims import RowClaims, budget_key, open_claims, run_claimed
 from .graph import BatchGraph, LoadedRow, node_id
@@ -140,8 +138,6 @@ async def _run_rows(
     handle_signals: bool,
 ) -> BatchRecord:
     """Run these rows in one scheduler within an open session; the batch record."""
-    from ..executor.scheduler import Scheduler
-
     run_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     first = graph.rows[0].recipe
@@ -174,25 +170,13 @@ async def _run_rows(
             },
         )
     )
-    scheduler = Scheduler(
-        graph,
-        session.client,
-        record=combined,
-        run_dir=run_dir,
-        backend=backend.label,
-        options=options,
-        render=graph.render,
-        on_event=tracker,
-        state=session.state,
-        durations=session.durations,
-        gate=session.gate,
-        budget=budget,
-    )
+    scheduler = session.scheduler(
+        graph, record=combined, run_dir=run_dir, backend=backend.label, options=options,
+        render=graph.render, on_event=tracker, budget=budget,
+    )  # fmt: skip
     tracker.scheduler = scheduler
     try:
-        with interruptible(scheduler, handle_signals):
-            async with watching_backend(scheduler, session):
-                await scheduler.run()
+        await session.run(scheduler, handle_signals=handle_signals)
     except BaseException as exc:
         cancelled = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
         _finish(batch, tracker, scheduler.elapsed(), "interrupted" if cancelled

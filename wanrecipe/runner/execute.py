@@ -16,7 +16,7 @@ from ..report.events import Event, EventSink, discard
 from ..report.record import RunRecord
 from .choice import BackendChoice, choose_backend, host_of
 from .records import collect_outputs, default_run_dir, default_state_dir, step_records
-from .session import interruptible, open_session, save_durations, watching_backend
+from .session import open_session, save_durations
 
 T = TypeVar("T")
 
@@ -38,7 +38,7 @@ async def execute(
     ``WANRECIPE_STATE``, else ``.wanrecipe/`` beside the recipe). ``blobs``: where images
     live (a directory or ``s3://bucket/prefix``; default ``WANRECIPE_BLOBS``, else the
     state directory)."""
-    from ..executor.scheduler import RunOptions, Scheduler
+    from ..executor.scheduler import RunOptions
     from ..recipe.render import render_outputs, render_step
 
     options = options or RunOptions()
@@ -77,23 +77,12 @@ async def execute(
                 },
             )
         )
-        scheduler = Scheduler(
-            recipe,
-            session.client,
-            record=record,
-            run_dir=run_dir,
-            backend=backend.label,
-            options=options,
-            render=render_step,
-            on_event=on_event,
-            state=session.state,
-            durations=session.durations,
-            gate=session.gate,
-        )
+        scheduler = session.scheduler(
+            recipe, record=record, run_dir=run_dir, backend=backend.label, options=options,
+            render=render_step, on_event=on_event,
+        )  # fmt: skip
         try:
-            with interruptible(scheduler, handle_signals):
-                async with watching_backend(scheduler, session):
-                    await scheduler.run()
+            await session.run(scheduler, handle_signals=handle_signals)
         except BaseException as exc:
             # A bug or a hard stop: still leave the record of what finished (its images are
             # in the run directory and the store), then let the error through.

@@ -36,6 +36,35 @@ class Session:
     #: None itself for a backend whose process is not the run's (nothing to watch).
     backend_gone: Callable[[], str | None] | None = None
 
+    def scheduler(
+        self,
+        graph: Any,
+        *,
+        record: Any,
+        run_dir: Path,
+        backend: str,
+        options: Any,
+        render: Any,
+        on_event: Any,
+        budget: Any = None,
+    ) -> Any:
+        """The scheduler of ``graph`` (a recipe, or a batch's rows) on this session's client,
+        state, quota gate and learned durations."""
+        from ..executor.scheduler import Scheduler
+
+        return Scheduler(
+            graph, self.client, record=record, run_dir=run_dir, backend=backend,
+            options=options, render=render, on_event=on_event, state=self.state,
+            durations=self.durations, gate=self.gate, budget=budget,
+        )  # fmt: skip
+
+    async def run(self, scheduler: Any, *, handle_signals: bool) -> None:
+        """Run ``scheduler`` to its end: Ctrl-C stops it cleanly (``handle_signals``), and a
+        backend that stops serving stops it at once (see :func:`watching_backend`)."""
+        with interruptible(scheduler, handle_signals):
+            async with watching_backend(scheduler, self):
+                await scheduler.run()
+
 
 @contextlib.asynccontextmanager
 async def open_session(

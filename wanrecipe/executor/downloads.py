@@ -90,7 +90,7 @@ class Downloads(StepBase):
         # the done mark after it. Else it goes to a thread, and a task of one image (the
         # common case) is marked done in that same thread call, right after its blob is
         # stored: one hand-off for the whole result.
-        on_loop = self._disk_on_loop and not self.state.blobs.remote
+        on_loop = self._loop_writes.allowed and not self.state.blobs.remote
         mark = None
         if not on_loop and len(jobs) == 1 and len(state.results) == 1:
 

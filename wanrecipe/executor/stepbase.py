@@ -41,9 +41,15 @@ from .slots import PrioritySlots, priorities
 
 T = TypeVar("T")
 
-#: A write on the event loop (``StepBase._on_loop``) that takes longer than this (its fsync, on
-#: a slow disk) sends every later one of the run to a worker thread.
+#: A write on the event loop (``StepBase._local_call``) that takes longer than this (its
+#: fsync, on a slow disk) counts as slow; the ``ON_LOOP_SLOW_CALLS``-th slow one sends every
+#: later one of the run to a worker thread.
 ON_LOOP_MAX_S = 0.02
+#: Not the first slow call: a call is timed on the wall clock, and one that waited for the GIL
+#: (another thread importing modules, a profiler) looks as slow as an fsync on a slow disk. One
+#: such call early in a run used to send all the rest of it to threads, for about 1 ms of CPU
+#: a task more. A disk that is slow is slow on every call: it is told by the third.
+ON_LOOP_SLOW_CALLS = 3
 
 #: Result downloads are capped: 16384x16384 RGB PNG is the largest output there is.
 DEFAULT_MAX_DOWNLOAD_BYTES = 1024 * 1024 * 1024
@@ -81,6 +87,24 @@ class RunOptions:
     download_min_s: float = 30.0
     #: Waits before asking the task list again when it does not show a lost submit's task yet.
     lost_list_delays: tuple[float, ...] = LIST_RETRY_DELAYS
+
+
+class LoopWrites:
+    """Whether a run's local writes are still made on the event loop: until the
+    ``slow_calls``-th one that took over ``max_s`` (a slow disk); then never again in that
+    run (its later writes go to threads)."""
+
+    def __init__(self, max_s: float = ON_LOOP_MAX_S, slow_calls: int = ON_LOOP_SLOW_CALLS):
+        self.max_s = max_s
+        self.slow_calls = slow_calls
+        self.slow = 0
+        self.allowed = True
+
+    def took(self, seconds: float) -> None:
+        if seconds > self.max_s:
+            self.slow += 1
+            if self.slow >= self.slow_calls:
+                self.allowed = False
 
 
 class StepFailed(Exception):
@@ -141,8 +165,8 @@ class StepBase:
         self._journal = state.journal
         self._journal_path = state.journal.location
         # The journal's local writes (an intent, a download's blob and done mark) are made on
-        # the loop until one is slow (see ``_on_loop``).
-        self._disk_on_loop = True
+        # the loop until they prove slow (see ``LoopWrites``).
+        self._loop_writes = LoopWrites()
         self._incoming = state.path / "incoming"
         self.client, self.record, self.run_dir, self.options = client, record, run_dir, options
         self._emit_sink = on_event
@@ -232,17 +256,16 @@ class StepBase:
         loop itself while the run's disk has been quick: no thread hand-off. ``fallback``
         (default ``fn``) in a worker thread instead when ``fn`` raises ``WouldWait`` (the
         journal would have waited: another writer holds it, or it is a round trip away), or
-        once a call was slow (over ``ON_LOOP_MAX_S``: an fsync on a slow disk), which sends
-        every later call of the run to a thread."""
-        if self._disk_on_loop:
+        once calls were slow (see ``LoopWrites``: an fsync on a slow disk), which sends every
+        later call of the run to a thread."""
+        if self._loop_writes.allowed:
             started = time.monotonic()
             try:
                 return fn()
             except WouldWait:
                 pass
             finally:
-                if time.monotonic() - started > ON_LOOP_MAX_S:
-                    self._disk_on_loop = False
+                self._loop_writes.took(time.monotonic() - started)
         return await offload(fallback or fn)
 
     async def _sleep(self, seconds: float) -> None:

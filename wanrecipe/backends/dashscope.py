@@ -93,11 +93,9 @@ class DashScopeClient:
 
     async def __aenter__(self) -> Self:
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(
-                total=self._timeout,
-                connect=self._connect_timeout,
-                sock_read=self._timeout,
-            ),
+            # No sock_read here: it could never fire before ``total`` (the same bound, started
+            # later), and it re-arms a timer on every chunk of every answer.
+            timeout=aiohttp.ClientTimeout(total=self._timeout, connect=self._connect_timeout),
             trace_configs=[trace_config()],
             headers={"User-Agent": self._user_agent},
         )

@@ -69,10 +69,7 @@ def _entry(head: str, item: Any, indent: str, lines: list[str]) -> None:
             lines.append(head)
             _sequence(item, indent, lines)  # indentless, as PyYAML writes it in a mapping
     else:
-        line = f"{head} {_scalar(item)}"
-        if len(line) > _MAX_LINE:
-            raise _Unsupported()
-        lines.append(line)
+        _line(f"{head} {_scalar(item)}", lines)
 
 
 def _sequence(value: list[Any], indent: str, lines: list[str]) -> None:
@@ -88,10 +85,14 @@ def _sequence(value: list[Any], indent: str, lines: list[str]) -> None:
         elif isinstance(item, list):
             raise _Unsupported()
         else:
-            line = f"{indent}- {_scalar(item)}"
-            if len(line) > _MAX_LINE:
-                raise _Unsupported()
-            lines.append(line)
+            _line(f"{indent}- {_scalar(item)}", lines)
+
+
+def _line(line: str, lines: list[str]) -> None:
+    """A line ending in a scalar; one PyYAML might fold goes to PyYAML."""
+    if len(line) > _MAX_LINE:
+        raise _Unsupported()
+    lines.append(line)
 
 
 def _key(key: Any) -> str:
